@@ -1,0 +1,100 @@
+"""``coaudio bench``: regular window recompute vs continual step, timed side by side."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+QUICK = {"models": "gtzan", "blocks": "1,2", "windows": "120", "rounds": 3}
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{name} must be comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"{name} must be positive integers, got {text!r}")
+    return values
+
+
+def bench_cli(
+    models: str = typer.Option("gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."),
+    blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
+    windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
+    threads: int = typer.Option(1, min=1, help="Intra-op threads (torch.set_num_threads)."),
+    rounds: int = typer.Option(5, min=1, help="Interleaved timing rounds per configuration."),
+    quick: bool = typer.Option(False, "--quick", help="Only the GTZAN shape at n=120, 3 rounds."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write a JSON document to this file ('-' = stdout)."),
+) -> None:
+    """Time per-step latency and count FLOPs of regular vs continual inference."""
+    from coaudio.bench import encoder as encoder_bench  # heavy import only when run
+
+    if quick:
+        models, blocks, windows, rounds = QUICK["models"], QUICK["blocks"], QUICK["windows"], QUICK["rounds"]
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in encoder_bench.MODELS]
+    if unknown:
+        raise typer.BadParameter(f"unknown model {unknown[0]!r}; known: {', '.join(encoder_bench.MODELS)}")
+    case_list = encoder_bench.cases(names, _ints(blocks, "--blocks"), _ints(windows, "--windows"))
+
+    err = Console(stderr=True)
+    records = []
+    with err.status("benchmarking") as status:
+        for i, record in enumerate(encoder_bench.run(case_list, threads=threads, rounds=rounds)):
+            records.append(record)
+            status.update(f"benchmarked {i + 1}/{len(case_list)}")
+    document = {"machine": _machine(), "threads": threads, "results": records}
+    if json_out == "-":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    if json_out:
+        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
+        err.print(f"wrote {json_out}")
+    out = Console()
+    if not out.is_terminal:  # a pipe or file: never squeeze the table into 80 columns
+        out = Console(width=200)
+    out.print(_table(records, threads))
+
+
+def _machine() -> dict:
+    import torch
+
+    return {
+        "cpu": _cpu_name(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _table(records: list[dict], threads: int) -> Table:
+    table = Table(title=f"per-step latency, {threads} thread(s), batch 1, float32 ({_cpu_name()})")
+    for column in ["model", "blocks", "n", "regular us", "reg-last us", "continual us", "speedup",
+                   "vs last", "regular MFLOPs", "continual MFLOPs", "FLOPs ratio", "max |diff|"]:
+        table.add_column(column, justify="right")
+    for r in records:
+        table.add_row(
+            r["model"], str(r["blocks"]), str(r["n"]),
+            f"{r['regular_us']:.0f}", f"{r['regular_last_us']:.0f}", f"{r['continual_us']:.1f}",
+            f"{r['speedup']:.1f}x", f"{r['speedup_vs_last']:.1f}x",
+            f"{r['regular_flops'] / 1e6:.2f}", f"{r['continual_flops'] / 1e6:.3f}",
+            f"{r['flops_ratio']:.1f}x", f"{r['max_abs_diff']:.1e}",
+        )
+    return table

@@ -1,0 +1,32 @@
+"""The ``coaudio`` command: one Typer app, one module per command."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from coaudio_cli import bench
+
+app = typer.Typer(
+    name="coaudio",
+    help="Online audio classification with Continual Transformers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("bench")(bench.bench_cli)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagnostics to stderr."),
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    app()

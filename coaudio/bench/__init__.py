@@ -1,0 +1,1 @@
+"""Benchmarks that compare methods side by side in one run and report ratios."""

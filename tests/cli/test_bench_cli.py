@@ -1,0 +1,46 @@
+"""`coaudio bench` as a user runs it: a real process, JSON on stdout, a table otherwise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+REQUIRED = {"n", "blocks", "regular_us", "continual_us", "speedup", "regular_flops",
+            "continual_flops", "flops_ratio", "max_abs_diff"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_bench_json_document_has_the_promised_keys():
+    done = _run("bench", "--models", "small", "--blocks", "1,2", "--windows", "8", "--rounds", "1",
+                "--json", "-")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    assert document["threads"] == 1 and document["machine"]["torch"]
+    results = document["results"]
+    assert [(r["blocks"], r["n"]) for r in results] == [(1, 8), (2, 8)]
+    for record in results:
+        assert REQUIRED <= record.keys()
+        assert record["max_abs_diff"] < 1e-5
+        assert record["flops_ratio"] > 1
+        assert record["continual_flops"] == record["continual_flops_analytic"]
+
+
+def test_bench_table_goes_to_stdout():
+    done = _run("bench", "--models", "gtzan", "--blocks", "1", "--windows", "4", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    assert "continual" in done.stdout and "gtzan" in done.stdout
+
+
+def test_bad_arguments_get_a_clear_error():
+    done = _run("bench", "--models", "huge")
+    assert done.returncode != 0
+    assert "unknown model 'huge'" in done.stderr
+    done = _run("bench", "--windows", "0")
+    assert done.returncode != 0
+    assert "--windows" in done.stderr

@@ -154,10 +154,9 @@ class ContinualEncoder(nn.Module):
     def _context(self, state: EncoderState) -> StepContext:
         """Slots and masks for this step; masks are skipped once every window is full."""
         n, t = self.window, state.t
-        batch_index = torch.arange(t.shape[0], device=t.device)
         key_mask = evicting = None
         if state.min_t < n - 1:  # after this token, slots 0..t are filled
             key_mask = torch.arange(n, device=t.device)[None, :] <= t[:, None]
         if state.min_t < n:  # slot t % n held token t - n only if t >= n
             evicting = (t >= n).to(self.layers[0].qkv.weight.dtype)
-        return StepContext(batch_index, t % n, key_mask, evicting)
+        return StepContext(t % n, key_mask, evicting)

@@ -68,15 +68,11 @@ class EncoderLayer(nn.Module):
         self.scale = 1.0 / math.sqrt(cfg.head_dim)
 
     # ------------------------------------------------------------------ shared pieces
-    def attention_input(self, x: Tensor) -> Tensor:
-        """What the attention projections see: ``x`` (post-LN) or ``norm1(x)`` (pre-LN)."""
-        return self.norm1(x) if self.cfg.norm_first else x
-
     def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(..., D)`` -> scaled q, k, v, each ``(..., H, Dh)``."""
         h, dh = self.cfg.n_heads, self.cfg.head_dim
         qkv = F.linear(self.attention_input(x), self.qkv.weight, self.qkv.bias)
-        q, k, v = qkv.unflatten(-1, (3, h, dh)).unbind(-3)
+        q, k, v = qkv.view(*x.shape[:-1], 3, h, dh).unbind(-3)
         return q * self.scale, k, v
 
     def project_kv(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,24 +91,33 @@ class EncoderLayer(nn.Module):
         q = F.linear(self.attention_input(x), self.qkv.weight[:d], b)
         return (q.unflatten(-1, (h, dh)) * self.scale).transpose(1, 2)
 
+    def attention_input(self, x: Tensor) -> Tensor:
+        """What the attention projections see: ``x`` (post-LN) or ``norm1(x)`` (pre-LN)."""
+        return self._norm(x, self.norm1) if self.cfg.norm_first else x
+
     def feed_forward(self, x: Tensor) -> Tensor:
-        hidden = self.ff1(x)
+        hidden = F.linear(x, self.ff1.weight, self.ff1.bias)
         hidden = gelu(hidden) if self.cfg.activation == "gelu" else F.relu(hidden)
         hidden = F.dropout(hidden, self.cfg.dropout, self.training)
-        return F.dropout(self.ff2(hidden), self.cfg.dropout, self.training)
+        return F.dropout(F.linear(hidden, self.ff2.weight, self.ff2.bias), self.cfg.dropout, self.training)
 
     def finish(self, x: Tensor, attended: Tensor) -> Tensor:
         """Out-projection, residuals, norms and feed-forward.
 
         ``x`` is the layer input and ``attended`` the merged attention output, both
-        ``(..., D)`` for the same tokens.
+        ``(..., D)`` for the same tokens. (Functional calls rather than module calls: this
+        runs once per streamed token, where call overhead is a large share of the cost.)
         """
-        a = F.dropout(self.out(attended), self.cfg.dropout, self.training)
+        a = F.dropout(F.linear(attended, self.out.weight, self.out.bias), self.cfg.dropout, self.training)
         if self.cfg.norm_first:
             h = x + a
-            return h + self.feed_forward(self.norm2(h))
-        h = self.norm1(x + a)
-        return self.norm2(h + self.feed_forward(h))
+            return h + self.feed_forward(self._norm(h, self.norm2))
+        h = self._norm(x + a, self.norm1)
+        return self._norm(h + self.feed_forward(h), self.norm2)
+
+    @staticmethod
+    def _norm(x: Tensor, norm: nn.LayerNorm) -> Tensor:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
     # ------------------------------------------------------------------ regular path
     def forward(

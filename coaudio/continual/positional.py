@@ -61,4 +61,4 @@ class PositionalEncoding(nn.Module):
                 "absolute positions move with the window, so cached keys would go stale; "
                 "use positional='recycling' (or 'none') for continual inference"
             )
-        return x_t + self.table[t % self.period]
+        return x_t + self.table.index_select(0, t % self.period)

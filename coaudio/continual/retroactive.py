@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from coaudio.continual.layer import EncoderLayer
-from coaudio.continual.single_output import StepContext, write_slot
+from coaudio.continual.single_output import StepContext, read_slot, write_slot
 from coaudio.continual.state import RetroactiveState
 
 # Recompute a row exactly once cancellation has removed more than 7/8 of its mass: the
@@ -87,9 +87,9 @@ def retroactive_step(
         ``(B, n, D)`` updated outputs of every token of the window, in ring-slot order, and
         the new state.
     """
-    b, s = ctx.batch_index, ctx.slot
     q, k, v = layer.project_qkv(x_t)  # each (B, H, Dh)
-    k_old, v_old = state.k[b, :, s], state.v[b, :, s]  # leaving token, (B, H, Dh)
+    k_old = read_slot(state.k, ctx, slot_dim=2)  # the leaving token, (B, H, Dh)
+    v_old = read_slot(state.v, ctx, slot_dim=2)
     x_ring = write_slot(state.x, ctx, x_t, slot_dim=1)
     q_ring = write_slot(state.q, ctx, q, slot_dim=2)
     k_ring = write_slot(state.k, ctx, k, slot_dim=2)
@@ -113,6 +113,8 @@ def retroactive_step(
     pad = None if ctx.key_mask is None else ~ctx.key_mask  # (B, n)
     row_pad = None if pad is None else pad[:, None, :].expand(-1, k_ring.shape[1], -1)
     m_row, den_row, num_row = _exact_rows(q, k_ring, v_ring, row_pad)
+    b = torch.arange(x_t.shape[0], device=x_t.device)
+    s = ctx.slot
     m[b, :, s], den[b, :, s], mass[b, :, s], num[b, :, s] = m_row, den_row, den_row, num_row
 
     stale = den < RECOMPUTE_BELOW * mass  # (B, H, n)

@@ -23,30 +23,37 @@ from coaudio.continual.state import SingleOutputState
 class StepContext(NamedTuple):
     """Per-step indexing shared by all layers of one encoder step.
 
-    batch_index: ``(B,)`` long, ``arange(B)``
-    slot:        ``(B,)`` long, ring slot of the newest token (``t % n``)
-    key_mask:    ``(B, n)`` bool, True for filled slots; None once every stream has n tokens
-    evicting:    ``(B,)`` float, 1 where the slot held a token that leaves the window now,
-                 0 while that stream is still warming up; None when every stream evicts
+    slot:     ``(B,)`` long, ring slot of the newest token (``t % n``)
+    key_mask: ``(B, n)`` bool, True for filled slots; None once every stream has n tokens
+    evicting: ``(B,)`` float, 1 where the slot held a token that leaves the window now,
+              0 while that stream is still warming up; None when every stream evicts
     """
 
-    batch_index: Tensor
     slot: Tensor
     key_mask: Tensor | None
     evicting: Tensor | None
 
 
+def slot_index(ctx: StepContext, ring: Tensor, slot_dim: int) -> Tensor:
+    """``ctx.slot`` shaped for ``scatter``/``gather`` on ``ring`` along ``slot_dim``: the
+    ring's shape with size 1 at ``slot_dim`` (an expanded view, no copy)."""
+    shape = list(ring.shape)
+    shape[slot_dim] = 1
+    view = [-1] + [1] * (ring.dim() - 1)
+    return ctx.slot.view(view).expand(shape)
+
+
 def write_slot(ring: Tensor, ctx: StepContext, value: Tensor, slot_dim: int) -> Tensor:
     """Out-of-place ring write: a copy of ``ring`` whose slot ``ctx.slot[b]`` holds ``value[b]``.
 
-    ``slot_dim`` is the ring's slot dimension (1, 2 or 3); ``value`` has the ring's shape
-    without that dimension.
+    ``slot_dim`` is the ring's slot dimension; ``value`` has the ring's shape without it.
     """
-    out = ring.clone()
-    index: list = [ctx.batch_index] + [slice(None)] * (ring.dim() - 1)
-    index[slot_dim] = ctx.slot
-    out[tuple(index)] = value
-    return out
+    return ring.scatter(slot_dim, slot_index(ctx, ring, slot_dim), value.unsqueeze(slot_dim))
+
+
+def read_slot(ring: Tensor, ctx: StepContext, slot_dim: int) -> Tensor:
+    """``ring[b, ..., ctx.slot[b], ...]`` for every stream b (the ring without ``slot_dim``)."""
+    return ring.gather(slot_dim, slot_index(ctx, ring, slot_dim)).squeeze(slot_dim)
 
 
 def init_single_output_state(

@@ -87,7 +87,8 @@ def _cpu_name() -> str:
 def _table(records: list[dict], threads: int) -> Table:
     table = Table(title=f"per-step latency, {threads} thread(s), batch 1, float32 ({_cpu_name()})")
     for column in ["model", "blocks", "n", "regular us", "reg-last us", "continual us", "speedup",
-                   "vs last", "regular MFLOPs", "continual MFLOPs", "FLOPs ratio", "max |diff|"]:
+                   "vs last", "regular MFLOPs", "continual MFLOPs", "FLOPs ratio", "max |diff|",
+                   "co-inference us", "vs co-inference"]:
         table.add_column(column, justify="right")
     for r in records:
         table.add_row(
@@ -96,5 +97,7 @@ def _table(records: list[dict], threads: int) -> Table:
             f"{r['speedup']:.1f}x", f"{r['speedup_vs_last']:.1f}x",
             f"{r['regular_flops'] / 1e6:.2f}", f"{r['continual_flops'] / 1e6:.3f}",
             f"{r['flops_ratio']:.1f}x", f"{r['max_abs_diff']:.1e}",
+            "-" if r["reference_us"] is None else f"{r['reference_us']:.0f}",
+            "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.1f}x",
         )
     return table

@@ -7,7 +7,9 @@ batch 1), streams tokens through it, and times in interleaved rounds:
   (what a stock transformer encoder does);
 * ``regular_last``: the same, with the last layer computing only the newest query (the
   cheapest obvious non-continual baseline);
-* ``continual``: one :meth:`ContinualEncoder.step`.
+* ``continual``: one :meth:`ContinualEncoder.step`;
+* ``reference``: the authors' ``continual-inference`` library's ``forward_step`` on the same
+  shape, when that package is importable (optional, see :mod:`coaudio.bench.reference`).
 
 Latencies are medians over rounds of the mean per-step time inside a round. Speed-ups are
 ratios measured in the same run. ``max_abs_diff`` compares continual outputs with the regular
@@ -25,6 +27,7 @@ from typing import Callable, Iterator
 import torch
 
 from coaudio.bench.flops import analytic_flops, counted_flops
+from coaudio.bench.reference import reference_stepper
 from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
 
 log = logging.getLogger(__name__)
@@ -115,6 +118,9 @@ def run_case(case: BenchCase, rounds: int = 5, target_s: float = 0.05, seed: int
             "regular_last": lambda: streams["last"].regular_step(last_only=True),
             "continual": streams["continual"].continual_step,
         }
+        reference = reference_stepper(cfg, tokens)
+        if reference is not None:
+            methods["reference"] = reference
         steps = {name: _calibrate(fn, target_s) for name, fn in methods.items()}
         samples: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(rounds):  # interleaved, so background load hits every method alike
@@ -145,8 +151,10 @@ def run_case(case: BenchCase, rounds: int = 5, target_s: float = 0.05, seed: int
         "continual_flops": flops["continual"],
         "flops_ratio": flops["regular"] / flops["continual"],
         "max_abs_diff": diff,
+        "reference_us": us.get("reference"),
+        "speedup_vs_reference": us["reference"] / us["continual"] if "reference" in us else None,
     }
-    for name in methods:
+    for name in ("regular", "regular_last", "continual"):
         record[f"{name}_flops_analytic"] = analytic_flops(cfg, name)
     log.info("benchmarked %s", case)
     return record

@@ -181,8 +181,10 @@ class EncoderLayer(nn.Module):
 
 
 def gelu(x: Tensor) -> Tensor:
-    """Exact (erf-based) GELU, ``x * Phi(x)``. Same values as ``F.gelu`` to rounding; written
-    out because ``F.gelu`` costs ~10-35 us per call on small CPU tensors (erf: ~2 us)."""
+    """Exact (erf-based) GELU, ``x * Phi(x)``: the same values as ``F.gelu`` to rounding.
+
+    Written out because inside the per-token step ``aten::gelu`` profiled at 24-35 us per call
+    on this project's CPU machine (AMD EPYC, torch 2.13), against ~12 us for these four ops."""
     return x * (0.5 + 0.5 * torch.erf(x * _INV_SQRT2))
 
 

@@ -44,3 +44,17 @@ def test_bad_arguments_get_a_clear_error():
     done = _run("bench", "--windows", "0")
     assert done.returncode != 0
     assert "--windows" in done.stderr
+
+
+def test_reference_column_is_optional():
+    """Without continual-inference the column is null; with it, it is a latency."""
+    import importlib.util
+
+    done = _run("bench", "--models", "small", "--blocks", "1", "--windows", "8", "--rounds", "1",
+                "--json", "-")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)["results"][0]
+    if importlib.util.find_spec("continual") is None:
+        assert record["reference_us"] is None and record["speedup_vs_reference"] is None
+    else:
+        assert record["reference_us"] > 0 and record["speedup_vs_reference"] > 0

@@ -86,7 +86,8 @@ def _cpu_name() -> str:
 
 def _table(records: list[dict], threads: int) -> Table:
     table = Table(title=f"per-step latency, {threads} thread(s), batch 1, float32 ({_cpu_name()})")
-    for column in ["model", "blocks", "n", "regular us", "reg-last us", "continual us", "speedup",
+    for column in ["model", "blocks", "n", "regular us", "reg-last us", "continual us", "kernel",
+                   "torch-step us", "speedup",
                    "vs last", "regular MFLOPs", "continual MFLOPs", "FLOPs ratio", "max |diff|",
                    "co-inference us", "vs co-inference"]:
         table.add_column(column, justify="right")
@@ -94,6 +95,7 @@ def _table(records: list[dict], threads: int) -> Table:
         table.add_row(
             r["model"], str(r["blocks"]), str(r["n"]),
             f"{r['regular_us']:.0f}", f"{r['regular_last_us']:.0f}", f"{r['continual_us']:.1f}",
+            r["kernel"], f"{r['continual_torch_us']:.1f}",
             f"{r['speedup']:.1f}x", f"{r['speedup_vs_last']:.1f}x",
             f"{r['regular_flops'] / 1e6:.2f}", f"{r['continual_flops'] / 1e6:.3f}",
             f"{r['flops_ratio']:.1f}x", f"{r['max_abs_diff']:.1e}",

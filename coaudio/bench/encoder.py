@@ -7,7 +7,10 @@ batch 1), streams tokens through it, and times in interleaved rounds:
   (what a stock transformer encoder does);
 * ``regular_last``: the same, with the last layer computing only the newest query (the
   cheapest obvious non-continual baseline);
-* ``continual``: one :meth:`ContinualEncoder.step`;
+* ``continual``: one :meth:`ContinualEncoder.step` (for one layer on the CPU in float32 this is
+  the fused C kernel of :mod:`coaudio.continual.native` when it could be built);
+* ``continual_torch``: the same step forced through torch operations, the same framework as the
+  regular baselines;
 * ``reference``: the authors' ``continual-inference`` library's ``forward_step`` on the same
   shape, when that package is importable (optional, see :mod:`coaudio.bench.reference`).
 
@@ -28,7 +31,7 @@ import torch
 
 from coaudio.bench.flops import analytic_flops, counted_flops
 from coaudio.bench.reference import reference_stepper
-from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
+from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig, native
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class _Stream:
 
     def __init__(self, encoder: ContinualEncoder, tokens: torch.Tensor) -> None:
         self.encoder, self.tokens = encoder, tokens  # tokens: (steps, D) cycled
+        # one (1, D) tensor per token, so fetching the next one costs no tensor operation
+        self.token_list = [token[None] for token in tokens]
         self.n = encoder.window
         self.t = 0
         self.state = encoder.init_state(1)
@@ -69,7 +74,7 @@ class _Stream:
         self.t = self.n
 
     def next_token(self) -> torch.Tensor:
-        token = self.tokens[self.t % len(self.tokens)][None]  # (1, D)
+        token = self.token_list[self.t % len(self.token_list)]  # (1, D)
         self.t += 1
         return token
 
@@ -80,8 +85,8 @@ class _Stream:
         out = self.encoder(self.window, start=start, last_only=last_only)
         return out if last_only else out[:, -1]
 
-    def continual_step(self) -> torch.Tensor:
-        y, self.state = self.encoder.step(self.next_token(), self.state)
+    def continual_step(self, kernel: str = "auto") -> torch.Tensor:
+        y, self.state = self.encoder.step(self.next_token(), self.state, kernel=kernel)
         return y
 
 
@@ -112,11 +117,13 @@ def run_case(case: BenchCase, rounds: int = 5, target_s: float = 0.05, seed: int
     encoder = ContinualEncoder(cfg).eval()
     tokens = torch.randn(4 * cfg.window + 7, cfg.layer.d_model)
     with torch.inference_mode():
-        streams = {name: _Stream(encoder, tokens) for name in ("regular", "last", "continual")}
+        names = ("regular", "last", "continual", "torch")
+        streams = {name: _Stream(encoder, tokens) for name in names}
         methods = {
             "regular": lambda: streams["regular"].regular_step(last_only=False),
             "regular_last": lambda: streams["last"].regular_step(last_only=True),
             "continual": streams["continual"].continual_step,
+            "continual_torch": lambda: streams["torch"].continual_step(kernel="torch"),
         }
         reference = reference_stepper(cfg, tokens)
         if reference is not None:
@@ -130,9 +137,11 @@ def run_case(case: BenchCase, rounds: int = 5, target_s: float = 0.05, seed: int
         flops = {
             "regular": counted_flops(lambda: encoder(window, last_only=False)),
             "regular_last": counted_flops(lambda: encoder(window)),
-            "continual": counted_flops(streams["continual"].continual_step),
+            # the counter sees torch operations only, so count the torch kernel (same algorithm)
+            "continual": counted_flops(lambda: streams["torch"].continual_step(kernel="torch")),
         }
         diff = _max_abs_diff(encoder, tokens, steps=min(3 * cfg.window, 400))
+        kernel = "native" if native.binding(encoder, tokens[:1]) is not None else "torch"
     us = {name: statistics.median(v) for name, v in samples.items()}
     record = {
         "model": case.model,
@@ -144,7 +153,10 @@ def run_case(case: BenchCase, rounds: int = 5, target_s: float = 0.05, seed: int
         "regular_us": us["regular"],
         "regular_last_us": us["regular_last"],
         "continual_us": us["continual"],
+        "continual_torch_us": us["continual_torch"],
+        "kernel": kernel,
         "speedup": us["regular"] / us["continual"],
+        "speedup_torch": us["regular"] / us["continual_torch"],
         "speedup_vs_last": us["regular_last"] / us["continual"],
         "regular_flops": flops["regular"],
         "regular_last_flops": flops["regular_last"],

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from coaudio.continual import native
 from coaudio.continual.layer import EncoderLayer, LayerConfig
 from coaudio.continual.positional import PositionalEncoding
 from coaudio.continual.retroactive import init_retroactive_state, retroactive_step
@@ -120,7 +121,12 @@ class ContinualEncoder(nn.Module):
         return EncoderState(t=t, layers=tuple(layer_states), min_t=0)
 
     def step(
-        self, x_t: Tensor, state: EncoderState, *, emit_partial: bool = False
+        self,
+        x_t: Tensor,
+        state: EncoderState,
+        *,
+        emit_partial: bool = False,
+        kernel: str = "auto",
     ) -> tuple[Tensor | None, EncoderState]:
         """Consume one token per stream.
 
@@ -128,11 +134,30 @@ class ContinualEncoder(nn.Module):
             x_t: ``(B, D)`` newest token of each stream.
             state: from :meth:`init_state` or a previous step; never modified.
             emit_partial: also return outputs while the window is not yet full.
+            kernel: "auto" runs a one-layer encoder through the fused C kernel where it
+                applies (CPU, float32, gradients off; see :mod:`coaudio.continual.native`),
+                "torch" always uses torch operations, "native" requires the fused kernel.
 
         Returns:
             ``(B, D)`` output of the newest token (None while warming up, see the module
             docstring), and the new state.
         """
+        if kernel not in ("auto", "torch", "native"):
+            raise ValueError(f"kernel must be 'auto', 'torch' or 'native', got {kernel!r}")
+        fused = None if kernel == "torch" else native.binding(self, x_t)
+        if kernel == "native" and fused is None:
+            raise RuntimeError(
+                "the fused kernel needs a one-layer encoder, float32 CPU tensors, gradients "
+                "off, no dropout and a C compiler (set COAUDIO_NATIVE=1)"
+            )
+        if fused is not None:
+            y, new_state = native.single_layer_step(fused, x_t, state)
+        else:
+            y, new_state = self._torch_step(x_t, state)
+        warm = state.min_t + 1 >= self.window
+        return (y if warm or emit_partial else None), new_state
+
+    def _torch_step(self, x_t: Tensor, state: EncoderState) -> tuple[Tensor, EncoderState]:
         ctx = self._context(state)
         x = self.positions.token(x_t, state.t)
         first = self.layers[0]
@@ -148,8 +173,7 @@ class ContinualEncoder(nn.Module):
             layers=(first_state,) + tuple(state.layers[1:]),
             min_t=state.min_t + 1,
         )
-        warm = state.min_t + 1 >= self.window
-        return (y if warm or emit_partial else None), new_state
+        return y, new_state
 
     def _context(self, state: EncoderState) -> StepContext:
         """Slots and masks for this step; masks are skipped once every window is full."""

@@ -63,7 +63,7 @@ def init_single_output_state(
     h, dh = layer.cfg.n_heads, layer.cfg.head_dim
     return SingleOutputState(
         k_t=torch.zeros(batch_size, h, dh, window, device=device, dtype=dtype),
-        v=torch.zeros(batch_size, h, window, dh, device=device, dtype=dtype),
+        v_t=torch.zeros(batch_size, h, dh, window, device=device, dtype=dtype),
     )
 
 
@@ -83,10 +83,11 @@ def single_output_step(
     """
     q, k, v = layer.project_qkv(x_t)  # each (B, H, Dh)
     k_t = write_slot(state.k_t, ctx, k, slot_dim=3)  # (B, H, Dh, n)
-    v_ring = write_slot(state.v, ctx, v, slot_dim=2)  # (B, H, n, Dh)
+    v_t = write_slot(state.v_t, ctx, v, slot_dim=3)  # (B, H, Dh, n)
     logits = torch.matmul(q.unsqueeze(2), k_t)  # (B, H, 1, n)
     if ctx.key_mask is not None:
         logits = logits.masked_fill(~ctx.key_mask[:, None, None, :], float("-inf"))
-    attended = torch.matmul(torch.softmax(logits, dim=-1), v_ring)  # (B, H, 1, Dh)
+    probs = torch.softmax(logits, dim=-1).transpose(-1, -2)  # (B, H, n, 1)
+    attended = torch.matmul(v_t, probs)  # (B, H, Dh, 1)
     y = layer.finish(x_t, attended.flatten(1))  # (B, D)
-    return y, SingleOutputState(k_t=k_t, v=v_ring)
+    return y, SingleOutputState(k_t=k_t, v_t=v_t)

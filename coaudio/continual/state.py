@@ -22,11 +22,12 @@ class SingleOutputState(NamedTuple):
     """State of a single-output (CoSi) layer.
 
     k_t: ``(B, H, Dh, n)`` keys of the window, stored transposed for ``q @ k_t``.
-    v:   ``(B, H, n, Dh)`` values of the window.
+    v_t: ``(B, H, Dh, n)`` values of the window, also transposed (contiguous over the window,
+         which is what the fused kernel's weighted sums run along).
     """
 
     k_t: Tensor
-    v: Tensor
+    v_t: Tensor
 
 
 class RetroactiveState(NamedTuple):

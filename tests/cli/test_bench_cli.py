@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 REQUIRED = {"n", "blocks", "regular_us", "continual_us", "speedup", "regular_flops",
-            "continual_flops", "flops_ratio", "max_abs_diff"}
+            "continual_flops", "flops_ratio", "max_abs_diff", "continual_torch_us", "kernel"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -29,6 +29,7 @@ def test_bench_json_document_has_the_promised_keys():
         assert record["max_abs_diff"] < 1e-5
         assert record["flops_ratio"] > 1
         assert record["continual_flops"] == record["continual_flops_analytic"]
+    assert results[1]["kernel"] == "torch"  # the fused kernel is for one layer only
 
 
 def test_bench_table_goes_to_stdout():

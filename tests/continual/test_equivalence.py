@@ -17,16 +17,20 @@ SHAPES = {
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-5}
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("n_layers", [1, 2, 3])
+# (layers, dtype, kernel): "torch" everywhere; "auto" where it means the fused C kernel.
+CASES = [(L, dt, "torch") for L in (1, 2, 3) for dt in (torch.float64, torch.float32)]
+CASES.append((1, torch.float32, "auto"))
+
+
+@pytest.mark.parametrize("n_layers,dtype,kernel", CASES, ids=[f"{c[0]}-{str(c[1])[6:]}-{c[2]}" for c in CASES])
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_every_step_matches_regular_window(shape, n_layers, dtype):
+def test_every_step_matches_regular_window(shape, n_layers, dtype, kernel):
     n, d, h, f, extra = SHAPES[shape]
     encoder = make_encoder(n_layers, n, d, h, f, dtype=dtype, **extra)
     steps = 3 * n + 2  # wraps the ring buffer three times
     x = torch.randn(1, steps, d, dtype=dtype)
     with torch.no_grad():
-        outputs = stream(encoder, x)
+        outputs = stream(encoder, x, kernel=kernel)
         windows, starts = windows_of(x, n, first_end=n - 1)
         expected = encoder(windows, start=starts)  # (W, D), one regular forward per window
     assert all(y is None for y in outputs[: n - 1])

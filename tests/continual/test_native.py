@@ -1,0 +1,133 @@
+"""The fused C kernel for one-layer steps: same results as the torch step, used only where it
+applies, and a clean fallback when it cannot be built."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from coaudio.continual import native, stack_states
+from tests.continual.helpers import make_encoder, stream
+
+requires_native = pytest.mark.skipif(
+    native.library() is None, reason="no C compiler here: the fused kernel cannot be built"
+)
+
+
+def _both(encoder, x, **kwargs):
+    with torch.no_grad():
+        return stream(encoder, x, kernel="native", **kwargs), stream(encoder, x, kernel="torch", **kwargs)
+
+
+@requires_native
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"norm_first": True}, {"activation": "relu"}, {"bias": False}],
+    ids=["post-ln-gelu", "pre-ln", "relu", "no-bias"],
+)
+def test_native_equals_torch_including_warm_up(options):
+    encoder = make_encoder(1, 7, 24, 3, 40, dtype=torch.float32, **options)
+    x = torch.randn(2, 30, 24)
+    fused, reference = _both(encoder, x, emit_partial=True)
+    for a, b in zip(fused, reference):
+        assert (a - b).abs().max() < 1e-5
+
+
+@requires_native
+def test_native_without_positions_and_with_streams_at_different_phases():
+    from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
+
+    cfg = EncoderConfig(layer=LayerConfig(d_model=16, n_heads=2, d_ff=16, dropout=0.0),
+                        window=5, positional="none")
+    encoder = ContinualEncoder(cfg).eval()
+    a, b = torch.randn(1, 20, 16), torch.randn(1, 20, 16)
+    with torch.no_grad():
+        sa, sb = encoder.init_state(1), encoder.init_state(1)
+        for t in range(2):
+            _, sa = encoder.step(a[:, t], sa, kernel="torch")
+        for t in range(9):
+            _, sb = encoder.step(b[:, t], sb, kernel="torch")
+        both = stack_states([sa, sb])
+        for k in range(6):
+            y, both = encoder.step(torch.cat([a[:, 2 + k], b[:, 9 + k]]), both, kernel="native",
+                                   emit_partial=True)
+            ya, sa = encoder.step(a[:, 2 + k], sa, kernel="torch", emit_partial=True)
+            yb, sb = encoder.step(b[:, 9 + k], sb, kernel="torch", emit_partial=True)
+            assert (y - torch.cat([ya, yb])).abs().max() < 1e-5
+        assert both.t.tolist() == [8, 15]
+
+
+@requires_native
+def test_native_step_leaves_input_state_alone():
+    encoder = make_encoder(1, 4, dtype=torch.float32)
+    x = torch.randn(1, 32)
+    with torch.no_grad():
+        state = encoder.init_state(1)
+        for _ in range(6):
+            _, state = encoder.step(x, state, kernel="native")
+        before = [state.t.clone(), state.layers[0].k_t.clone(), state.layers[0].v_t.clone()]
+        first, _ = encoder.step(x, state, kernel="native")
+        again, _ = encoder.step(x, state, kernel="native")
+    after = [state.t, state.layers[0].k_t, state.layers[0].v_t]
+    assert all(torch.equal(u, w) for u, w in zip(before, after))
+    assert torch.equal(first, again)
+
+
+@requires_native
+def test_native_follows_weight_changes_and_device_moves():
+    encoder = make_encoder(1, 4, dtype=torch.float32)
+    x = torch.randn(1, 12, 32)
+    with torch.no_grad():
+        before, _ = _both(encoder, x)
+        for p in encoder.parameters():  # in place, as an optimizer step does
+            p.mul_(1.5)
+        fused, reference = _both(encoder, x)
+        assert (fused[-1] - reference[-1]).abs().max() < 1e-5
+        assert (fused[-1] - before[-1]).abs().max() > 1e-3
+        encoder.double().float()  # new storage for every parameter
+        fused, reference = _both(encoder, x)
+        assert (fused[-1] - reference[-1]).abs().max() < 1e-5
+
+
+def test_auto_uses_torch_where_the_kernel_does_not_apply():
+    encoder = make_encoder(1, 4, dtype=torch.float32)
+    x = torch.randn(1, 32)
+    state = encoder.init_state(1)
+    assert native.binding(encoder, x) is None  # gradients are on outside no_grad
+    with torch.no_grad():
+        assert native.binding(make_encoder(2, 4, dtype=torch.float32), x) is None
+        assert native.binding(make_encoder(1, 4, dtype=torch.float64), x.double()) is None
+        with pytest.raises(RuntimeError, match="fused kernel"):
+            make_encoder(2, 4, dtype=torch.float32).step(x, state, kernel="native")
+        with pytest.raises(ValueError, match="kernel must be"):
+            encoder.step(x, state, kernel="fast")
+    y, _ = encoder.step(x, state, emit_partial=True)  # autograd path still works
+    y.sum().backward()
+    assert encoder.layers[0].qkv.weight.grad is not None
+
+
+@pytest.mark.parametrize("env", [{"COAUDIO_NATIVE": "0"}, {"CC": "/bin/false"}],
+                         ids=["disabled", "compiler-fails"])
+def test_without_the_kernel_steps_still_work(env, tmp_path):
+    code = (
+        "import torch\n"
+        "from coaudio.continual import native\n"
+        "from tests.continual.helpers import make_encoder, stream\n"
+        "assert native.library() is None\n"
+        "enc = make_encoder(1, 4, dtype=torch.float32)\n"
+        "x = torch.randn(1, 9, 32)\n"
+        "with torch.no_grad():\n"
+        "    out = stream(enc, x)\n"
+        "    ref = enc(x[:, -4:], start=5)\n"
+        "assert (out[-1] - ref).abs().max() < 1e-5\n"
+        "print('ok')\n"
+    )
+    full_env = {**os.environ, "COAUDIO_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin", **env}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, cwd=os.getcwd(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

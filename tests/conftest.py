@@ -1,5 +1,17 @@
+import atexit
+import os
+import shutil
+import tempfile
+
 import pytest
 import torch
+
+# A fresh kernel cache per test session: the fused C kernel is really compiled in every run
+# (CI included), and tests never touch the user's ~/.cache/coaudio.
+if "COAUDIO_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="coaudio-test-cache-")
+    os.environ["COAUDIO_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

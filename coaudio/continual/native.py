@@ -72,6 +72,9 @@ def _compile(target: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    for stale in target.parent.glob("cosi-*.so"):  # builds of older sources (Linux keeps
+        if stale != target:  # a library that a running process has loaded until it exits)
+            stale.unlink(missing_ok=True)
 
 
 @functools.lru_cache(maxsize=1)

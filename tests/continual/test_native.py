@@ -4,6 +4,7 @@ applies, and a clean fallback when it cannot be built."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -131,3 +132,21 @@ def test_without_the_kernel_steps_still_work(env, tmp_path):
                           env=full_env, cwd=os.getcwd(), timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="no C compiler on this machine")
+def test_kernel_compiles_into_the_cache_folder(tmp_path):
+    code = (
+        "from coaudio.continual import native\n"
+        "lib = native.library()\n"
+        "assert lib is not None\n"
+        "print(lib._name)\n"
+    )
+    env = {**os.environ, "COAUDIO_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    built = list((tmp_path / "native").glob("cosi-*.so"))
+    assert [str(p) for p in built] == [done.stdout.strip()]
+    assert not list((tmp_path / "native").glob("*.tmp"))  # written atomically

@@ -82,10 +82,10 @@ def library() -> ctypes.CDLL | None:
     """The compiled kernel, or None (then the torch path is used)."""
     if os.environ.get("COAUDIO_NATIVE", "1") == "0":
         return None
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_fingerprint().encode())
-    cache = Path(os.environ.get("COAUDIO_CACHE", Path.home() / ".cache" / "coaudio"))
-    target = cache / "native" / f"cosi-{key.hexdigest()[:16]}.so"
     try:
+        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_fingerprint().encode())
+        cache = Path(os.environ.get("COAUDIO_CACHE", Path.home() / ".cache" / "coaudio"))
+        target = cache / "native" / f"cosi-{key.hexdigest()[:16]}.so"
         if not target.exists():
             _compile(target)
         lib = ctypes.CDLL(str(target))

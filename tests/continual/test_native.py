@@ -150,3 +150,17 @@ def test_kernel_compiles_into_the_cache_folder(tmp_path):
     built = list((tmp_path / "native").glob("cosi-*.so"))
     assert [str(p) for p in built] == [done.stdout.strip()]
     assert not list((tmp_path / "native").glob("*.tmp"))  # written atomically
+
+
+def test_installed_package_ships_the_kernel_source():
+    """`pip install .` must carry cosi_step.c, or installed copies silently lose the kernel."""
+    from importlib import metadata
+
+    try:
+        files = metadata.files("coaudio") or []
+    except metadata.PackageNotFoundError:
+        pytest.skip("coaudio is not installed (running from a bare checkout)")
+    names = [str(f) for f in files]
+    if not any(name.startswith("coaudio/") for name in names):
+        pytest.skip("editable install: the source tree is used directly")
+    assert "coaudio/continual/cosi_step.c" in names

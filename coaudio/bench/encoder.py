@@ -7,8 +7,8 @@ batch 1), streams tokens through it, and times in interleaved rounds:
   (what a stock transformer encoder does);
 * ``regular_last``: the same, with the last layer computing only the newest query (the
   cheapest obvious non-continual baseline);
-* ``continual``: one :meth:`ContinualEncoder.step` (for one layer on the CPU in float32 this is
-  the fused C kernel of :mod:`coaudio.continual.native` when it could be built);
+* ``continual``: one :meth:`ContinualEncoder.step` (on the CPU in float32 this uses the fused C
+  kernels of :mod:`coaudio.continual.native` when they could be built; ``kernel`` says which);
 * ``continual_torch``: the same step forced through torch operations, the same framework as the
   regular baselines;
 * ``reference``: the authors' ``continual-inference`` library's ``forward_step`` on the same
@@ -31,7 +31,7 @@ import torch
 
 from coaudio.bench.flops import analytic_flops, counted_flops
 from coaudio.bench.reference import reference_stepper
-from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig, native
+from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def run_case(case: BenchCase, rounds: int = 5, target_s: float = 0.05, seed: int
             "continual": counted_flops(lambda: streams["torch"].continual_step(kernel="torch")),
         }
         diff = _max_abs_diff(encoder, tokens, steps=min(3 * cfg.window, 400))
-        kernel = "native" if native.binding(encoder, tokens[:1]) is not None else "torch"
+        kernel = encoder.step_kernel(tokens[:1])
     us = {name: statistics.median(v) for name, v in samples.items()}
     record = {
         "model": case.model,

@@ -134,37 +134,54 @@ class ContinualEncoder(nn.Module):
             x_t: ``(B, D)`` newest token of each stream.
             state: from :meth:`init_state` or a previous step; never modified.
             emit_partial: also return outputs while the window is not yet full.
-            kernel: "auto" runs a one-layer encoder through the fused C kernel where it
-                applies (CPU, float32, gradients off; see :mod:`coaudio.continual.native`),
-                "torch" always uses torch operations, "native" requires the fused kernel.
+            kernel: "auto" uses the fused C kernels where they apply (CPU, float32,
+                gradients off; see :mod:`coaudio.continual.native`): the whole step of a
+                one-layer encoder, the retroactive update of deeper ones. "torch" always uses
+                torch operations; "native" requires the fused kernels.
 
         Returns:
             ``(B, D)`` output of the newest token (None while warming up, see the module
             docstring), and the new state.
         """
-        if kernel not in ("auto", "torch", "native"):
-            raise ValueError(f"kernel must be 'auto', 'torch' or 'native', got {kernel!r}")
-        fused = None if kernel == "torch" else native.binding(self, x_t)
-        if kernel == "native" and fused is None:
-            raise RuntimeError(
-                "the fused kernel needs a one-layer encoder, float32 CPU tensors, gradients "
-                "off, no dropout and a C compiler (set COAUDIO_NATIVE=1)"
-            )
-        if fused is not None:
-            y, new_state = native.single_layer_step(fused, x_t, state)
+        path = self.step_kernel(x_t, kernel)
+        if path == "native":
+            y, new_state = native.single_layer_step(native.binding(self, x_t), x_t, state)
         else:
-            y, new_state = self._torch_step(x_t, state)
+            y, new_state = self._layered_step(x_t, state, fused_first=path == "native-retroactive")
         warm = state.min_t + 1 >= self.window
         return (y if warm or emit_partial else None), new_state
 
-    def _torch_step(self, x_t: Tensor, state: EncoderState) -> tuple[Tensor, EncoderState]:
+    def step_kernel(self, x_t: Tensor, kernel: str = "auto") -> str:
+        """Which implementation :meth:`step` runs for this input: "native" (the whole step in
+        C, one layer), "native-retroactive" (the first layer's update in C, the rest in torch)
+        or "torch"."""
+        if kernel not in ("auto", "torch", "native"):
+            raise ValueError(f"kernel must be 'auto', 'torch' or 'native', got {kernel!r}")
+        path = "torch"
+        if kernel != "torch" and self.cfg.n_layers == 1:
+            path = "native" if native.binding(self, x_t) is not None else "torch"
+        elif kernel != "torch" and native.retroactive_usable(self.layers[0], x_t):
+            path = "native-retroactive"
+        if kernel == "native" and path == "torch":
+            raise RuntimeError(
+                "the fused kernels need float32 CPU tensors, gradients off, no dropout, "
+                "recycling or no positions, and a C compiler (COAUDIO_NATIVE not 0)"
+            )
+        return path
+
+    def _layered_step(
+        self, x_t: Tensor, state: EncoderState, fused_first: bool
+    ) -> tuple[Tensor, EncoderState]:
         ctx = self._context(state)
         x = self.positions.token(x_t, state.t)
         first = self.layers[0]
         if self.cfg.n_layers == 1:
             y, first_state = single_output_step(first, x, state.layers[0], ctx)
         else:
-            rows, first_state = retroactive_step(first, x, state.layers[0], ctx)
+            if fused_first:
+                rows, first_state = native.retroactive_step(first, x, state.layers[0], ctx, state.t)
+            else:
+                rows, first_state = retroactive_step(first, x, state.layers[0], ctx)
             for layer in self.layers[1:-1]:
                 rows = layer(rows, ctx.key_mask)
             y = self.layers[-1](rows, ctx.key_mask, query_index=ctx.slot).squeeze(1)

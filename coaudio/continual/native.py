@@ -1,10 +1,13 @@
-"""Optional fused C kernel for the one-layer (CoSi) encoder step on the CPU, float32.
+"""Optional fused C kernels for continual steps on the CPU, float32.
 
-The kernel (``cosi_step.c``, shipped with the package) is compiled once per machine with the
+* the whole one-layer (CoSi) encoder step;
+* the retroactive (CoRe) attention update of the first layer of deeper encoders.
+
+The kernels (``steps.c``, shipped with the package) are compiled once per machine with the
 system C compiler into a cache folder (``$COAUDIO_CACHE`` or ``~/.cache/coaudio``), written
 atomically, and loaded with ctypes. Without a compiler, or with ``COAUDIO_NATIVE=0``, every
 step runs the torch implementation instead, which is also the reference the kernel is tested
-against. The kernel only runs where the torch path would compute the same thing without
+against. The kernels only run where the torch path would compute the same thing without
 autograd: CPU, float32, gradients off, no dropout, recycling (or no) positions.
 """
 
@@ -25,17 +28,26 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from coaudio.continual.state import EncoderState, SingleOutputState
+from coaudio.continual.retroactive import RECOMPUTE_BELOW
+from coaudio.continual.single_output import write_slot
+from coaudio.continual.state import EncoderState, RetroactiveState, SingleOutputState
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("cosi_step.c")
+SOURCE = Path(__file__).with_name("steps.c")
 FLAGS = ["-O3", "-ffast-math", "-march=native", "-mprefer-vector-width=512", "-fPIC", "-shared", "-std=c99"]
 _F = ctypes.POINTER(ctypes.c_float)
 
 
+class _CoreDims(ctypes.Structure):
+    """Mirror of ``core_dims`` in steps.c."""
+
+    _fields_ = [("h", ctypes.c_int64), ("dh", ctypes.c_int64), ("n", ctypes.c_int64),
+                ("recompute_below", ctypes.c_float)]
+
+
 class _Layer(ctypes.Structure):
-    """Mirror of ``cosi_layer`` in cosi_step.c."""
+    """Mirror of ``cosi_layer`` in steps.c."""
 
     _fields_ = [(name, ctypes.c_int64) for name in ("d", "h", "f", "n", "period", "norm_first", "gelu")]
     _fields_ += [("scale", ctypes.c_float), ("eps", ctypes.c_float)]
@@ -72,7 +84,7 @@ def _compile(target: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    for stale in target.parent.glob("cosi-*.so"):  # builds of older sources (Linux keeps
+    for stale in target.parent.glob("*.so"):  # builds of older sources (Linux keeps
         if stale != target:  # a library that a running process has loaded until it exits)
             stale.unlink(missing_ok=True)
 
@@ -85,7 +97,7 @@ def library() -> ctypes.CDLL | None:
     try:
         key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode() + _cpu_fingerprint().encode())
         cache = Path(os.environ.get("COAUDIO_CACHE", Path.home() / ".cache" / "coaudio"))
-        target = cache / "native" / f"cosi-{key.hexdigest()[:16]}.so"
+        target = cache / "native" / f"steps-{key.hexdigest()[:16]}.so"
         if not target.exists():
             _compile(target)
         lib = ctypes.CDLL(str(target))
@@ -96,6 +108,9 @@ def library() -> ctypes.CDLL | None:
     fn.restype = ctypes.c_int
     # Tensors are passed as raw addresses (data_ptr ints): no per-call ctypes.cast.
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 8
+    core = lib.coaudio_core_step
+    core.restype = ctypes.c_int
+    core.argtypes = [ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 19
     return lib
 
 
@@ -170,3 +185,36 @@ def single_layer_step(bound: _Binding, x_t: Tensor, state):
         raise MemoryError("fused CoSi kernel could not allocate its scratch memory")
     new_state = EncoderState(t=t_new, layers=(SingleOutputState(k_new, v_new),), min_t=state.min_t + 1)
     return y, new_state
+
+
+def retroactive_usable(layer, x_t: Tensor) -> bool:
+    """Whether the fused CoRe update may replace the torch one for this call."""
+    return (
+        not torch.is_grad_enabled()
+        and x_t.dtype == torch.float32
+        and x_t.device.type == "cpu"
+        and layer.qkv.weight.dtype == torch.float32
+        and (not layer.training or layer.cfg.dropout == 0.0)
+        and library() is not None
+    )
+
+
+def retroactive_step(layer, x_t: Tensor, state: RetroactiveState, ctx, t: Tensor):
+    """The fused equivalent of :func:`coaudio.continual.retroactive.retroactive_step`;
+    ``t`` is the ``(B,)`` token count of each stream before this step."""
+    q, k, v = (part.contiguous() for part in layer.project_qkv(x_t))  # each (B, H, Dh)
+    x_ring = write_slot(state.x, ctx, x_t, slot_dim=1)
+    rings = [part.contiguous() for part in state[1:]]  # q, k, v, m, den, num, mass
+    outs = [torch.empty_like(part) for part in rings]
+    b, h, n, dh = rings[0].shape
+    attended = torch.empty(b, n, h * dh, dtype=x_t.dtype)
+    dims = _CoreDims(h, dh, n, RECOMPUTE_BELOW)
+    status = library().coaudio_core_step(
+        ctypes.byref(dims), b, t.contiguous().data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+        *[part.data_ptr() for part in rings], *[part.data_ptr() for part in outs],
+        attended.data_ptr(),
+    )
+    if status != 0:
+        raise MemoryError("fused CoRe kernel could not allocate its scratch memory")
+    rows = layer.finish(x_ring, attended)  # (B, n, D)
+    return rows, RetroactiveState(x_ring, *outs)

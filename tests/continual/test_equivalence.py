@@ -17,9 +17,10 @@ SHAPES = {
 TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-5}
 
 
-# (layers, dtype, kernel): "torch" everywhere; "auto" where it means the fused C kernel.
+# (layers, dtype, kernel): "torch" everywhere; "auto" where it means the fused C kernels
+# (float32: the whole step for one layer, the retroactive update for deeper encoders).
 CASES = [(L, dt, "torch") for L in (1, 2, 3) for dt in (torch.float64, torch.float32)]
-CASES.append((1, torch.float32, "auto"))
+CASES += [(L, torch.float32, "auto") for L in (1, 2, 3)]
 
 
 @pytest.mark.parametrize("n_layers,dtype,kernel", CASES, ids=[f"{c[0]}-{str(c[1])[6:]}-{c[2]}" for c in CASES])

@@ -102,8 +102,10 @@ def test_auto_uses_torch_where_the_kernel_does_not_apply():
     with torch.no_grad():
         assert native.binding(make_encoder(2, 4, dtype=torch.float32), x) is None
         assert native.binding(make_encoder(1, 4, dtype=torch.float64), x.double()) is None
-        with pytest.raises(RuntimeError, match="fused kernel"):
-            make_encoder(2, 4, dtype=torch.float32).step(x, state, kernel="native")
+        deep64 = make_encoder(2, 4, dtype=torch.float64)
+        assert not native.retroactive_usable(deep64.layers[0], x.double())
+        with pytest.raises(RuntimeError, match="fused kernels"):
+            deep64.step(x.double(), deep64.init_state(1), kernel="native")
         with pytest.raises(ValueError, match="kernel must be"):
             encoder.step(x, state, kernel="fast")
     y, _ = encoder.step(x, state, emit_partial=True)  # autograd path still works
@@ -147,13 +149,13 @@ def test_kernel_compiles_into_the_cache_folder(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-    built = list((tmp_path / "native").glob("cosi-*.so"))
+    built = list((tmp_path / "native").glob("steps-*.so"))
     assert [str(p) for p in built] == [done.stdout.strip()]
     assert not list((tmp_path / "native").glob("*.tmp"))  # written atomically
 
 
 def test_installed_package_ships_the_kernel_source():
-    """`pip install .` must carry cosi_step.c, or installed copies silently lose the kernel."""
+    """`pip install .` must carry steps.c, or installed copies silently lose the kernels."""
     from importlib import metadata
 
     try:
@@ -163,4 +165,38 @@ def test_installed_package_ships_the_kernel_source():
     names = [str(f) for f in files]
     if not any(name.startswith("coaudio/") for name in names):
         pytest.skip("editable install: the source tree is used directly")
-    assert "coaudio/continual/cosi_step.c" in names
+    assert "coaudio/continual/steps.c" in names
+
+
+@requires_native
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_fused_retroactive_update_equals_torch_at_every_phase(n_layers):
+    encoder = make_encoder(n_layers, 6, 24, 3, 40, dtype=torch.float32)
+    x = torch.randn(2, 40, 24) * 3.0
+    fused, reference = _both(encoder, x, emit_partial=True)
+    for a, b in zip(fused, reference):
+        assert (a - b).abs().max() < 1e-5
+    with torch.no_grad():  # streams at different phases, and the input state left alone
+        sa, sb = encoder.init_state(1), encoder.init_state(1)
+        for t in range(3):
+            _, sa = encoder.step(x[:1, t], sa)
+        for t in range(11):
+            _, sb = encoder.step(x[1:, t], sb)
+        both = stack_states([sa, sb])
+        before = [leaf.clone() for leaf in both.layers[0]]
+        y, _ = encoder.step(torch.cat([x[:1, 3], x[1:, 11]]), both, kernel="native", emit_partial=True)
+        assert all(torch.equal(u, w) for u, w in zip(before, both.layers[0]))
+        ya, _ = encoder.step(x[:1, 3], sa, kernel="torch", emit_partial=True)
+        yb, _ = encoder.step(x[1:, 11], sb, kernel="torch", emit_partial=True)
+        assert (y - torch.cat([ya, yb])).abs().max() < 1e-5
+
+
+def test_step_kernel_names_the_path_taken():
+    x = torch.randn(1, 32)
+    one, two = make_encoder(1, 4, dtype=torch.float32), make_encoder(2, 4, dtype=torch.float32)
+    assert one.step_kernel(x) == "torch"  # gradients on
+    with torch.no_grad():
+        assert one.step_kernel(x, "torch") == two.step_kernel(x, "torch") == "torch"
+        if native.library() is not None:
+            assert one.step_kernel(x) == "native"
+            assert two.step_kernel(x) == "native-retroactive"

@@ -24,8 +24,12 @@ def _double_copy(encoder):
     return twin
 
 
+KERNELS = ["torch", "auto"]  # auto = the fused C retroactive update
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("scale", [1.0, 4.0, 12.0])
-def test_large_logits_float32_match_float64_reference(scale):
+def test_large_logits_float32_match_float64_reference(scale, kernel):
     n, d = 16, 32
     encoder = make_encoder(2, n, d, 4, 48, dtype=torch.float32)
     reference = _double_copy(encoder)
@@ -34,7 +38,7 @@ def test_large_logits_float32_match_float64_reference(scale):
     worst = 0.0
     with torch.no_grad():
         for t in range(x.shape[1]):
-            y, state = encoder.step(x[:, t], state)
+            y, state = encoder.step(x[:, t], state, kernel=kernel)
             if y is None:
                 continue
             expected = reference(x[:, t - n + 1 : t + 1].double(), start=t - n + 1)
@@ -46,7 +50,8 @@ def test_large_logits_float32_match_float64_reference(scale):
         assert logits > 100  # the test really reaches the regime that breaks the reference code
 
 
-def test_dominant_key_leaving_window_triggers_exact_recompute():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_dominant_key_leaving_window_triggers_exact_recompute(kernel):
     """One token with a huge logit enters, dominates every row, then leaves the window."""
     n, d = 8, 16
     encoder = make_encoder(2, n, d, 2, 24, dtype=torch.float32)
@@ -56,7 +61,7 @@ def test_dominant_key_leaving_window_triggers_exact_recompute():
     state = encoder.init_state(1)
     with torch.no_grad():
         for t in range(x.shape[1]):
-            y, state = encoder.step(x[:, t], state)
+            y, state = encoder.step(x[:, t], state, kernel=kernel)
             if y is not None:
                 expected = reference(x[:, t - n + 1 : t + 1].double(), start=t - n + 1)
                 assert (y.double() - expected).abs().max().item() < 1e-4, t
@@ -65,7 +70,8 @@ def test_dominant_key_leaving_window_triggers_exact_recompute():
 
 
 @pytest.mark.slow
-def test_step_100000_with_logits_around_100():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_step_100000_with_logits_around_100(kernel):
     n, d = 8, 16
     encoder = make_encoder(2, n, d, 2, 24, dtype=torch.float32)
     reference = _double_copy(encoder)
@@ -77,7 +83,7 @@ def test_step_100000_with_logits_around_100():
     with torch.inference_mode():
         assert _max_logit(encoder, base[:, :n]) > 100
         for t in range(total):
-            y, state = encoder.step(base[:, t % 997], state)
+            y, state = encoder.step(base[:, t % 997], state, kernel=kernel)
             if t >= total - 3 * n or (y is not None and t % 5000 == 0):
                 idx = [(i % 997) for i in range(t - n + 1, t + 1)]
                 expected = reference(base[:, idx].double(), start=t - n + 1)

@@ -1,5 +1,7 @@
 /*
- * Fused single-output (CoSi) encoder step for float32 on the CPU.
+ * Fused continual steps for float32 on the CPU.
+ *
+ * coaudio_cosi_step: the whole single-output (CoSi) encoder step.
  *
  * One call does, for each of B streams, exactly what ContinualEncoder.step does for a one-layer
  * encoder in torch: add the recycling position, project q/k/v of the new token, write k and v
@@ -173,6 +175,122 @@ int coaudio_cosi_step(const cosi_layer *L, int64_t batch, const int64_t *t, cons
             layer_norm(ff, L->ln2_w, L->ln2_b, L->eps, yb, d);
         }
         t_new[b] = tb + 1;
+    }
+    free(scratch);
+    return 0;
+}
+
+/*
+ * Retroactive (CoRe) attention update for float32 on the CPU: the bookkeeping part of
+ * retroactive.py's retroactive_step (same math, same stability rules), for all B streams and
+ * H heads. Projections, the x ring and the row-wise out-projection/FFN stay in torch (they
+ * are matrix products, which torch does well).
+ *
+ * Layouts (row-major, contiguous): new q/k/v (B, H, Dh), q pre-scaled; rings q, k, v and num
+ * (B, H, n, Dh); m, den, mass (B, H, n); attended output (B, n, H * Dh).
+ * Slots that a warming-up stream has not filled yet are copied unchanged (their rows are
+ * masked downstream; they only need to stay finite).
+ */
+typedef struct {
+    int64_t h, dh, n;
+    float recompute_below;   /* recompute a row once den < recompute_below * mass */
+} core_dims;
+
+static float dot(const float *a, const float *b, int64_t len)
+{
+    float acc = 0.0f;
+    for (int64_t i = 0; i < len; i++)
+        acc += a[i] * b[i];
+    return acc;
+}
+
+/* Exact softmax statistics of row `i` over the first `count` keys; `scratch` has n floats. */
+static void exact_row(const float *q, const float *k, const float *v, int64_t i, int64_t dh,
+                      int64_t count, float *scratch, float *m, float *den, float *num, float *mass)
+{
+    const float *qi = q + i * dh;
+    float top = 0.0f;  /* no -INFINITY start: -ffast-math assumes finite values */
+    for (int64_t j = 0; j < count; j++) {
+        scratch[j] = dot(qi, k + j * dh, dh);
+        top = (j == 0 || scratch[j] > top) ? scratch[j] : top;
+    }
+    float total = 0.0f;
+    float *ni = num + i * dh;
+    for (int64_t e = 0; e < dh; e++)
+        ni[e] = 0.0f;
+    for (int64_t j = 0; j < count; j++) {
+        float w = expf(scratch[j] - top);
+        total += w;
+        const float *vj = v + j * dh;
+        for (int64_t e = 0; e < dh; e++)
+            ni[e] += w * vj[e];
+    }
+    m[i] = top;
+    den[i] = total;
+    mass[i] = total;
+}
+
+int coaudio_core_step(const core_dims *L, int64_t batch, const int64_t *t, const float *q_new,
+                      const float *k_new, const float *v_new, const float *q, const float *k,
+                      const float *v, const float *m, const float *den, const float *num,
+                      const float *mass, float *q_out, float *k_out, float *v_out, float *m_out,
+                      float *den_out, float *num_out, float *mass_out, float *attended)
+{
+    const int64_t h = L->h, dh = L->dh, n = L->n, ring = n * dh;
+    float *scratch = malloc(sizeof(float) * (size_t)n);
+    if (!scratch)
+        return -1;
+    for (int64_t b = 0; b < batch; b++) {
+        const int64_t tb = t[b], slot = tb % n, count = tb + 1 < n ? tb + 1 : n;
+        const int evict = tb >= n;
+        for (int64_t hh = 0; hh < h; hh++) {
+            const int64_t bh = b * h + hh;
+            const float *qn = q_new + bh * dh, *kn = k_new + bh * dh, *vn = v_new + bh * dh;
+            const float *k_old = k + bh * ring + slot * dh, *v_old = v + bh * ring + slot * dh;
+            float *qo = q_out + bh * ring, *ko = k_out + bh * ring, *vo = v_out + bh * ring;
+            float *mo = m_out + bh * n, *dno = den_out + bh * n, *mso = mass_out + bh * n;
+            float *nmo = num_out + bh * ring;
+            memcpy(qo, q + bh * ring, sizeof(float) * (size_t)ring);
+            memcpy(ko, k + bh * ring, sizeof(float) * (size_t)ring);
+            memcpy(vo, v + bh * ring, sizeof(float) * (size_t)ring);
+            memcpy(nmo, num + bh * ring, sizeof(float) * (size_t)ring);
+            memcpy(mo, m + bh * n, sizeof(float) * (size_t)n);
+            memcpy(dno, den + bh * n, sizeof(float) * (size_t)n);
+            memcpy(mso, mass + bh * n, sizeof(float) * (size_t)n);
+
+            /* one new column for every other filled row, one leaving column once full */
+            for (int64_t i = 0; i < count; i++) {
+                if (i == slot)
+                    continue;
+                const float *qi = qo + i * dh;
+                const float l_new = dot(qi, kn, dh);
+                const float top = mo[i] > l_new ? mo[i] : l_new;
+                const float rescale = expf(mo[i] - top), e_new = expf(l_new - top);
+                const float e_old = evict ? expf(dot(qi, k_old, dh) - top) : 0.0f;
+                float *ni = nmo + i * dh;
+                for (int64_t e = 0; e < dh; e++)
+                    ni[e] = ni[e] * rescale + e_new * vn[e] - e_old * v_old[e];
+                mo[i] = top;
+                dno[i] = dno[i] * rescale + e_new - e_old;
+                mso[i] = mso[i] * rescale + e_new + e_old;
+            }
+            for (int64_t e = 0; e < dh; e++) {  /* the new token enters its slot */
+                qo[slot * dh + e] = qn[e];
+                ko[slot * dh + e] = kn[e];
+                vo[slot * dh + e] = vn[e];
+            }
+            exact_row(qo, ko, vo, slot, dh, count, scratch, mo, dno, nmo, mso);
+            for (int64_t i = 0; i < count; i++)  /* a dominant key left: recompute exactly */
+                if (dno[i] < L->recompute_below * mso[i])
+                    exact_row(qo, ko, vo, i, dh, count, scratch, mo, dno, nmo, mso);
+
+            for (int64_t i = 0; i < n; i++) {
+                const float inv = 1.0f / dno[i];
+                float *out = attended + (b * n + i) * h * dh + hh * dh;
+                for (int64_t e = 0; e < dh; e++)
+                    out[e] = nmo[i * dh + e] * inv;
+            }
+        }
     }
     free(scratch);
     return 0;

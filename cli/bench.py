@@ -60,7 +60,7 @@ def bench_cli(
         err.print(f"wrote {json_out}")
     out = Console()
     if not out.is_terminal:  # a pipe or file: never squeeze the table into 80 columns
-        out = Console(width=200)
+        out = Console(width=240)
     out.print(_table(records, threads))
 
 

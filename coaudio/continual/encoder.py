@@ -143,9 +143,9 @@ class ContinualEncoder(nn.Module):
             ``(B, D)`` output of the newest token (None while warming up, see the module
             docstring), and the new state.
         """
-        path = self.step_kernel(x_t, kernel)
-        if path == "native":
-            y, new_state = native.single_layer_step(native.binding(self, x_t), x_t, state)
+        path, bound = self._dispatch(x_t, kernel)
+        if bound is not None:
+            y, new_state = native.single_layer_step(bound, x_t, state)
         else:
             y, new_state = self._layered_step(x_t, state, fused_first=path == "native-retroactive")
         warm = state.min_t + 1 >= self.window
@@ -155,11 +155,16 @@ class ContinualEncoder(nn.Module):
         """Which implementation :meth:`step` runs for this input: "native" (the whole step in
         C, one layer), "native-retroactive" (the first layer's update in C, the rest in torch)
         or "torch"."""
+        return self._dispatch(x_t, kernel)[0]
+
+    def _dispatch(self, x_t: Tensor, kernel: str):
+        """``(path, binding)``: the binding of the one-layer kernel when path is "native"."""
         if kernel not in ("auto", "torch", "native"):
             raise ValueError(f"kernel must be 'auto', 'torch' or 'native', got {kernel!r}")
-        path = "torch"
+        path, bound = "torch", None
         if kernel != "torch" and self.cfg.n_layers == 1:
-            path = "native" if native.binding(self, x_t) is not None else "torch"
+            bound = native.binding(self, x_t)
+            path = "torch" if bound is None else "native"
         elif kernel != "torch" and native.retroactive_usable(self.layers[0], x_t):
             path = "native-retroactive"
         if kernel == "native" and path == "torch":
@@ -167,7 +172,7 @@ class ContinualEncoder(nn.Module):
                 "the fused kernels need float32 CPU tensors, gradients off, no dropout, "
                 "recycling or no positions, and a C compiler (COAUDIO_NATIVE not 0)"
             )
-        return path
+        return path, bound
 
     def _layered_step(
         self, x_t: Tensor, state: EncoderState, fused_first: bool

@@ -102,7 +102,7 @@ def library() -> ctypes.CDLL | None:
             _compile(target)
         lib = ctypes.CDLL(str(target))
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        log.info("fused CoSi kernel unavailable, using torch: %s", exc)
+        log.info("fused kernels unavailable, using torch: %s", exc)
         return None
     fn = lib.coaudio_cosi_step
     fn.restype = ctypes.c_int
@@ -203,6 +203,7 @@ def retroactive_step(layer, x_t: Tensor, state: RetroactiveState, ctx, t: Tensor
     """The fused equivalent of :func:`coaudio.continual.retroactive.retroactive_step`;
     ``t`` is the ``(B,)`` token count of each stream before this step."""
     q, k, v = (part.contiguous() for part in layer.project_qkv(x_t))  # each (B, H, Dh)
+    t = t.contiguous()  # bound to a name: a temporary could be freed before the C call runs
     x_ring = write_slot(state.x, ctx, x_t, slot_dim=1)
     rings = [part.contiguous() for part in state[1:]]  # q, k, v, m, den, num, mass
     outs = [torch.empty_like(part) for part in rings]
@@ -210,7 +211,7 @@ def retroactive_step(layer, x_t: Tensor, state: RetroactiveState, ctx, t: Tensor
     attended = torch.empty(b, n, h * dh, dtype=x_t.dtype)
     dims = _CoreDims(h, dh, n, RECOMPUTE_BELOW)
     status = library().coaudio_core_step(
-        ctypes.byref(dims), b, t.contiguous().data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr(),
+        ctypes.byref(dims), b, t.data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr(),
         *[part.data_ptr() for part in rings], *[part.data_ptr() for part in outs],
         attended.data_ptr(),
     )

@@ -1,0 +1,1 @@
+"""Audio features: VGGish log-mel frames and patches, offline and streaming."""

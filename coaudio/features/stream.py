@@ -127,11 +127,11 @@ class StreamingLogMel:
         return frames, new_patches
 
 
-def resample(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Offline resampling to 16 kHz with the same resampler as :class:`StreamingLogMel`."""
+def resample(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Offline resampling (to 16 kHz by default) with the resampler of :class:`StreamingLogMel`."""
     import soxr
 
     samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if sample_rate == SAMPLE_RATE:
+    if sample_rate == target_rate:
         return samples
-    return soxr.resample(samples, sample_rate, SAMPLE_RATE, quality=RESAMPLE_QUALITY).astype(np.float32)
+    return soxr.resample(samples, sample_rate, target_rate, quality=RESAMPLE_QUALITY).astype(np.float32)

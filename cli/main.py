@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from coaudio_cli import bench
+from coaudio_cli import bench, features
 
 app = typer.Typer(
     name="coaudio",
@@ -16,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("bench")(bench.bench_cli)
+app.command("features")(features.features_cli)
 
 
 @app.callback()

@@ -1,0 +1,67 @@
+"""``coaudio features``: log-mel frames or VGGish embeddings of many files into a cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def features_cli(
+    paths: List[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively)."),
+    cache: Path = typer.Option(..., "--cache", "-c", help="Cache folder (created if needed)."),
+    kind: str = typer.Option("logmel", help="logmel (frames, 64 bands) or vggish (128-d embeddings)."),
+    vggish_weights: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                  help="Local VGGish weights (.pth/.safetensors/.npz)."),
+    vggish_pca: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                              help="Local VGGish PCA parameters; embeddings are then postprocessed."),
+    patch_hop: float = typer.Option(0.96, min=0.01, help="Seconds between VGGish patches (vggish only)."),
+    jobs: int = typer.Option(2, min=1, help="Worker processes."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that fails."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per file on stdout."),
+) -> None:
+    """Extract features into an on-disk cache; re-running only does new or changed files."""
+    from coaudio.features.cache import FeatureConfig, extract, find_audio
+
+    err = Console(stderr=True)
+    try:
+        config = FeatureConfig(
+            kind=kind, patch_hop_frames=max(1, round(patch_hop * 100)),
+            vggish_weights=str(vggish_weights or ""), vggish_pca=str(vggish_pca or ""),
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc))
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise typer.BadParameter(f"no such file or folder: {missing[0]}")
+    files = find_audio(paths)
+    if not files:
+        err.print("no audio files found")
+        raise typer.Exit(1)
+
+    progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err,
+                        disable=not err.is_terminal)
+    with progress:
+        task = progress.add_task("files", total=len(files), rate="")
+
+        def done(outcome) -> None:
+            if jsonl:
+                sys.stdout.write(json.dumps(outcome.__dict__) + "\n")
+            elapsed = progress.tasks[task].elapsed or 1e-9
+            progress.update(task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.1f} files/s")
+
+        summary = extract(files, cache, config, jobs=jobs, fail_fast=fail_fast, on_done=done)
+
+    for outcome in summary.failed:
+        err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)
+    line = (f"{summary.count('extracted')} extracted, {summary.count('cached')} cached, "
+            f"{len(summary.failed)} failed, {len(files) - len(summary.outcomes)} not attempted")
+    (err if jsonl else Console()).print(line, highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)

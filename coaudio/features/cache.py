@@ -1,0 +1,200 @@
+"""On-disk feature cache: one safetensors file per audio file and feature configuration.
+
+Layout: ``<cache>/<config key>/<file key>.safetensors``. The config key hashes the feature
+configuration (and :data:`CACHE_VERSION`), so changing any setting starts a fresh folder; the
+file key hashes the audio file's absolute path, size and modification time, so an edited file
+is extracted again. Entries are written to a temporary name and renamed into place: an
+interrupted run leaves no entry that could be mistaken for a complete one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from coaudio.audio import FORMATS, AudioError, read_audio
+from coaudio.features.logmel import PATCH_FRAMES, log_mel, patches
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the stored contents change meaning
+KINDS = ("logmel", "vggish")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    kind: str = "logmel"  # "logmel": frames (F, 64); "vggish": embeddings (P, 128)
+    patch_hop_frames: int = PATCH_FRAMES  # vggish only: frames between patch starts
+    vggish_weights: str = ""  # vggish only: local weight file
+    vggish_pca: str = ""  # vggish only: optional PCA file; embeddings are postprocessed
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"feature kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == "vggish" and not self.vggish_weights:
+            raise ValueError("vggish features need a local weight file (vggish_weights)")
+        if self.patch_hop_frames < 1:
+            raise ValueError(f"patch_hop_frames must be >= 1, got {self.patch_hop_frames}")
+
+    def key(self) -> str:
+        settings = asdict(self)
+        for name in ("vggish_weights", "vggish_pca"):  # identify weight files by content
+            if settings[name]:
+                settings[name] = _file_digest(Path(settings[name]))
+        text = json.dumps({"version": CACHE_VERSION, **settings}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_key(path: Path) -> str:
+    """Identity of an audio file's current contents, cheaply: path, size and mtime."""
+    st = path.stat()
+    text = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def entry_path(cache: Path, config: FeatureConfig, audio: Path) -> Path:
+    return cache / config.key() / f"{file_key(audio)}.safetensors"
+
+
+def load_entry(cache: Path, config: FeatureConfig, audio: Path) -> torch.Tensor | None:
+    """The cached features of ``audio``, or None if there is no complete entry."""
+    path = entry_path(cache, config, audio)
+    return load_file(str(path))["features"] if path.exists() else None
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Audio files under ``paths`` (files as given; folders recursively), sorted, skipping
+    hidden files such as macOS ``._*`` resource forks."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS
+                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+        else:
+            found.append(p)
+    return sorted(set(found))
+
+
+def compute(audio: Path, config: FeatureConfig) -> torch.Tensor:
+    """Features of one file according to ``config``."""
+    frames = log_mel(read_audio(audio))
+    if config.kind == "logmel":
+        return frames
+    model = _vggish(config.vggish_weights, config.vggish_pca)
+    with torch.inference_mode():
+        embeddings = model(patches(frames, config.patch_hop_frames))
+        return model.postprocess(embeddings) if model.has_pca else embeddings
+
+
+_VGGISH: dict = {}
+
+
+def _vggish(weights: str, pca: str):
+    """One loaded VGGish per process and file pair (loading takes seconds)."""
+    from coaudio.features.embed import load_vggish
+
+    if (weights, pca) not in _VGGISH:
+        _VGGISH[(weights, pca)] = load_vggish(weights, pca or None)
+    return _VGGISH[(weights, pca)]
+
+
+def _write_atomically(tensor: torch.Tensor, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file({"features": tensor.contiguous()}, tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class Outcome:
+    path: str
+    status: str  # "extracted", "cached" or "failed"
+    frames: int = 0  # rows of the stored features
+    error: str = ""
+
+
+def extract_one(audio: Path, cache: Path, config: FeatureConfig) -> Outcome:
+    """Extract (or find cached) features of one file; errors become a failed outcome."""
+    try:
+        target = entry_path(cache, config, audio)
+        if target.exists():
+            return Outcome(str(audio), "cached", load_file(str(target))["features"].shape[0])
+        features = compute(audio, config)
+        _write_atomically(features, target)
+        return Outcome(str(audio), "extracted", features.shape[0])
+    except AudioError as exc:
+        return Outcome(str(audio), "failed", error=exc.reason)
+    except OSError as exc:  # e.g. disk full while writing: nothing half-written remains
+        return Outcome(str(audio), "failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # one process per core; no oversubscription
+
+
+@dataclass
+class Summary:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def extract(
+    files: list[Path], cache: Path, config: FeatureConfig, jobs: int = 1,
+    fail_fast: bool = False, on_done: Callable[[Outcome], None] | None = None,
+) -> Summary:
+    """Extract features of ``files`` into ``cache`` with ``jobs`` processes."""
+    config.key()  # fail early on unreadable weight files, before any worker starts
+    summary = Summary()
+    for outcome in _run(files, cache, config, jobs):
+        summary.outcomes.append(outcome)
+        if on_done is not None:
+            on_done(outcome)
+        if fail_fast and outcome.status == "failed":
+            break
+    return summary
+
+
+def _run(files: list[Path], cache: Path, config: FeatureConfig, jobs: int) -> Iterator[Outcome]:
+    if jobs <= 1 or len(files) <= 1:
+        for f in files:
+            yield extract_one(f, cache, config)
+        return
+    # spawn, not fork: forking a process that has started torch's thread pools can hang
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+        futures = [pool.submit(extract_one, f, cache, config) for f in files]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()

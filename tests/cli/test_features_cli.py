@@ -1,0 +1,104 @@
+"""`coaudio features` end to end: real files, a corrupt one, caching, invalidation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import soundfile
+import torch
+
+from coaudio.features.cache import FeatureConfig, file_key, find_audio, load_entry
+from coaudio.features.logmel import log_mel
+from coaudio.audio import read_audio
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coaudio", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def _library(root):
+    rng = np.random.default_rng(0)
+    (root / "a" / "b").mkdir(parents=True)
+    soundfile.write(root / "one.wav", rng.standard_normal(16000 * 2) * 0.1, 16000)
+    soundfile.write(root / "a" / "two.flac", rng.standard_normal((22050 * 3, 2)) * 0.1, 22050)
+    soundfile.write(root / "a" / "b" / "three.ogg", rng.standard_normal(44100) * 0.1, 44100,
+                    format="OGG", subtype="VORBIS")
+    (root / "a" / "broken.wav").write_bytes(b"not riff at all" * 100)
+    (root / "a" / "._one.wav").write_bytes(b"\x00" * 211)  # macOS resource fork: ignored
+    (root / "notes.txt").write_text("not audio")
+
+
+def test_extracts_caches_and_reports_failures(tmp_path):
+    root, cache = tmp_path / "music", tmp_path / "cache"
+    _library(root)
+    assert [p.name for p in find_audio([root])] == ["three.ogg", "broken.wav", "two.flac", "one.wav"]
+
+    first = _run("features", str(root), "--cache", str(cache), "--jobs", "2", "--jsonl")
+    assert first.returncode == 1  # one file failed
+    records = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in first.stdout.splitlines()}
+    assert records["broken.wav"]["status"] == "failed"
+    assert "cannot decode" in records["broken.wav"]["error"]
+    assert {records[n]["status"] for n in ("one.wav", "two.flac", "three.ogg")} == {"extracted"}
+    assert "broken.wav" in first.stderr and "3 extracted, 0 cached, 1 failed" in first.stderr
+
+    config = FeatureConfig()
+    cached = load_entry(cache, config, root / "a" / "two.flac")
+    assert torch.equal(cached, log_mel(read_audio(root / "a" / "two.flac")))
+
+    again = _run("features", str(root), "--cache", str(cache), "--jobs", "1")
+    assert again.returncode == 1
+    assert "0 extracted, 3 cached, 1 failed" in again.stdout
+
+    before = file_key(root / "one.wav")  # editing a file invalidates just that file
+    soundfile.write(root / "one.wav", np.zeros(16000), 16000)
+    assert file_key(root / "one.wav") != before
+    third = _run("features", str(root / "one.wav"), "--cache", str(cache))
+    assert third.returncode == 0 and "1 extracted" in third.stdout
+    assert not list(cache.rglob(".partial-*"))
+
+
+def test_config_change_uses_a_separate_cache_folder(tmp_path):
+    assert FeatureConfig().key() != FeatureConfig(patch_hop_frames=48).key()
+    assert FeatureConfig().key() == FeatureConfig().key()
+
+
+def test_bad_arguments(tmp_path):
+    done = _run("features", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "c"))
+    assert done.returncode != 0 and "no such file or folder" in done.stderr
+    done = _run("features", str(tmp_path), "--cache", str(tmp_path / "c"), "--kind", "vggish")
+    assert done.returncode != 0 and "weight file" in done.stderr
+
+
+def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    root, cache = tmp_path / "long", tmp_path / "cache"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(24):
+        soundfile.write(root / f"clip{i:02d}.wav", rng.standard_normal(16000 * 30) * 0.1, 16000)
+    for sig in (signal.SIGKILL, signal.SIGINT):
+        proc = subprocess.Popen([sys.executable, "-m", "coaudio", "features", str(root), "--cache",
+                                 str(cache), "--jobs", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while len(list(cache.rglob("[0-9a-f]*.safetensors"))) < 3:  # complete entries only
+            assert time.time() < deadline and proc.poll() is None
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        entries = [p for p in cache.rglob("*.safetensors") if not p.name.startswith(".partial-")]
+        assert 3 <= len(entries) < 24
+        for entry in entries:  # every visible entry is complete
+            assert load_file(str(entry))["features"].shape == (2998, 64)
+    done = _run("features", str(root), "--cache", str(cache))
+    assert done.returncode == 0
+    n_cached = int(done.stdout.split(" cached")[0].split(", ")[-1])
+    assert n_cached >= 3 and f"{24 - n_cached} extracted" in done.stdout

@@ -26,6 +26,7 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def bench_cli(
+    suite: str = typer.Option("encoder", help="encoder (continual vs regular steps) or frontend (log-mel throughput)."),
     models: str = typer.Option("gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."),
     blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
     windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
@@ -34,7 +35,12 @@ def bench_cli(
     quick: bool = typer.Option(False, "--quick", help="Only the GTZAN shape at n=120, 3 rounds."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write a JSON document to this file ('-' = stdout)."),
 ) -> None:
-    """Time per-step latency and count FLOPs of regular vs continual inference."""
+    """Time per-step latency and count FLOPs of regular vs continual inference
+    (``--suite frontend``: log-mel throughput vs librosa)."""
+    if suite == "frontend":
+        return _frontend(json_out)
+    if suite != "encoder":
+        raise typer.BadParameter(f"--suite must be encoder or frontend, got {suite!r}")
     from coaudio.bench import encoder as encoder_bench  # heavy import only when run
 
     if quick:
@@ -103,3 +109,24 @@ def _table(records: list[dict], threads: int) -> Table:
             "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.1f}x",
         )
     return table
+
+
+def _frontend(json_out: Optional[str]) -> None:
+    from coaudio.bench import frontend
+
+    err = Console(stderr=True)
+    with err.status("benchmarking the log-mel front end"):
+        record = frontend.run()
+    document = {"machine": _machine(), "frontend": record}
+    if json_out == "-":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    if json_out:
+        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
+    table = Table(title=f"log-mel throughput, x real time ({record['audio_s']:.0f} s of audio in 30 s clips)")
+    for column in ["coaudio 1 core", "coaudio 2 cores", "librosa 1 core", "vs librosa", "8.3 h on 2 cores"]:
+        table.add_column(column, justify="right")
+    table.add_row(f"{record['coaudio_1core_xrt']:.0f}x", f"{record['coaudio_2core_xrt']:.0f}x",
+                  f"{record['librosa_1core_xrt']:.0f}x", f"{record['speedup_vs_librosa']:.1f}x",
+                  f"{record['gtzan_8_3h_2core_s']:.0f} s")
+    Console(width=160).print(table)

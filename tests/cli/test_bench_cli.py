@@ -62,3 +62,12 @@ def test_reference_column_is_optional():
         assert record["reference_us"] is None and record["speedup_vs_reference"] is None
     else:
         assert record["reference_us"] > 0 and record["speedup_vs_reference"] > 0
+
+
+def test_frontend_suite_reports_throughputs():
+    done = _run("bench", "--suite", "frontend", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)["frontend"]
+    for key in ("coaudio_1core_xrt", "coaudio_2core_xrt", "librosa_1core_xrt", "speedup_vs_librosa"):
+        assert record[key] > 0
+    assert record["audio_s"] == 600

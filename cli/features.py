@@ -22,7 +22,8 @@ def features_cli(
                                               help="Local VGGish PCA parameters; embeddings are then postprocessed."),
     patch_hop: float = typer.Option(0.96, min=0.01, help="Seconds between VGGish patches (vggish only)."),
     jobs: int = typer.Option(2, min=1, help="Worker processes."),
-    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that fails."),
+    keep_going: bool = typer.Option(True, "--keep-going/--fail-fast",
+                                    help="Carry on past files that fail (default), or stop at the first."),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per file on stdout."),
 ) -> None:
     """Extract features into an on-disk cache; re-running only does new or changed files."""
@@ -56,7 +57,7 @@ def features_cli(
             elapsed = progress.tasks[task].elapsed or 1e-9
             progress.update(task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.1f} files/s")
 
-        summary = extract(files, cache, config, jobs=jobs, fail_fast=fail_fast, on_done=done)
+        summary = extract(files, cache, config, jobs=jobs, fail_fast=not keep_going, on_done=done)
 
     for outcome in summary.failed:
         err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)

@@ -61,6 +61,16 @@ def test_extracts_caches_and_reports_failures(tmp_path):
     assert not list(cache.rglob(".partial-*"))
 
 
+def test_fail_fast_stops_at_the_first_failure(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "a.wav").write_bytes(b"broken" * 50)
+    soundfile.write(root / "b.wav", np.zeros(16000), 16000)
+    done = _run("features", str(root), "--cache", str(tmp_path / "c"), "--fail-fast", "--jobs", "1")
+    assert done.returncode == 1
+    assert "0 extracted, 0 cached, 1 failed, 1 not attempted" in done.stdout
+
+
 def test_config_change_uses_a_separate_cache_folder(tmp_path):
     assert FeatureConfig().key() != FeatureConfig(patch_hop_frames=48).key()
     assert FeatureConfig().key() == FeatureConfig().key()

@@ -79,6 +79,15 @@ def test_frame_and_patch_counts_of_a_30_second_clip():
     assert torch.equal(frames[0], torch.full((64,), math.log(0.01)))  # silence
 
 
+def test_a_1khz_sine_lights_up_the_band_around_1khz():
+    t = np.arange(3 * 16000) / 16000
+    frames = log_mel((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    band = int(frames.mean(0).argmax())
+    centers_hz = 700 * (np.exp(np.linspace(logmel.hertz_to_mel(125), logmel.hertz_to_mel(7500), 66)[1:-1] / 1127) - 1)
+    assert abs(centers_hz[band] - 1000) < 60  # bands are ~110 Hz apart there
+    assert frames.std(0).max() < 1e-3  # a steady tone gives the same frame every time
+
+
 def test_short_inputs_give_empty_results():
     assert log_mel(np.zeros(399, dtype=np.float32)).shape == (0, 64)
     assert log_mel(np.zeros(400, dtype=np.float32)).shape == (1, 64)

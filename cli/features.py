@@ -13,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def features_cli(
-    paths: List[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively)."),
+    paths: List[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively), "
+                                       "or dataset roots with --dataset."),
+    dataset: Optional[str] = typer.Option(None, help="Read PATHS as dataset roots: gtzan (either layout)."),
     cache: Path = typer.Option(..., "--cache", "-c", help="Cache folder (created if needed)."),
     kind: str = typer.Option("logmel", help="logmel (frames, 64 bands) or vggish (128-d embeddings)."),
     vggish_weights: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
@@ -40,7 +42,10 @@ def features_cli(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file or folder: {missing[0]}")
-    files = find_audio(paths)
+    if dataset is not None:
+        files = _dataset_files(dataset, paths)
+    else:
+        files = find_audio(paths)
     if not files:
         err.print("no audio files found")
         raise typer.Exit(1)
@@ -66,3 +71,14 @@ def features_cli(
     (err if jsonl else Console()).print(line, highlight=False)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _dataset_files(name: str, roots: List[Path]) -> List[Path]:
+    if name != "gtzan":
+        raise typer.BadParameter(f"unknown dataset {name!r}; known: gtzan")
+    from coaudio.data.gtzan import GTZANError, list_tracks
+
+    try:
+        return [track.path for root in roots for track in list_tracks(root)]
+    except GTZANError as exc:
+        raise typer.BadParameter(str(exc))

@@ -112,3 +112,16 @@ def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
     assert done.returncode == 0
     n_cached = int(done.stdout.split(" cached")[0].split(", ")[-1])
     assert n_cached >= 3 and f"{24 - n_cached} extracted" in done.stdout
+
+
+def test_gtzan_dataset_input(tmp_path):
+    from tests.data.test_gtzan import _tree
+
+    _tree(tmp_path / "gtzan", "kaggle", per_genre=100)
+    done = _run("features", str(tmp_path / "gtzan"), "--dataset", "gtzan", "--cache",
+                str(tmp_path / "c"))
+    assert done.returncode == 0, done.stderr
+    assert "999 extracted" in done.stdout  # jazz.00054.wav skipped with a warning
+    bad = _run("features", str(tmp_path), "--dataset", "gtzan", "--cache", str(tmp_path / "c"))
+    flat = " ".join(bad.stderr.replace("│", " ").split())  # the error panel wraps lines
+    assert bad.returncode != 0 and "no GTZAN genre folders" in flat

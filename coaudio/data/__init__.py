@@ -1,0 +1,1 @@
+"""Datasets: readers and splits."""

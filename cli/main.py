@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from coaudio_cli import bench, features
+from coaudio_cli import bench, data, features
 
 app = typer.Typer(
     name="coaudio",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command("bench")(bench.bench_cli)
 app.command("features")(features.features_cli)
+app.add_typer(data.app, name="data")
 
 
 @app.callback()

@@ -1,0 +1,1 @@
+"""Classifiers built on the continual encoder."""

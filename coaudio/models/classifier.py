@@ -1,0 +1,82 @@
+"""Online audio classifier: patch -> token -> continual encoder -> label of the newest token.
+
+::
+
+    patch (96, 64) --PatchEmbedder--> (token_dim) --Linear--> (D)  [or a precomputed token]
+        -> recycling positions -> continual encoder (1, 2 or N layers)
+        -> LayerNorm -> Linear -> logits (n_classes), from the newest token
+
+``forward`` classifies windows (training, batch evaluation); ``step`` consumes one hop and
+returns the same logits as ``forward`` on the window that ends at that hop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from coaudio.continual import ContinualEncoder, EncoderConfig, EncoderState
+from coaudio.features.embed import PatchEmbedder
+
+INPUTS = ("patches", "tokens")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_classes: int
+    inputs: str = "patches"  # "patches": (96, 64) log-mel patches; "tokens": precomputed vectors
+    token_dim: int = 128  # width of the patch embedding / of precomputed tokens (VGGish: 128)
+    embedder_width: int = 8  # channels of the first PatchEmbedder conv
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if self.inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
+
+
+class AudioClassifier(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.encoder.layer.d_model
+        self.embed = (PatchEmbedder(cfg.token_dim, cfg.embedder_width)
+                      if cfg.inputs == "patches" else nn.Identity())
+        self.proj = nn.Linear(cfg.token_dim, d)
+        self.encoder = ContinualEncoder(cfg.encoder)
+        self.head_norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.n_classes)
+
+    def tokens(self, inputs: Tensor) -> Tensor:
+        """``(..., 96, 64)`` patches or ``(..., token_dim)`` tokens -> ``(..., D)``."""
+        if self.cfg.inputs == "patches":
+            lead = inputs.shape[:-2]
+            embedded = self.embed(inputs.reshape(-1, *inputs.shape[-2:])).reshape(*lead, -1)
+        else:
+            embedded = inputs
+        return self.proj(embedded)
+
+    def forward(self, inputs: Tensor, *, start: Tensor | int = 0, key_mask: Tensor | None = None) -> Tensor:
+        """Logits ``(B, n_classes)`` of the newest token of each window.
+
+        Args:
+            inputs: ``(B, T, 96, 64)`` patches or ``(B, T, token_dim)`` tokens, oldest first.
+            start: stream index of the first token (sets the recycling positions).
+            key_mask: ``(B, T)`` bool, False on padding.
+        """
+        last = self.encoder(self.tokens(inputs), start=start, key_mask=key_mask)
+        return self.head(self.head_norm(last))
+
+    def init_state(self, batch_size: int = 1, device=None, dtype=None) -> EncoderState:
+        return self.encoder.init_state(batch_size, device, dtype)
+
+    def step(
+        self, inputs: Tensor, state: EncoderState, *, emit_partial: bool = False, kernel: str = "auto"
+    ) -> tuple[Tensor | None, EncoderState]:
+        """One hop per stream: ``(B, 96, 64)`` patches or ``(B, token_dim)`` tokens ->
+        logits ``(B, n_classes)`` (None while warming up, as in the encoder) and new state."""
+        y, state = self.encoder.step(self.tokens(inputs), state, emit_partial=emit_partial, kernel=kernel)
+        return (None if y is None else self.head(self.head_norm(y))), state

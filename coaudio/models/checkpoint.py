@@ -1,0 +1,93 @@
+"""Checkpoints: one safetensors file, weights plus the model config, labels and run info.
+
+The config, labels and info travel as JSON in the safetensors metadata, so a checkpoint
+describes itself, loading never unpickles anything, and the file is replaced in one atomic
+rename (an interrupted save leaves the previous checkpoint intact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from coaudio import __version__
+from coaudio.config import ConfigError, from_dict, to_dict
+from coaudio.models.classifier import AudioClassifier, ModelConfig
+
+FORMAT = "coaudio-checkpoint-1"
+
+
+def save_checkpoint(path: str | Path, model: AudioClassifier, labels: list[str], info: dict | None = None) -> None:
+    """Write ``model`` (weights + config), its ``labels`` and JSON-able ``info`` to ``path``."""
+    if len(labels) != model.cfg.n_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {model.cfg.n_classes} classes")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "format": FORMAT,
+        "coaudio": __version__,
+        "config": json.dumps(to_dict(model.cfg)),
+        "labels": json.dumps(list(labels)),
+        "info": json.dumps(info or {}),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_metadata(path: str | Path) -> tuple[ModelConfig, list[str], dict]:
+    """The model config, labels and info of a checkpoint, without loading weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a coaudio checkpoint ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a coaudio checkpoint (format {meta.get('format')!r})")
+    config = from_dict(ModelConfig, json.loads(meta["config"]))
+    return config, json.loads(meta["labels"]), json.loads(meta["info"])
+
+
+def load_checkpoint(
+    path: str | Path, expected: ModelConfig | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[AudioClassifier, list[str], dict]:
+    """Rebuild the model of a checkpoint (eval mode) with its labels and info.
+
+    ``expected``: refuse a checkpoint whose config differs, naming the differing settings.
+    """
+    from safetensors.torch import load_file
+
+    config, labels, info = read_metadata(path)
+    if expected is not None and expected != config:
+        raise ConfigError(f"{path}: checkpoint is from another config ({_differences(to_dict(config), to_dict(expected))})")
+    model = AudioClassifier(config)
+    model.load_state_dict(load_file(str(path), device=str(map_location)), strict=True)
+    return model.eval(), labels, info
+
+
+def _differences(saved: dict, wanted: dict, where: str = "") -> str:
+    out = []
+    for key in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(key), wanted.get(key)
+        name = f"{where}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = _differences(a, b, name + ".")
+            out += [inner] if inner else []
+        elif a != b:
+            out.append(f"{name}: checkpoint {a!r}, expected {b!r}")
+    return "; ".join(out)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from coaudio.data.tracks import DatasetError, Track
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,8 @@ KNOWN_BAD = {"jazz.00054": "not a WAV file in the Kaggle copy (no RIFF header)"}
 SPLITS = ("train", "valid", "test")
 
 
-class GTZANError(Exception):
+class GTZANError(DatasetError):
     """The folder is not (a complete) GTZAN."""
-
-
-@dataclass(frozen=True)
-class Track:
-    path: Path
-    genre: str
-    track_id: str  # e.g. "blues.00012"
 
 
 def find_genres_folder(root: str | Path) -> Path:
@@ -100,7 +94,7 @@ def stratified_folds(tracks: list[Track], k: int = 10, seed: int = 0) -> list[li
     rng = random.Random(seed)
     folds: list[list[Track]] = [[] for _ in range(k)]
     for genre in GENRES:
-        members = [t for t in tracks if t.genre == genre]
+        members = [t for t in tracks if t.label == genre]
         rng.shuffle(members)
         for i, track in enumerate(members):
             folds[i % k].append(track)

@@ -37,7 +37,7 @@ def test_both_layouts_are_found_from_the_root_and_counted(tmp_path, layout, capl
         tracks = list_tracks(tmp_path)
     expected = 1000 if layout == "original" else 999  # jazz.00054.wav is left out
     assert len(tracks) == expected
-    assert {t.genre for t in tracks} == set(GENRES)
+    assert {t.label for t in tracks} == set(GENRES)
     assert not any(t.path.name.startswith(".") for t in tracks)
     if layout == "kaggle":
         assert "jazz.00054" in caplog.text and "RIFF" in caplog.text
@@ -49,7 +49,7 @@ def test_fault_filtered_split_counts_and_disjointness(tmp_path):
     assert [len(split[s]) for s in ("train", "valid", "test")] == [443, 197, 290]
     ids = [{t.track_id for t in split[s]} for s in ("train", "valid", "test")]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    assert sum(t.genre == "blues" for t in split["test"]) == 31
+    assert sum(t.label == "blues" for t in split["test"]) == 31
 
 
 def test_filtered_split_on_the_kaggle_copy_loses_only_jazz_00054(tmp_path):
@@ -63,7 +63,7 @@ def test_stratified_folds_and_random_split(tmp_path):
     tracks = list_tracks(tmp_path)
     folds = stratified_folds(tracks, k=10, seed=3)
     assert [len(f) for f in folds] == [100] * 10
-    assert all(sum(t.genre == g for t in f) == 10 for f in folds for g in GENRES)
+    assert all(sum(t.label == g for t in f) == 10 for f in folds for g in GENRES)
     assert sorted(t.track_id for f in folds for t in f) == sorted(t.track_id for t in tracks)
     assert folds == stratified_folds(tracks, k=10, seed=3)
     assert folds != stratified_folds(tracks, k=10, seed=4)

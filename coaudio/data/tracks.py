@@ -1,0 +1,46 @@
+"""Labelled audio tracks, and reading them from a folder tree of ``<label>/<audio files>``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from coaudio.audio import FORMATS
+
+
+@dataclass(frozen=True)
+class Track:
+    path: Path
+    label: str
+    track_id: str  # unique within a dataset, e.g. "blues.00012"
+
+
+class DatasetError(Exception):
+    """A folder that is not a usable labelled dataset; the message says why."""
+
+
+def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
+    """Every audio file under ``root/<label>/`` (any depth), labelled by its top folder.
+
+    Hidden files and folders are skipped. Track ids are paths relative to ``root`` without
+    the suffix, so they are unique and stable.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such folder")
+    labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    tracks, empty = [], []
+    for label in labels:
+        found = sorted(f for f in (root / label).rglob("*") if f.is_file()
+                       and f.suffix.lower() in FORMATS
+                       and not any(part.startswith(".") for part in f.relative_to(root).parts))
+        if not found:
+            empty.append(label)
+        tracks += [Track(f, label, f.relative_to(root).with_suffix("").as_posix()) for f in found]
+    usable = len(labels) - len(empty)
+    if empty:
+        raise DatasetError(f"{root}: label folders without audio files: {', '.join(empty)}")
+    if usable < min_labels:
+        raise DatasetError(f"{root}: found {usable} label folder(s) with audio; need at least "
+                           f"{min_labels} (layout: {root}/<label>/<file>.wav)")
+    return tracks

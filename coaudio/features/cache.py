@@ -23,8 +23,9 @@ from typing import Callable, Iterable, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
-from coaudio.audio import FORMATS, AudioError, read_audio
-from coaudio.features.logmel import PATCH_FRAMES, log_mel, patches
+from coaudio.audio import FORMATS, AudioError, stream_audio
+from coaudio.features.logmel import PATCH_FRAMES, patches
+from coaudio.features.stream import StreamingLogMel
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,19 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(set(found))
 
 
+def stream_log_mel(audio: Path) -> torch.Tensor:
+    """``(F, 64)`` log-mel frames of a file, decoded and resampled block by block: memory is
+    bounded by the block size, and the frames equal ``log_mel(read_audio(audio))`` exactly."""
+    info, blocks = stream_audio(audio)
+    extractor = StreamingLogMel(info.sample_rate)
+    parts = [extractor.push(block)[0] for block in blocks]
+    parts.append(extractor.flush()[0])
+    return torch.cat(parts)
+
+
 def compute(audio: Path, config: FeatureConfig) -> torch.Tensor:
     """Features of one file according to ``config``."""
-    frames = log_mel(read_audio(audio))
+    frames = stream_log_mel(audio)
     if config.kind == "logmel":
         return frames
     model = _vggish(config.vggish_weights, config.vggish_pca)

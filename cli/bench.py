@@ -35,8 +35,8 @@ def bench_cli(
     quick: bool = typer.Option(False, "--quick", help="Only the GTZAN shape at n=120, 3 rounds."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write a JSON document to this file ('-' = stdout)."),
 ) -> None:
-    """Time per-step latency and count FLOPs of regular vs continual inference
-    (``--suite frontend``: log-mel throughput vs librosa)."""
+    """Time continual vs regular steps and count their FLOPs; --suite frontend: log-mel
+    throughput vs librosa."""
     if suite == "frontend":
         return _frontend(json_out)
     if suite != "encoder":

@@ -20,9 +20,19 @@ app.command("features")(features.features_cli)
 app.add_typer(data.app, name="data")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from coaudio import __version__
+
+        typer.echo(f"coaudio {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagnostics to stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -71,3 +71,10 @@ def test_frontend_suite_reports_throughputs():
     for key in ("coaudio_1core_xrt", "coaudio_2core_xrt", "librosa_1core_xrt", "speedup_vs_librosa"):
         assert record[key] > 0
     assert record["audio_s"] == 600
+
+
+def test_version_and_help():
+    done = _run("--version")
+    assert done.returncode == 0 and done.stdout.startswith("coaudio ")
+    done = _run("--help")
+    assert done.returncode == 0 and all(c in done.stdout for c in ("bench", "features", "data"))

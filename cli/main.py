@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from coaudio_cli import bench, data, features
+from coaudio_cli import bench, data, features, train
 
 app = typer.Typer(
     name="coaudio",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("bench")(bench.bench_cli)
 app.command("features")(features.features_cli)
 app.add_typer(data.app, name="data")
+app.add_typer(train.app, name="train")
 
 
 def _version(value: bool) -> None:

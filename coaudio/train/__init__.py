@@ -1,0 +1,1 @@
+"""Training: windows of clips, a seeded loop, checkpoints that resume exactly."""

@@ -1,0 +1,41 @@
+"""A training recipe: what to read, which model, how to train. Loaded from TOML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from coaudio.continual import EncoderConfig, LayerConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    token_hop_frames: int = 25  # 10 ms frames between tokens (0.25 s); a token is a 96-frame patch
+    split: str = "random"  # "random" (seeded 80/10/10), "filtered" (GTZAN fault-filtered)
+    min_window: int = 1  # shortest training window, in tokens (short ones train early hops)
+    windows_per_clip: int = 4  # random windows drawn from each clip per epoch
+    eval_stride: int = 4  # clip prediction = mean probability over windows every this many hops
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    token_dim: int = 128
+    embedder_width: int = 8
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(
+        layer=LayerConfig(d_model=64, n_heads=4, d_ff=128, dropout=0.1), n_layers=1, window=32))
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class Recipe:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelShape = field(default_factory=ModelShape)
+    train: OptimConfig = field(default_factory=OptimConfig)

@@ -1,0 +1,98 @@
+"""Clips as token sequences, and the windows the model is trained and evaluated on.
+
+A clip's tokens are its 96-frame log-mel patches every ``token_hop_frames`` frames, covering
+the whole clip. A training example is a window of ``L`` consecutive tokens ending anywhere in
+the clip, with ``L`` drawn from ``[min_window, n]``, so the model also learns to classify from
+the first hops of a stream. Batches are left-padded: the newest token is always last, padding
+is masked, and ``start`` gives each row's stream positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from coaudio.data.tracks import Track
+from coaudio.features.cache import FeatureConfig, extract, load_entry
+from coaudio.features.logmel import N_MELS, PATCH_FRAMES, patches
+
+
+@dataclass
+class Clip:
+    tokens: Tensor  # (P, 96, 64) patches
+    label: int
+    track_id: str
+
+
+@dataclass(frozen=True)
+class Window:
+    clip: int  # index into the clip list
+    end: int  # index of the newest token
+    length: int  # tokens in the window
+
+
+def load_clips(tracks: list[Track], labels: list[str], cache: Path, hop_frames: int,
+               jobs: int = 2) -> tuple[list[Clip], list[str]]:
+    """Log-mel features of ``tracks`` through the feature cache, cut into tokens. Returns the
+    clips and the messages of tracks that could not be read (they are left out)."""
+    config = FeatureConfig()
+    summary = extract([t.path for t in tracks], cache, config, jobs=jobs)
+    failed = {o.path: o.error for o in summary.failed}
+    clips, problems = [], [f"{path}: {error}" for path, error in failed.items()]
+    index = {label: i for i, label in enumerate(labels)}
+    for track in tracks:
+        if str(track.path) in failed:
+            continue
+        tokens = patches(load_entry(cache, config, track.path), hop_frames)
+        if tokens.shape[0] == 0:
+            problems.append(f"{track.path}: shorter than one {PATCH_FRAMES}-frame patch")
+            continue
+        clips.append(Clip(tokens, index[track.label], track.track_id))
+    return clips, problems
+
+
+def training_windows(clips: list[Clip], window: int, min_window: int, per_clip: int,
+                     generator: torch.Generator) -> list[Window]:
+    """``per_clip`` random windows from every clip, in random order."""
+    out = []
+    for i, clip in enumerate(clips):
+        count = clip.tokens.shape[0]
+        for _ in range(per_clip):
+            end = int(torch.randint(count, (1,), generator=generator))
+            longest = min(window, end + 1)
+            shortest = min(min_window, longest)
+            length = int(torch.randint(shortest, longest + 1, (1,), generator=generator))
+            out.append(Window(i, end, length))
+    order = torch.randperm(len(out), generator=generator).tolist()
+    return [out[j] for j in order]
+
+
+def evaluation_windows(clips: list[Clip], window: int, stride: int) -> list[list[Window]]:
+    """Per clip: the windows ending every ``stride`` hops once the window is full (or at the
+    last token of a clip shorter than the window), always including the last token."""
+    out = []
+    for i, clip in enumerate(clips):
+        count = clip.tokens.shape[0]
+        first = min(window, count) - 1
+        ends = sorted(set(range(first, count, stride)) | {count - 1})
+        out.append([Window(i, e, min(window, e + 1)) for e in ends])
+    return out
+
+
+def batch(clips: list[Clip], windows: list[Window]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(patches (B, L, 96, 64), key_mask (B, L), start (B,), labels (B,))``, left-padded."""
+    longest = max(w.length for w in windows)
+    x = torch.zeros(len(windows), longest, PATCH_FRAMES, N_MELS)
+    mask = torch.zeros(len(windows), longest, dtype=torch.bool)
+    start = torch.empty(len(windows), dtype=torch.long)
+    labels = torch.empty(len(windows), dtype=torch.long)
+    for row, w in enumerate(windows):
+        pad = longest - w.length
+        x[row, pad:] = clips[w.clip].tokens[w.end - w.length + 1 : w.end + 1]
+        mask[row, pad:] = True
+        start[row] = w.end - w.length + 1 - pad  # stream index of column 0
+        labels[row] = clips[w.clip].label
+    return x, mask, start, labels

@@ -1,0 +1,178 @@
+"""The training loop: seeded, resumable to the bit, best-on-validation checkpoint.
+
+Run folder::
+
+    config.json        resolved recipe, labels, split sizes
+    metrics.jsonl      one line per finished epoch
+    best.safetensors   model checkpoint with the best validation accuracy
+    last.safetensors   full training state (model, optimizer, RNG, epoch, history), written
+                       atomically after every epoch; --resume continues from it
+
+Every epoch draws its windows from a generator seeded by (seed, epoch) and restores the
+global RNG (dropout) saved with the state, so a run resumed after Ctrl-C or SIGKILL ends with
+exactly the weights of an uninterrupted run (same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from coaudio.config import ConfigError, to_dict
+from coaudio.models.checkpoint import save_checkpoint
+from coaudio.models.classifier import AudioClassifier, ModelConfig
+from coaudio.train.config import Recipe
+from coaudio.train.data import Clip, batch, evaluation_windows, training_windows
+
+log = logging.getLogger(__name__)
+STATE_FORMAT = "coaudio-train-state-1"
+
+
+@dataclass
+class EpochReport:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    valid_accuracy: float
+
+
+def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
+    shape = recipe.model
+    return AudioClassifier(ModelConfig(n_classes=n_classes, inputs="patches", token_dim=shape.token_dim,
+                                       embedder_width=shape.embedder_width, encoder=shape.encoder))
+
+
+def clip_predictions(model: AudioClassifier, clips: list[Clip], recipe: Recipe,
+                     batch_size: int = 64) -> torch.Tensor:
+    """``(clips, classes)`` probabilities: the mean over each clip's evaluation windows."""
+    model.eval()
+    per_clip = evaluation_windows(clips, recipe.model.encoder.window, recipe.data.eval_stride)
+    flat = [(i, w) for i, ws in enumerate(per_clip) for w in ws]
+    sums = torch.zeros(len(clips), model.cfg.n_classes)
+    with torch.no_grad():
+        for at in range(0, len(flat), batch_size):
+            chunk = flat[at : at + batch_size]
+            x, mask, start, _ = batch(clips, [w for _, w in chunk])
+            probs = torch.softmax(model(x, start=start, key_mask=mask), dim=-1)
+            sums.index_add_(0, torch.tensor([i for i, _ in chunk]), probs)
+    return sums / torch.tensor([len(ws) for ws in per_clip]).unsqueeze(1)
+
+
+def accuracy(model: AudioClassifier, clips: list[Clip], recipe: Recipe) -> float:
+    if not clips:
+        return float("nan")
+    predicted = clip_predictions(model, clips, recipe).argmax(dim=1)
+    return float((predicted == torch.tensor([c.label for c in clips])).float().mean())
+
+
+def _save_state(path: Path, model, optimizer, epoch: int, best: float, history: list[dict]) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    optim = optimizer.state_dict()
+    for index, slots in optim["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{index}.{name}"] = value.detach().contiguous().reshape(value.shape)
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"format": STATE_FORMAT, "epoch": str(epoch), "best": json.dumps(best),
+            "history": json.dumps(history), "param_groups": json.dumps(optim["param_groups"])}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last.", suffix=".partial")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != STATE_FORMAT:
+            raise ConfigError(f"{path}: not a coaudio training state")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["epoch"]), json.loads(meta["best"]), json.loads(meta["history"])
+
+
+def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out: Path,
+          resume: bool = False, on_epoch: Callable[[EpochReport], None] | None = None,
+          on_batch: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history."""
+    out.mkdir(parents=True, exist_ok=True)
+    opt = recipe.train
+    if opt.threads:
+        torch.set_num_threads(opt.threads)
+    _write_config(out, recipe, labels, splits, resume)
+    torch.manual_seed(opt.seed)
+    model = build_model(recipe, len(labels))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    first_epoch, best, history = 0, -1.0, []
+    last = out / "last.safetensors"
+    if resume and last.exists():
+        first_epoch, best, history = _load_state(last, model, optimizer)
+        log.info("resuming after epoch %d", first_epoch)
+    for epoch in range(first_epoch, opt.epochs):
+        report = _epoch(model, optimizer, splits, recipe, epoch, on_batch)
+        history.append(report.__dict__)
+        if report.valid_accuracy > best:
+            best = report.valid_accuracy
+            save_checkpoint(out / "best.safetensors", model, labels, {"epoch": epoch + 1, **report.__dict__})
+        _save_state(last, model, optimizer, epoch + 1, best, history)
+        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        if on_epoch is not None:
+            on_epoch(report)
+    return history
+
+
+def _epoch(model, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
+    data, opt = recipe.data, recipe.train
+    generator = torch.Generator().manual_seed(opt.seed * 1_000_003 + epoch)
+    windows = training_windows(splits["train"], recipe.model.encoder.window, data.min_window,
+                               data.windows_per_clip, generator)
+    model.train()
+    total_loss, correct = 0.0, 0
+    batches = range(0, len(windows), opt.batch_size)
+    for n, at in enumerate(batches):
+        x, mask, start, labels = batch(splits["train"], windows[at : at + opt.batch_size])
+        logits = model(x, start=start, key_mask=mask)
+        loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(labels)
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        if on_batch is not None:
+            on_batch(n + 1, len(batches))
+    valid = accuracy(model, splits.get("valid", []), recipe)
+    return EpochReport(epoch + 1, total_loss / len(windows), correct / len(windows), valid)
+
+
+def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool) -> None:
+    document = {"recipe": to_dict(recipe), "labels": labels,
+                "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()}}
+    path = out / "config.json"
+    if resume and path.exists():
+        saved = json.loads(path.read_text())
+        comparable = lambda recipe: {**recipe, "train": {**recipe["train"], "epochs": None}}  # noqa: E731
+        if comparable(saved["recipe"]) != comparable(document["recipe"]) or saved["labels"] != labels:
+            raise ConfigError(f"{path}: the run was started with another recipe or label set; "
+                              "use a new --out folder, or the original settings to resume "
+                              "(only train.epochs may change)")
+    path.write_text(json.dumps(document, indent=1) + "\n")

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from coaudio_cli import bench, data, features, train
+from coaudio_cli import bench, data, evaluate, features, train
 
 app = typer.Typer(
     name="coaudio",
@@ -19,6 +19,7 @@ app.command("bench")(bench.bench_cli)
 app.command("features")(features.features_cli)
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.command("evaluate")(evaluate.evaluate_cli)
 
 
 def _version(value: bool) -> None:

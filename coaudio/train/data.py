@@ -25,6 +25,7 @@ class Clip:
     tokens: Tensor  # (P, 96, 64) patches
     label: int
     track_id: str
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def load_clips(tracks: list[Track], labels: list[str], cache: Path, hop_frames: 
         if tokens.shape[0] == 0:
             problems.append(f"{track.path}: shorter than one {PATCH_FRAMES}-frame patch")
             continue
-        clips.append(Clip(tokens, index[track.label], track.track_id))
+        clips.append(Clip(tokens, index[track.label], track.track_id, str(track.path)))
     return clips, problems
 
 

@@ -166,7 +166,9 @@ def _epoch(model, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> Ep
 
 def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool) -> None:
     document = {"recipe": to_dict(recipe), "labels": labels,
-                "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()}}
+                "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()},
+                "paths": {name: [c.path for c in clips] for name, clips in splits.items()},
+                "targets": {name: [c.label for c in clips] for name, clips in splits.items()}}
     path = out / "config.json"
     if resume and path.exists():
         saved = json.loads(path.read_text())

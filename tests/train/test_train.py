@@ -51,6 +51,24 @@ def test_a_run_learns_and_leaves_a_complete_folder(dataset, tmp_path):
     assert labels == config["labels"] and 1 <= info["epoch"] <= 4
     assert "clip accuracy" in done.stdout
 
+    evaluated = subprocess.run([sys.executable, "-m", "coaudio", "evaluate", str(tmp_path / "run"),
+                                "--streaming", "--compare-clips", "2"], capture_output=True, text=True,
+                               timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr
+    folder = tmp_path / "run" / "eval"
+    report = json.loads((folder / "metrics-test.json").read_text())
+    n_test = len(config["splits"]["test"])
+    assert sum(map(sum, report["confusion"])) == n_test
+    assert [c["label"] for c in report["per_class"]] == labels
+    stream = report["streaming"]
+    assert stream["compared_hops"] > 0 and stream["max_logit_diff"] < 1e-5  # continual == regular
+    assert stream["continual_flops"] < stream["regular_flops"]
+    assert stream["curve"][0]["time_s"] == 0.96 and stream["curve"][0]["clips"] == n_test
+    rows = (folder / "per-hop-test.csv").read_text().splitlines()
+    assert rows[0] == "hop,time_s,accuracy,clips" and len(rows) == len(stream["curve"]) + 1
+    assert (folder / "confusion-test.png").stat().st_size > 1000
+    assert (folder / "per-hop-test.png").stat().st_size > 1000
+
 
 def test_resume_after_sigkill_ends_with_the_same_weights(dataset, tmp_path):
     reference = _train(dataset, tmp_path / "a", 3)

@@ -1,0 +1,164 @@
+"""Evaluating a trained classifier: clip metrics, and hop-by-hop streaming.
+
+Batch: each clip's prediction is the mean probability over its windows (as in training's
+validation); accuracy, per-class precision/recall/F1 and the confusion matrix.
+
+Streaming: each clip's audio is decoded block by block, turned into log-mel patches by the
+streaming extractor and fed to ``step`` one hop at a time, exactly as ``coaudio stream`` will.
+The prediction after hop k gives the accuracy-versus-elapsed-time curve. For the first clips,
+every hop is also recomputed with the regular model on the same window, which checks that
+continual == regular and times both.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from coaudio.audio import stream_audio
+from coaudio.bench.flops import counted_flops
+from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES, SAMPLE_RATE
+from coaudio.features.stream import StreamingLogMel
+from coaudio.models.classifier import AudioClassifier
+from coaudio.train.config import Recipe
+from coaudio.train.data import Clip
+from coaudio.train.loop import clip_predictions
+
+
+@dataclass
+class BatchReport:
+    accuracy: float
+    per_class: list[dict]
+    confusion: list[list[int]]  # rows: true label, columns: predicted
+
+
+def batch_report(model: AudioClassifier, clips: list[Clip], recipe: Recipe, labels: list[str]) -> BatchReport:
+    predicted = clip_predictions(model, clips, recipe).argmax(dim=1).tolist()
+    truth = [c.label for c in clips]
+    k = len(labels)
+    confusion = [[0] * k for _ in range(k)]
+    for t, p in zip(truth, predicted):
+        confusion[t][p] += 1
+    per_class = []
+    for i, label in enumerate(labels):
+        tp = confusion[i][i]
+        predicted_i = sum(confusion[r][i] for r in range(k))
+        support = sum(confusion[i])
+        precision = tp / predicted_i if predicted_i else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append({"label": label, "precision": precision, "recall": recall, "f1": f1,
+                          "support": support})
+    accuracy = sum(t == p for t, p in zip(truth, predicted)) / max(len(truth), 1)
+    return BatchReport(accuracy, per_class, confusion)
+
+
+@dataclass
+class StreamingReport:
+    hop_s: float
+    curve: list[dict] = field(default_factory=list)  # {"hop", "time_s", "accuracy", "clips"}
+    max_logit_diff: float = 0.0
+    compared_hops: int = 0
+    continual_us: float = 0.0  # median per hop: embed + step
+    regular_us: float = 0.0  # median per hop: embed the window + forward
+    continual_flops: int = 0
+    regular_flops: int = 0
+
+
+def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int], recipe: Recipe,
+                     compare_clips: int = 3) -> StreamingReport:
+    hop_frames, window = recipe.data.token_hop_frames, recipe.model.encoder.window
+    report = StreamingReport(hop_s=hop_frames * HOP_SAMPLES / SAMPLE_RATE)
+    hits: dict[int, list[bool]] = {}
+    step_us, regular_us = [], []
+    model.eval()
+    with torch.inference_mode():
+        for index, (path, label) in enumerate(zip(paths, labels)):
+            compare = index < compare_clips
+            for hop, logits, history, dt in _stream_clip(model, path, hop_frames, window):
+                step_us.append(dt)
+                hits.setdefault(hop, []).append(int(logits.argmax()) == label)
+                if compare:
+                    start = time.perf_counter()
+                    regular = model(torch.stack(list(history))[None], start=hop - len(history) + 1)
+                    regular_us.append((time.perf_counter() - start) * 1e6)
+                    report.max_logit_diff = max(report.max_logit_diff, float((regular[0] - logits).abs().max()))
+                    report.compared_hops += 1
+        report.curve = [{"hop": h, "time_s": (h * hop_frames + PATCH_FRAMES) * HOP_SAMPLES / SAMPLE_RATE,
+                         "accuracy": sum(v) / len(v), "clips": len(v)} for h, v in sorted(hits.items())]
+        report.continual_us = statistics.median(step_us) if step_us else 0.0
+        report.regular_us = statistics.median(regular_us) if regular_us else 0.0
+        report.continual_flops, report.regular_flops = _flops(model, window)
+    return report
+
+
+def _stream_clip(model, path, hop_frames, window):
+    """Yields (hop, logits (C,), the last <= n patches, step microseconds) per hop."""
+    info, blocks = stream_audio(path)
+    extractor = StreamingLogMel(info.sample_rate, hop_frames=hop_frames)
+    state = model.init_state(1)
+    history: deque = deque(maxlen=window)
+    hop = 0
+    for block in [*blocks, None]:
+        _, new = extractor.push(block) if block is not None else extractor.flush()
+        for patch in new:
+            history.append(patch)
+            start = time.perf_counter()
+            logits, state = model.step(patch[None], state, emit_partial=True)
+            yield hop, logits[0], history, (time.perf_counter() - start) * 1e6
+            hop += 1
+
+
+def _flops(model: AudioClassifier, window: int) -> tuple[int, int]:
+    """Per prediction: one step (counted on the torch kernel) vs the full window recomputed."""
+    x = torch.randn(1, window, PATCH_FRAMES, 64)
+    state = model.init_state(1)
+    for t in range(window):
+        _, state = model.step(x[:, t], state, kernel="torch")
+    step = counted_flops(lambda: model.step(x[:, 0], state, kernel="torch"))
+    return step, counted_flops(lambda: model(x))
+
+
+def save_confusion_png(report: BatchReport, labels: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(labels), 0.8 + 0.6 * len(labels)))
+    ax.imshow(report.confusion, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i, row in enumerate(report.confusion):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {report.accuracy:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def save_curve(report: StreamingReport, png: Path, csv: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    csv.write_text("hop,time_s,accuracy,clips\n" + "".join(
+        f"{p['hop']},{p['time_s']:.3f},{p['accuracy']:.4f},{p['clips']}\n" for p in report.curve))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([p["time_s"] for p in report.curve], [p["accuracy"] for p in report.curve])
+    ax.set_xlabel("elapsed audio (s)")
+    ax.set_ylabel("accuracy of the current prediction")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)

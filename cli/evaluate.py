@@ -24,7 +24,8 @@ def evaluate_cli(
     from coaudio.models.checkpoint import load_checkpoint
     from coaudio.train.config import Recipe
     from coaudio.train.data import load_clips
-    from coaudio.train.evaluate import batch_report, save_confusion_png, save_curve, streaming_report
+    from coaudio.train.evaluate import batch_report, streaming_report
+    from coaudio.train.plots import save_confusion_png, save_curve
 
     err, out = Console(stderr=True), Console()
     config = json.loads((run / "config.json").read_text())

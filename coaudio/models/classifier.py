@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 from coaudio.continual import ContinualEncoder, EncoderConfig, EncoderState

@@ -16,7 +16,6 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -122,43 +121,3 @@ def _flops(model: AudioClassifier, window: int) -> tuple[int, int]:
         _, state = model.step(x[:, t], state, kernel="torch")
     step = counted_flops(lambda: model.step(x[:, 0], state, kernel="torch"))
     return step, counted_flops(lambda: model(x))
-
-
-def save_confusion_png(report: BatchReport, labels: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(labels), 0.8 + 0.6 * len(labels)))
-    ax.imshow(report.confusion, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i, row in enumerate(report.confusion):
-        for j, count in enumerate(row):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"accuracy {report.accuracy:.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def save_curve(report: StreamingReport, png: Path, csv: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    csv.write_text("hop,time_s,accuracy,clips\n" + "".join(
-        f"{p['hop']},{p['time_s']:.3f},{p['accuracy']:.4f},{p['clips']}\n" for p in report.curve))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([p["time_s"] for p in report.curve], [p["accuracy"] for p in report.curve])
-    ax.set_xlabel("elapsed audio (s)")
-    ax.set_ylabel("accuracy of the current prediction")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)

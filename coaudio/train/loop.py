@@ -3,7 +3,7 @@
 Run folder::
 
     config.json        resolved recipe, labels, split sizes
-    metrics.jsonl      one line per finished epoch
+    metrics.jsonl      one line per finished epoch (metrics.csv + curves.png when training ends)
     best.safetensors   model checkpoint with the best validation accuracy
     last.safetensors   full training state (model, optimizer, RNG, epoch, history), written
                        atomically after every epoch; --resume continues from it
@@ -138,6 +138,10 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
         (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
         if on_epoch is not None:
             on_epoch(report)
+    if history:
+        from coaudio.train.plots import save_training_curves
+
+        save_training_curves(history, out / "curves.png", out / "metrics.csv")
     return history
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile
 
-from coaudio.data import gtzan
 from coaudio.data.gtzan import GENRES, GTZANError, filtered_split, list_tracks, random_split, stratified_folds
 
 

@@ -44,6 +44,9 @@ def test_a_run_learns_and_leaves_a_complete_folder(dataset, tmp_path):
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[-1]["train_accuracy"] > 0.6  # 5 classes: chance is 0.2
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0] == "epoch,loss,train_accuracy,valid_accuracy"
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 5
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["labels"] == ["chimes", "drone", "fourfloor", "noiserock", "waltz"]
     assert sum(len(v) for v in config["splits"].values()) == 40

@@ -72,21 +72,37 @@ def _recipe(path: Optional[Path], overrides: List[str]):
         raise typer.BadParameter(str(exc))
 
 
+def _join_torchrun() -> int:
+    """Join the process group when started by torchrun; returns this process's rank."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank()
+
+
 def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path], jobs: int) -> None:
     from coaudio.config import ConfigError
+    from coaudio.models.checkpoint import load_checkpoint
     from coaudio.train.data import load_clips
     from coaudio.train.loop import accuracy, train
-    from coaudio.models.checkpoint import load_checkpoint
 
-    err = Console(stderr=True)
+    rank = _join_torchrun()
+    err = Console(stderr=True, quiet=rank != 0)
     labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
     cache = cache or out.parent / ".coaudio-cache"
     splits = {}
     with err.status("extracting features"):
+        _barrier_unless(rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
             splits[name], problems = load_clips(tracks, labels, cache, cfg.data.token_hop_frames, jobs)
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
+        _barrier_unless(rank != 0)
     err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), highlight=False)
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         console=err, disable=not err.is_terminal)
@@ -106,6 +122,8 @@ def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path]
     except ConfigError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(1)
+    if rank != 0:
+        return
     model, _, info = load_checkpoint(out / "best.safetensors")
     table = Table(title=f"{out}: best checkpoint (epoch {info['epoch']})")
     for column in ("split", "clips", "clip accuracy"):
@@ -114,3 +132,12 @@ def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path]
         if splits.get(name):
             table.add_row(name, str(len(splits[name])), f"{accuracy(model, splits[name], cfg):.3f}")
     Console().print(table)
+
+
+def _barrier_unless(skip: bool) -> None:
+    """Wait for every rank at this point (a no-op outside torchrun); ``skip`` lets one side
+    pass so that rank 0 can run ahead of the others at a matching pair of calls."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and not skip:
+        dist.barrier()

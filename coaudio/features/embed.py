@@ -36,8 +36,11 @@ class PatchEmbedder(nn.Module):
         chans = [1, width, 2 * width, 4 * width, 8 * width]
         blocks = []
         for c_in, c_out in zip(chans[:-1], chans[1:]):
+            # GroupNorm normalises each patch on its own: no batch statistics, so training on a
+            # batch split across processes computes what one process on the whole batch does,
+            # and inference never depends on running averages.
             blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU()]
+                       nn.GroupNorm(4, c_out), nn.ReLU()]
         self.convs = nn.Sequential(*blocks)
         # 96 x 64 halves four times -> 6 x 4
         self.proj = nn.Linear(chans[-1] * (PATCH_FRAMES // 16) * (N_MELS // 16), d_out)

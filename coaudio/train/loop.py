@@ -11,6 +11,12 @@ Run folder::
 Every epoch draws its windows from a generator seeded by (seed, epoch) and restores the
 global RNG (dropout) saved with the state, so a run resumed after Ctrl-C or SIGKILL ends with
 exactly the weights of an uninterrupted run (same machine and thread count).
+
+Under torchrun (DistributedDataParallel, gloo on CPU, nccl on GPU) every rank draws the same
+windows and takes its slice of each global batch; the loss is scaled so that the averaged
+gradient equals the single-process mean over the global batch. Only rank 0 writes files, and
+``distributed.json`` records how far the ranks' parameters ended apart (0 when in sync).
+Bit-exact resume is guaranteed for single-process runs (each rank's dropout RNG differs).
 """
 
 from __future__ import annotations
@@ -111,15 +117,26 @@ def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:
     return int(meta["epoch"]), json.loads(meta["best"]), json.loads(meta["history"])
 
 
+def distributed() -> tuple[int, int]:
+    """``(rank, world size)``; (0, 1) outside torchrun."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out: Path,
           resume: bool = False, on_epoch: Callable[[EpochReport], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> list[dict]:
     """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history."""
+    rank, world = distributed()
     out.mkdir(parents=True, exist_ok=True)
     opt = recipe.train
     if opt.threads:
         torch.set_num_threads(opt.threads)
-    _write_config(out, recipe, labels, splits, resume)
+    if rank == 0:
+        _write_config(out, recipe, labels, splits, resume)
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
@@ -128,44 +145,78 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
     if resume and last.exists():
         first_epoch, best, history = _load_state(last, model, optimizer)
         log.info("resuming after epoch %d", first_epoch)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model)
     for epoch in range(first_epoch, opt.epochs):
-        report = _epoch(model, optimizer, splits, recipe, epoch, on_batch)
+        report = _epoch(model, net, optimizer, splits, recipe, epoch, on_batch)
         history.append(report.__dict__)
-        if report.valid_accuracy > best:
-            best = report.valid_accuracy
-            save_checkpoint(out / "best.safetensors", model, labels, {"epoch": epoch + 1, **report.__dict__})
-        _save_state(last, model, optimizer, epoch + 1, best, history)
-        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-        if on_epoch is not None:
+        if rank == 0:
+            if report.valid_accuracy > best:
+                save_checkpoint(out / "best.safetensors", model, labels, {"epoch": epoch + 1, **report.__dict__})
+            _save_state(last, model, optimizer, epoch + 1, max(best, report.valid_accuracy), history)
+            (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        best = max(best, report.valid_accuracy)
+        if on_epoch is not None and rank == 0:
             on_epoch(report)
-    if history:
+    if world > 1:
+        spread = _parameter_spread(model)
+        if rank == 0:
+            (out / "distributed.json").write_text(json.dumps({"world_size": world, "max_parameter_spread": spread}))
+    if history and rank == 0:
         from coaudio.train.plots import save_training_curves
 
         save_training_curves(history, out / "curves.png", out / "metrics.csv")
     return history
 
 
-def _epoch(model, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
+def _epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
+    """One pass; ``net`` is ``model`` or its DistributedDataParallel wrapper."""
     data, opt = recipe.data, recipe.train
+    rank, world = distributed()
     generator = torch.Generator().manual_seed(opt.seed * 1_000_003 + epoch)
     windows = training_windows(splits["train"], recipe.model.encoder.window, data.min_window,
                                data.windows_per_clip, generator)
     model.train()
-    total_loss, correct = 0.0, 0
-    batches = range(0, len(windows), opt.batch_size)
-    for n, at in enumerate(batches):
-        x, mask, start, labels = batch(splits["train"], windows[at : at + opt.batch_size])
-        logits = model(x, start=start, key_mask=mask)
-        loss = F.cross_entropy(logits, labels)
+    totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, windows (this rank)
+    batches = [windows[at : at + opt.batch_size] for at in range(0, len(windows), opt.batch_size)]
+    batches = [b for b in batches if len(b) >= world]  # every rank needs at least one window
+    for n, global_batch in enumerate(batches):
+        local = global_batch[rank::world]
+        x, mask, start, labels = batch(splits["train"], local)
+        logits = net(x, start=start, key_mask=mask)
+        # sum * world / global size: DDP's gradient average is then the global-batch mean
+        loss = F.cross_entropy(logits, labels, reduction="sum") * (world / len(global_batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total_loss += loss.item() * len(labels)
-        correct += int((logits.argmax(dim=1) == labels).sum())
-        if on_batch is not None:
+        totals += torch.tensor([loss.item() * len(global_batch) / world,
+                                float((logits.argmax(dim=1) == labels).sum()), float(len(local))],
+                               dtype=torch.float64)
+        if on_batch is not None and rank == 0:
             on_batch(n + 1, len(batches))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(totals)
     valid = accuracy(model, splits.get("valid", []), recipe)
-    return EpochReport(epoch + 1, total_loss / len(windows), correct / len(windows), valid)
+    seen = max(float(totals[2]), 1.0)
+    return EpochReport(epoch + 1, float(totals[0]) / seen, float(totals[1]) / seen, valid)
+
+
+def _parameter_spread(model) -> float:
+    """Largest difference between any rank's parameters and rank 0's."""
+    import torch.distributed as dist
+
+    spread = torch.zeros(1, dtype=torch.float64)
+    for p in model.parameters():
+        reference = p.detach().clone()
+        dist.broadcast(reference, src=0)
+        spread = torch.maximum(spread, (p.detach() - reference).abs().max().double().reshape(1))
+    dist.all_reduce(spread, op=dist.ReduceOp.MAX)
+    return float(spread)
 
 
 def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool) -> None:

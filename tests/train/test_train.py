@@ -106,3 +106,29 @@ def test_bad_inputs(dataset, tmp_path):
     assert done.returncode != 0 and "need at least 2" in " ".join(done.stderr.replace("│", " ").split())
     done = _train(dataset, tmp_path / "r2", 1, "--set", "train.learning_rate=1")
     assert done.returncode != 0 and "unknown key" in " ".join(done.stderr.replace("│", " ").split())
+
+
+def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
+    """DDP (gloo, 2 CPU processes) stays in sync and equals a single process on the same
+    global batch, up to float rounding of the gradient all-reduce. Dropout is off: each rank
+    draws its own masks, which legitimately differ from one process's."""
+    no_dropout = ["--set", "model.encoder.layer.dropout=0.0"]
+    settings = ["--set", "train.epochs=2", *BASE, *no_dropout]
+    single = _train(dataset, tmp_path / "one", 2, *no_dropout)
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+         "coaudio", "train", "folder", str(dataset), "--out", str(tmp_path / "two"), *settings],
+        capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    report = json.loads((tmp_path / "two" / "distributed.json").read_text())
+    assert report == {"world_size": 2, "max_parameter_spread": 0.0}
+    a, b = _model_tensors(tmp_path / "one"), _model_tensors(tmp_path / "two")
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    # Adam moves a weight whose gradient is ~0 by up to lr per step whatever its size, so the
+    # all-reduce's rounding shows at that scale; a different computation would be far larger.
+    assert worst < 2e-3, worst  # lr = 2e-3: less than one Adam step apart after 6 steps
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+              for run in ("one", "two")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+    assert ddp.stdout.count("clip accuracy") == 1  # only rank 0 reports

@@ -37,7 +37,7 @@ def evaluate_cli(
               zip(config["paths"][split], config["targets"][split], config["splits"][split])]
     with err.status(f"evaluating {len(tracks)} {split} clips"):
         clips, problems = load_clips(tracks, labels, cache or run.parent / ".coaudio-cache",
-                                     recipe.data.token_hop_frames)
+                                     recipe.data.token_hop_frames, config=recipe.feature_config())
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
     report = batch_report(model, clips, recipe, labels)
@@ -56,8 +56,13 @@ def evaluate_cli(
                 "confusion": report.confusion}
     if streaming:
         with err.status("streaming every clip hop by hop"):
+            embed = None
+            if recipe.data.features == "vggish":
+                from coaudio.features.cache import vggish_embed
+
+                embed = vggish_embed(recipe.data.vggish_weights, recipe.data.vggish_pca)
             stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe,
-                                      compare_clips)
+                                      compare_clips, embed)
         save_curve(stream, folder / f"per-hop-{split}.png", folder / f"per-hop-{split}.csv")
         document["streaming"] = stream.__dict__
         final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")

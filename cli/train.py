@@ -99,7 +99,8 @@ def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path]
     with err.status("extracting features"):
         _barrier_unless(rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
-            splits[name], problems = load_clips(tracks, labels, cache, cfg.data.token_hop_frames, jobs)
+            splits[name], problems = load_clips(tracks, labels, cache, cfg.data.token_hop_frames, jobs,
+                                                     cfg.feature_config())
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
         _barrier_unless(rank != 0)

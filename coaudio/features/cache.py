@@ -111,10 +111,20 @@ def compute(audio: Path, config: FeatureConfig) -> torch.Tensor:
     frames = stream_log_mel(audio)
     if config.kind == "logmel":
         return frames
-    model = _vggish(config.vggish_weights, config.vggish_pca)
-    with torch.inference_mode():
-        embeddings = model(patches(frames, config.patch_hop_frames))
-        return model.postprocess(embeddings) if model.has_pca else embeddings
+    return vggish_embed(config.vggish_weights, config.vggish_pca)(patches(frames, config.patch_hop_frames))
+
+
+def vggish_embed(weights: str, pca: str = ""):
+    """A function ``(P, 96, 64) patches -> (P, 128)`` embeddings with the given VGGish files
+    (postprocessed when a PCA file is given); the network is loaded once per process."""
+    model = _vggish(weights, pca)
+
+    def embed(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            embeddings = model(batch)
+            return model.postprocess(embeddings) if model.has_pca else embeddings
+
+    return embed
 
 
 _VGGISH: dict = {}

@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 from coaudio.continual import EncoderConfig, LayerConfig
 
 
+FEATURES = ("logmel", "vggish")
+
+
 @dataclass(frozen=True)
 class DataConfig:
+    features: str = "logmel"  # "logmel": patches through the learned embedder; "vggish": embeddings
+    vggish_weights: str = ""  # vggish only: local weight file (see coaudio.features.embed)
+    vggish_pca: str = ""  # vggish only: optional PCA file (embeddings are then postprocessed)
     token_hop_frames: int = 25  # 10 ms frames between tokens (0.25 s); a token is a 96-frame patch
     split: str = "random"  # "random" (seeded 80/10/10), "filtered" (GTZAN fault-filtered)
     min_window: int = 1  # shortest training window, in tokens (short ones train early hops)
@@ -39,3 +45,21 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelShape = field(default_factory=ModelShape)
     train: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.features not in FEATURES:
+            raise ValueError(f"data.features must be one of {FEATURES}, got {self.data.features!r}")
+        if self.data.features == "vggish":
+            if not self.data.vggish_weights:
+                raise ValueError("data.features = vggish needs data.vggish_weights (a local file)")
+            if self.model.token_dim != 128:
+                raise ValueError("VGGish embeddings are 128-d: set model.token_dim = 128")
+
+    def feature_config(self):
+        """How clips are turned into features in the cache."""
+        from coaudio.features.cache import FeatureConfig
+
+        if self.data.features == "logmel":
+            return FeatureConfig()
+        return FeatureConfig(kind="vggish", patch_hop_frames=self.data.token_hop_frames,
+                             vggish_weights=self.data.vggish_weights, vggish_pca=self.data.vggish_pca)

@@ -17,12 +17,12 @@ from torch import Tensor
 
 from coaudio.data.tracks import Track
 from coaudio.features.cache import FeatureConfig, extract, load_entry
-from coaudio.features.logmel import N_MELS, PATCH_FRAMES, patches
+from coaudio.features.logmel import PATCH_FRAMES, patches
 
 
 @dataclass
 class Clip:
-    tokens: Tensor  # (P, 96, 64) patches
+    tokens: Tensor  # (P, 96, 64) log-mel patches, or (P, 128) VGGish embeddings
     label: int
     track_id: str
     path: str = ""
@@ -36,10 +36,11 @@ class Window:
 
 
 def load_clips(tracks: list[Track], labels: list[str], cache: Path, hop_frames: int,
-               jobs: int = 2) -> tuple[list[Clip], list[str]]:
-    """Log-mel features of ``tracks`` through the feature cache, cut into tokens. Returns the
-    clips and the messages of tracks that could not be read (they are left out)."""
-    config = FeatureConfig()
+               jobs: int = 2, config: FeatureConfig | None = None) -> tuple[list[Clip], list[str]]:
+    """Features of ``tracks`` through the feature cache, as tokens: log-mel patches every
+    ``hop_frames`` frames, or (``config.kind == "vggish"``) VGGish embeddings of those patches.
+    Returns the clips and the messages of tracks that could not be used (left out)."""
+    config = config or FeatureConfig()
     summary = extract([t.path for t in tracks], cache, config, jobs=jobs)
     failed = {o.path: o.error for o in summary.failed}
     clips, problems = [], [f"{path}: {error}" for path, error in failed.items()]
@@ -47,7 +48,8 @@ def load_clips(tracks: list[Track], labels: list[str], cache: Path, hop_frames: 
     for track in tracks:
         if str(track.path) in failed:
             continue
-        tokens = patches(load_entry(cache, config, track.path), hop_frames)
+        entry = load_entry(cache, config, track.path)
+        tokens = patches(entry, hop_frames) if config.kind == "logmel" else entry
         if tokens.shape[0] == 0:
             problems.append(f"{track.path}: shorter than one {PATCH_FRAMES}-frame patch")
             continue
@@ -84,9 +86,10 @@ def evaluation_windows(clips: list[Clip], window: int, stride: int) -> list[list
 
 
 def batch(clips: list[Clip], windows: list[Window]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(patches (B, L, 96, 64), key_mask (B, L), start (B,), labels (B,))``, left-padded."""
+    """``(tokens (B, L, ...), key_mask (B, L), start (B,), labels (B,))``, left-padded; a token
+    is a ``(96, 64)`` patch or a precomputed vector."""
     longest = max(w.length for w in windows)
-    x = torch.zeros(len(windows), longest, PATCH_FRAMES, N_MELS)
+    x = torch.zeros(len(windows), longest, *clips[windows[0].clip].tokens.shape[1:])
     mask = torch.zeros(len(windows), longest, dtype=torch.bool)
     start = torch.empty(len(windows), dtype=torch.long)
     labels = torch.empty(len(windows), dtype=torch.long)

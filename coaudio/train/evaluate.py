@@ -70,7 +70,9 @@ class StreamingReport:
 
 
 def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int], recipe: Recipe,
-                     compare_clips: int = 3) -> StreamingReport:
+                     compare_clips: int = 3, embed=None) -> StreamingReport:
+    """``embed``: for a model on precomputed tokens, the function that turns streamed patches
+    ``(1, 96, 64)`` into tokens (VGGish); its cost is not part of the step timings or FLOPs."""
     hop_frames, window = recipe.data.token_hop_frames, recipe.model.encoder.window
     report = StreamingReport(hop_s=hop_frames * HOP_SAMPLES / SAMPLE_RATE)
     hits: dict[int, list[bool]] = {}
@@ -79,7 +81,7 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
     with torch.inference_mode():
         for index, (path, label) in enumerate(zip(paths, labels)):
             compare = index < compare_clips
-            for hop, logits, history, dt in _stream_clip(model, path, hop_frames, window):
+            for hop, logits, history, dt in _stream_clip(model, path, hop_frames, window, embed):
                 step_us.append(dt)
                 hits.setdefault(hop, []).append(int(logits.argmax()) == label)
                 if compare:
@@ -96,8 +98,8 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
     return report
 
 
-def _stream_clip(model, path, hop_frames, window):
-    """Yields (hop, logits (C,), the last <= n patches, step microseconds) per hop."""
+def _stream_clip(model, path, hop_frames, window, embed=None):
+    """Yields (hop, logits (C,), the last <= n tokens, step microseconds) per hop."""
     info, blocks = stream_audio(path)
     extractor = StreamingLogMel(info.sample_rate, hop_frames=hop_frames)
     state = model.init_state(1)
@@ -106,16 +108,18 @@ def _stream_clip(model, path, hop_frames, window):
     for block in [*blocks, None]:
         _, new = extractor.push(block) if block is not None else extractor.flush()
         for patch in new:
-            history.append(patch)
+            token = patch if embed is None else embed(patch[None])[0]
+            history.append(token)
             start = time.perf_counter()
-            logits, state = model.step(patch[None], state, emit_partial=True)
+            logits, state = model.step(token[None], state, emit_partial=True)
             yield hop, logits[0], history, (time.perf_counter() - start) * 1e6
             hop += 1
 
 
 def _flops(model: AudioClassifier, window: int) -> tuple[int, int]:
     """Per prediction: one step (counted on the torch kernel) vs the full window recomputed."""
-    x = torch.randn(1, window, PATCH_FRAMES, 64)
+    shape = (PATCH_FRAMES, 64) if model.cfg.inputs == "patches" else (model.cfg.token_dim,)
+    x = torch.randn(1, window, *shape)
     state = model.init_state(1)
     for t in range(window):
         _, state = model.step(x[:, t], state, kernel="torch")

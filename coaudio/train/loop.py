@@ -54,7 +54,8 @@ class EpochReport:
 
 def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
     shape = recipe.model
-    return AudioClassifier(ModelConfig(n_classes=n_classes, inputs="patches", token_dim=shape.token_dim,
+    inputs = "patches" if recipe.data.features == "logmel" else "tokens"
+    return AudioClassifier(ModelConfig(n_classes=n_classes, inputs=inputs, token_dim=shape.token_dim,
                                        embedder_width=shape.embedder_width, encoder=shape.encoder))
 
 

@@ -132,3 +132,36 @@ def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
               for run in ("one", "two")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-3)
     assert ddp.stdout.count("clip accuracy") == 1  # only rank 0 reports
+
+
+def test_training_on_vggish_embeddings(dataset, tmp_path):
+    """With data.features = vggish, clips become VGGish embeddings (here: a randomly
+    initialised network saved in the public layout) and the model trains on those tokens."""
+    from safetensors.torch import save_file
+
+    from coaudio.features.embed import VGGish
+
+    weights = tmp_path / "vggish.safetensors"
+    save_file({k: v.contiguous() for k, v in VGGish().state_dict().items()}, str(weights))
+    options = ["--set", "data.features=vggish", "--set", f'data.vggish_weights="{weights}"',
+               "--set", "model.token_dim=128", "--set", "data.token_hop_frames=96"]
+    done = _train(dataset, tmp_path / "vg", 1, *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    model, _, _ = load_checkpoint(tmp_path / "vg" / "best.safetensors")
+    assert model.cfg.inputs == "tokens" and model.cfg.token_dim == 128
+    evaluated = subprocess.run([sys.executable, "-m", "coaudio", "evaluate", str(tmp_path / "vg"),
+                                "--streaming", "--compare-clips", "1"], capture_output=True, text=True,
+                               timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    stream = json.loads((tmp_path / "vg" / "eval" / "metrics-test.json").read_text())["streaming"]
+    assert stream["compared_hops"] > 0 and stream["max_logit_diff"] < 1e-5
+
+
+def test_vggish_recipe_needs_weights_and_128_dims():
+    from coaudio.config import ConfigError, from_dict
+    from coaudio.train.config import Recipe
+
+    with pytest.raises(ConfigError, match="vggish_weights"):
+        from_dict(Recipe, {"data": {"features": "vggish"}})
+    with pytest.raises(ConfigError, match="token_dim = 128"):
+        from_dict(Recipe, {"data": {"features": "vggish", "vggish_weights": "w"}, "model": {"token_dim": 64}})

@@ -11,10 +11,10 @@ import soundfile
 from coaudio.data.gtzan import GENRES, GTZANError, filtered_split, list_tracks, random_split, stratified_folds
 
 
-def _tree(root, layout="original", per_genre=100, skip_genre=None):
+def _tree(root, layout="original", per_genre=100, skip_genre=None, seconds=0.0):
     base = root / ("genres" if layout == "original" else "Data/genres_original")
     suffix = ".au" if layout == "original" else ".wav"
-    tiny = np.zeros(64, dtype=np.float32)
+    tiny = np.zeros(max(64, int(seconds * 22050)), dtype=np.float32)
     for genre in GENRES:
         if genre == skip_genre:
             continue
@@ -24,7 +24,8 @@ def _tree(root, layout="original", per_genre=100, skip_genre=None):
             if layout == "kaggle" and genre == "jazz" and i == 54:
                 path.write_bytes(b"not riff")  # as in the Kaggle copy
                 continue
-            soundfile.write(path, tiny, 22050, format="AU" if suffix == ".au" else "WAV")
+            tone = tiny + 0.1 * np.sin(np.arange(len(tiny)) * (0.01 + 0.02 * GENRES.index(genre)))
+            soundfile.write(path, tone.astype(np.float32), 22050, format="AU" if suffix == ".au" else "WAV")
         (base / genre / f"._{genre}.00000{suffix}").write_bytes(b"\x00" * 211)
     return base
 

@@ -165,3 +165,15 @@ def test_vggish_recipe_needs_weights_and_128_dims():
         from_dict(Recipe, {"data": {"features": "vggish"}})
     with pytest.raises(ConfigError, match="token_dim = 128"):
         from_dict(Recipe, {"data": {"features": "vggish", "vggish_weights": "w"}, "model": {"token_dim": 64}})
+
+
+def test_train_gtzan_on_a_gtzan_shaped_tree(tmp_path):
+    from tests.data.test_gtzan import _tree
+
+    _tree(tmp_path / "gtzan", "original", per_genre=4, seconds=1.2)  # 40 AU clips, 22.05 kHz
+    done = subprocess.run([sys.executable, "-m", "coaudio", "train", "gtzan", str(tmp_path / "gtzan"),
+                           "--out", str(tmp_path / "run"), "--set", "data.split=random",
+                           "--set", "train.epochs=1", *BASE], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert len(config["labels"]) == 10 and sum(len(v) for v in config["splits"].values()) == 40

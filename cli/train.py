@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
@@ -12,19 +12,24 @@ from rich.table import Table
 
 app = typer.Typer(help="Train a continual transformer classifier.", no_args_is_help=True)
 
-RECIPE_HELP = "Recipe TOML (e.g. recipes/synth.toml, recipes/gtzan.toml); default: built-in defaults."
-SET_HELP = "Override a recipe setting, e.g. --set train.epochs=10 (repeatable)."
+# Options shared by both commands.
+Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, config).")]
+RecipeFile = Annotated[Optional[Path], typer.Option(
+    "--recipe", exists=True, dir_okay=False,
+    help="Recipe TOML (e.g. recipes/synth.toml, recipes/gtzan.toml); default: built-in defaults.")]
+Overrides = Annotated[List[str], typer.Option(
+    "--set", help="Override a recipe setting, e.g. --set train.epochs=10 (repeatable).")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out after an interruption.")]
+Cache = Annotated[Optional[Path], typer.Option(
+    "--cache", help="Feature cache (default: <out>/../.coaudio-cache).")]
+Jobs = Annotated[int, typer.Option("--jobs", min=1, help="Feature extraction processes.")]
 
 
 @app.command("folder")
 def folder_cli(
-    root: Path = typer.Argument(..., help="Folder of <label>/<audio files> (e.g. from coaudio data synth)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, metrics, config)."),
-    recipe: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help=RECIPE_HELP),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out after an interruption."),
-    cache: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/../.coaudio-cache)."),
-    jobs: int = typer.Option(2, min=1, help="Feature extraction processes."),
+    root: Annotated[Path, typer.Argument(help="Folder of <label>/<audio files> (e.g. from coaudio data synth).")],
+    out: Out, recipe: RecipeFile = None, set_: Overrides = [], resume: Resume = False,
+    cache: Cache = None, jobs: Jobs = 2,
 ) -> None:
     """Train on any labelled folder tree; splits are seeded random 80/10/10."""
     from coaudio.data.gtzan import random_split
@@ -40,13 +45,9 @@ def folder_cli(
 
 @app.command("gtzan")
 def gtzan_cli(
-    root: Path = typer.Argument(..., help="GTZAN folder (either layout)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, metrics, config)."),
-    recipe: Optional[Path] = typer.Option(None, exists=True, dir_okay=False, help=RECIPE_HELP),
-    set_: List[str] = typer.Option([], "--set", help=SET_HELP),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out after an interruption."),
-    cache: Optional[Path] = typer.Option(None, help="Feature cache (default: <out>/../.coaudio-cache)."),
-    jobs: int = typer.Option(2, min=1, help="Feature extraction processes."),
+    root: Annotated[Path, typer.Argument(help="GTZAN folder (either layout).")],
+    out: Out, recipe: RecipeFile = None, set_: Overrides = [], resume: Resume = False,
+    cache: Cache = None, jobs: Jobs = 2,
 ) -> None:
     """Train on GTZAN; data.split = filtered (fault-filtered 443/197/290) or random."""
     from coaudio.data.gtzan import GTZANError, filtered_split, list_tracks, random_split

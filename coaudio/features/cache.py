@@ -3,8 +3,8 @@
 Layout: ``<cache>/<config key>/<file key>.safetensors``. The config key hashes the feature
 configuration (and :data:`CACHE_VERSION`), so changing any setting starts a fresh folder; the
 file key hashes the audio file's absolute path, size and modification time, so an edited file
-is extracted again. Entries are written to a temporary name and renamed into place: an
-interrupted run leaves no entry that could be mistaken for a complete one.
+is extracted again. Entries are written atomically (:mod:`coaudio.safeio`): an interrupted run
+leaves no entry that could be mistaken for a complete one.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -22,11 +20,12 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from coaudio.audio import FORMATS, AudioError, stream_audio
 from coaudio.features.logmel import PATCH_FRAMES, patches
 from coaudio.features.stream import StreamingLogMel
+from coaudio.safeio import save_safetensors_atomically
 
 log = logging.getLogger(__name__)
 
@@ -139,18 +138,6 @@ def _vggish(weights: str, pca: str):
     return _VGGISH[(weights, pca)]
 
 
-def _write_atomically(tensor: torch.Tensor, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({"features": tensor.contiguous()}, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 @dataclass
 class Outcome:
     path: str
@@ -168,7 +155,7 @@ def extract_one(audio: Path, cache: Path, config: FeatureConfig) -> Outcome:
                 rows = entry.get_slice("features").get_shape()[0]
             return Outcome(str(audio), "cached", rows)
         features = compute(audio, config)
-        _write_atomically(features, target)
+        save_safetensors_atomically({"features": features}, target)
         return Outcome(str(audio), "extracted", features.shape[0])
     except AudioError as exc:
         return Outcome(str(audio), "failed", error=exc.reason)

@@ -8,17 +8,15 @@ rename (an interrupted save leaves the previous checkpoint intact).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from coaudio import __version__
 from coaudio.config import ConfigError, from_dict, to_dict
 from coaudio.models.classifier import AudioClassifier, ModelConfig
+from coaudio.safeio import save_safetensors_atomically
 
 FORMAT = "coaudio-checkpoint-1"
 
@@ -28,7 +26,6 @@ def save_checkpoint(path: str | Path, model: AudioClassifier, labels: list[str],
     if len(labels) != model.cfg.n_classes:
         raise ValueError(f"{len(labels)} labels for a model with {model.cfg.n_classes} classes")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format": FORMAT,
         "coaudio": __version__,
@@ -36,15 +33,8 @@ def save_checkpoint(path: str | Path, model: AudioClassifier, labels: list[str],
         "labels": json.dumps(list(labels)),
         "info": json.dumps(info or {}),
     }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    save_safetensors_atomically(tensors, path, metadata)
 
 
 def read_metadata(path: str | Path) -> tuple[ModelConfig, list[str], dict]:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,11 +30,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from coaudio.config import ConfigError, to_dict
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
+from coaudio.safeio import save_safetensors_atomically
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip, batch, evaluation_windows, training_windows
 
@@ -91,14 +89,7 @@ def _save_state(path: Path, model, optimizer, epoch: int, best: float, history: 
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {"format": STATE_FORMAT, "epoch": str(epoch), "best": json.dumps(best),
             "history": json.dumps(history), "param_groups": json.dumps(optim["param_groups"])}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last.", suffix=".partial")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_safetensors_atomically(tensors, path, meta)
 
 
 def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:

@@ -58,7 +58,7 @@ def test_extracts_caches_and_reports_failures(tmp_path):
     assert file_key(root / "one.wav") != before
     third = _run("features", str(root / "one.wav"), "--cache", str(cache))
     assert third.returncode == 0 and "1 extracted" in third.stdout
-    assert not list(cache.rglob(".partial-*"))
+    assert not list(cache.rglob("*.partial"))
 
 
 def test_fail_fast_stops_at_the_first_failure(tmp_path):
@@ -104,7 +104,7 @@ def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
             time.sleep(0.02)
         proc.send_signal(sig)
         proc.wait(timeout=60)
-        entries = [p for p in cache.rglob("*.safetensors") if not p.name.startswith(".partial-")]
+        entries = [p for p in cache.rglob("*.safetensors") if not p.name.startswith(".")]
         assert 3 <= len(entries) < 24
         for entry in entries:  # every visible entry is complete
             assert load_file(str(entry))["features"].shape == (2998, 64)

@@ -9,6 +9,7 @@ leaves no entry that could be mistaken for a complete one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -58,6 +59,14 @@ class FeatureConfig:
 
 
 def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, computed once per process for each (path, size, mtime): the key is
+    needed for every cache lookup, and weight files are large (VGGish: 275 MB)."""
+    st = path.stat()
+    return _digest_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

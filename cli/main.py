@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from coaudio_cli import bench, data, evaluate, features, train
+from coaudio_cli import bench, data, evaluate, features, stream, train
 
 app = typer.Typer(
     name="coaudio",
@@ -20,6 +20,8 @@ app.command("features")(features.features_cli)
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.command("evaluate")(evaluate.evaluate_cli)
+app.command("stream")(stream.stream_cli)
+app.command("devices")(stream.devices_cli)
 
 
 def _version(value: bool) -> None:

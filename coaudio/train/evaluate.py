@@ -22,8 +22,9 @@ import torch
 from coaudio.audio import stream_audio
 from coaudio.bench.flops import counted_flops
 from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES, SAMPLE_RATE
-from coaudio.features.stream import StreamingLogMel
 from coaudio.models.classifier import AudioClassifier
+from coaudio.online.model import Frontend, OnlineModel
+from coaudio.online.session import Session
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip
 from coaudio.train.loop import clip_predictions
@@ -99,21 +100,17 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
 
 
 def _stream_clip(model, path, hop_frames, window, embed=None):
-    """Yields (hop, logits (C,), the last <= n tokens, step microseconds) per hop."""
-    info, blocks = stream_audio(path)
-    extractor = StreamingLogMel(info.sample_rate, hop_frames=hop_frames)
-    state = model.init_state(1)
+    """Yields (hop, logits (C,), the last <= n tokens, step microseconds) per hop, through the
+    very :class:`~coaudio.online.session.Session` that ``coaudio stream`` uses."""
+    online = OnlineModel(model, [str(i) for i in range(model.cfg.n_classes)], Frontend(hop_frames), embed)
+    info, blocks = stream_audio(path, block_seconds=online.frontend.hop_s)  # as coaudio stream reads
+    session = Session(online, info.sample_rate)
     history: deque = deque(maxlen=window)
-    hop = 0
     for block in [*blocks, None]:
-        _, new = extractor.push(block) if block is not None else extractor.flush()
-        for patch in new:
-            token = patch if embed is None else embed(patch[None])[0]
-            history.append(token)
-            start = time.perf_counter()
-            logits, state = model.step(token[None], state, emit_partial=True)
-            yield hop, logits[0], history, (time.perf_counter() - start) * 1e6
-            hop += 1
+        hops = session.push(block) if block is not None else session.flush()
+        for hop in hops:
+            history.append(hop.token)
+            yield hop.index, hop.logits, history, hop.step_ms * 1e3
 
 
 def _flops(model: AudioClassifier, window: int) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from safetensors import safe_open
 from coaudio.config import ConfigError, to_dict
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
+from coaudio.online.model import Frontend
 from coaudio.safeio import save_safetensors_atomically
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip, batch, evaluation_windows, training_windows
@@ -129,6 +130,7 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
         torch.set_num_threads(opt.threads)
     if rank == 0:
         _write_config(out, recipe, labels, splits, resume)
+    frontend = Frontend.from_recipe_data(to_dict(recipe.data)).to_dict()  # what streaming needs
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
@@ -147,7 +149,8 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
         history.append(report.__dict__)
         if rank == 0:
             if report.valid_accuracy > best:
-                save_checkpoint(out / "best.safetensors", model, labels, {"epoch": epoch + 1, **report.__dict__})
+                save_checkpoint(out / "best.safetensors", model, labels,
+                                {"epoch": epoch + 1, **report.__dict__, "frontend": frontend})
             _save_state(last, model, optimizer, epoch + 1, max(best, report.valid_accuracy), history)
             (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
         best = max(best, report.valid_accuracy)

@@ -1,0 +1,185 @@
+"""``coaudio stream CKPT FILE|-|--mic`` and ``coaudio devices``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from coaudio_cli.stream_output import JsonlOutput, LiveOutput, summary_lines
+
+WARMUP = ("predict", "wait")
+
+
+def stream_cli(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint (.safetensors) or run folder from coaudio train."),
+    source: Optional[str] = typer.Argument(None, help="Audio file, or '-' for stdin. Omit with --mic."),
+    mic: bool = typer.Option(False, "--mic", help="Record from an input device (see coaudio devices)."),
+    device: Optional[str] = typer.Option(None, help="--mic: device index or part of its name."),
+    sr: Optional[int] = typer.Option(None, "--sr", min=1, help="Raw stdin: sample rate (default 16000). --mic: rate to record at."),
+    channels: int = typer.Option(1, min=1, help="Raw stdin / --mic: channel count (mixed to mono)."),
+    fmt: str = typer.Option("auto", "--format", help="stdin: auto (WAV/AU/FLAC/... by header, else s16le), s16le, s32le or f32le."),
+    top_k: int = typer.Option(1, "--top-k", min=1, help="Classes per hop in the output."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."),
+    warmup: str = typer.Option("predict", help="predict: from the first hop on the shorter window; wait: only once the window is full."),
+    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds of audio."),
+    realtime: bool = typer.Option(False, "--realtime", help="File/stdin: pace the input at real time (demos)."),
+    record: Optional[Path] = typer.Option(None, help="Also write the audio that was classified to this WAV file."),
+    threads: int = typer.Option(1, min=1, help="torch intra-op threads (one is fastest for single hops)."),
+) -> None:
+    """Classify audio hop by hop as it arrives: one line per hop, a summary at the end.
+
+    Ctrl-C stops cleanly with the summary (exit status 0 for --mic, 130 otherwise)."""
+    import torch
+
+    from coaudio.audio import AudioError
+    from coaudio.online.mic import MicError
+    from coaudio.online.model import load_online
+    from coaudio.online.session import Session
+
+    err = Console(stderr=True)
+    if warmup not in WARMUP:
+        raise typer.BadParameter(f"--warmup must be predict or wait, got {warmup!r}")
+    if mic == (source is not None):
+        raise typer.BadParameter("give exactly one source: a FILE, '-' for stdin, or --mic")
+    torch.set_num_threads(threads)
+    try:
+        online = load_online(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1)
+    microphone = None
+    try:
+        if mic:
+            microphone, name = _open_mic(device, sr, channels), "microphone"
+            rate, blocks = microphone.sample_rate, None
+        else:
+            name = "stdin" if source == "-" else source
+            rate, blocks = _open_source(source, fmt, sr, channels, online.frontend.hop_s)
+    except (AudioError, MicError) as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1)
+    session = Session(online, rate, full_window_only=warmup == "wait")
+    use_jsonl = jsonl or not sys.stdout.isatty()
+    output = (JsonlOutput(online.labels, top_k) if use_jsonl
+              else LiveOutput(online.labels, top_k, online.window, name))
+    interrupted = False
+    try:
+        if microphone is not None:
+            with microphone:
+                _run(session, _mic_blocks(microphone, output), output, duration, realtime=False, record=record)
+        else:
+            _run(session, ((b, 0.0) for b in blocks), output, duration, realtime, record)
+    except KeyboardInterrupt:
+        interrupted = True
+    except (AudioError, MicError) as exc:
+        err.print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1)
+    extra = _mic_summary(microphone) if microphone is not None else []
+    for line in summary_lines(session.stats, online.labels, extra):
+        err.print(line, highlight=False, soft_wrap=True)
+    if interrupted and microphone is None:
+        raise typer.Exit(130)
+
+
+def _open_mic(device, sr, channels):
+    from coaudio.online.mic import Microphone, parse_device
+
+    return Microphone(parse_device(device), sr, channels)
+
+
+def _open_source(source: str, fmt: str, sr, channels: int, hop_s: float):
+    """(sample rate, blocks of about one hop) of a file or of stdin."""
+    from coaudio.audio import stream_audio
+    from coaudio.online.sources import open_byte_stream
+
+    if source == "-":
+        return open_byte_stream(sys.stdin.buffer, fmt, sr or 16_000, channels, block_seconds=hop_s)
+    info, blocks = stream_audio(source, block_seconds=hop_s)
+    return info.sample_rate, blocks
+
+
+def _mic_blocks(microphone, output) -> Iterator[tuple[np.ndarray, float]]:
+    for block, gap in microphone.blocks():
+        if gap > 0:
+            output.note(f"[yellow]warning[/yellow]: about {gap:.2f} s of audio did not arrive before "
+                        f"{microphone.detector.received / microphone.sample_rate:.2f} s "
+                        "(dropped by the audio system, or the device stalled); continuing")
+        yield block, gap
+
+
+def _run(session, blocks, output, duration: float | None, realtime: bool, record: Path | None) -> None:
+    """Push blocks until the source ends, ``duration`` is reached or Ctrl-C."""
+    limit = None if duration is None else int(round(duration * session.sample_rate))
+    pushed, started = 0, time.monotonic()
+    writer = _recorder(record, session.sample_rate)
+    try:
+        with output:
+            for block, _ in blocks:
+                if limit is not None:
+                    block = block[: max(0, limit - pushed)]
+                if writer is not None:
+                    writer.write(block)
+                for hop in session.push(block):
+                    output.hop(hop, session.stats)
+                pushed += len(block)
+                if limit is not None and pushed >= limit:
+                    break
+                if realtime:
+                    time.sleep(max(0.0, pushed / session.sample_rate - (time.monotonic() - started)))
+            for hop in session.flush():
+                output.hop(hop, session.stats)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _recorder(path: Path | None, sample_rate: int):
+    if path is None:
+        return None
+    import soundfile
+
+    return soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="FLOAT", format="WAV")
+
+
+def _mic_summary(microphone) -> list[str]:
+    detector, stats = microphone.detector, microphone.stats
+    return [f"microphone: {detector.received / microphone.sample_rate:.2f} s recorded at "
+            f"{microphone.sample_rate} Hz; {len(detector.gaps)} gap(s), about {detector.dropped_s:.2f} s of "
+            f"audio missing; {stats.overflows} overflow flag(s); most audio waiting {stats.max_backlog_s:.2f} s"]
+
+
+def devices_cli(
+    json_out: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table."),
+) -> None:
+    """List the input devices PortAudio sees (for coaudio stream --mic --device)."""
+    import json
+    from dataclasses import asdict
+
+    from rich.table import Table
+
+    from coaudio.online.mic import MicError, input_devices
+
+    try:
+        found = input_devices()
+    except MicError as exc:
+        Console(stderr=True).print(f"[red]error[/red]: {exc}", highlight=False)
+        raise typer.Exit(1)
+    if json_out:
+        sys.stdout.write(json.dumps([asdict(d) for d in found], indent=1) + "\n")
+        return
+    if not found:
+        Console(stderr=True).print("no input devices found (is a microphone connected, or PulseAudio/PipeWire running?)")
+        raise typer.Exit(1)
+    table = Table(title="input devices")
+    for column in ("index", "name", "host API", "channels", "default rate", "default"):
+        table.add_column(column)
+    for d in found:
+        table.add_row(str(d.index), d.name, d.host_api, str(d.channels), f"{d.default_rate:.0f}",
+                      "*" if d.is_default else "")
+    Console().print(table)

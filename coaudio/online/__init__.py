@@ -1,0 +1,1 @@
+"""Online inference: audio in, one prediction per hop out (``coaudio stream``, ``coaudio classify``)."""

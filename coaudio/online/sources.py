@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from coaudio.audio import AudioError
+from coaudio.audio import AudioError, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def _whole_stream(stream: BinaryIO, head: bytes, block_seconds: float, name: str
     def blocks() -> Iterator[np.ndarray]:
         with f:
             while True:
-                data = f.read(block, dtype="float32", always_2d=True)
+                data = read_frames(f, block)
                 if not len(data):
                     return
                 yield np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])

@@ -51,8 +51,7 @@ def stream_cli(
     try:
         online = load_online(checkpoint)
     except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(1)
+        _fail(exc)
     microphone = None
     try:
         if mic:
@@ -62,8 +61,7 @@ def stream_cli(
             name = "stdin" if source == "-" else source
             rate, blocks = _open_source(source, fmt, sr, channels, online.frontend.hop_s)
     except (AudioError, MicError) as exc:
-        err.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(1)
+        _fail(exc)
     session = Session(online, rate, full_window_only=warmup == "wait")
     use_jsonl = jsonl or not sys.stdout.isatty()
     output = (JsonlOutput(online.labels, top_k) if use_jsonl
@@ -78,13 +76,19 @@ def stream_cli(
     except KeyboardInterrupt:
         interrupted = True
     except (AudioError, MicError) as exc:
-        err.print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(1)
+        _fail(exc)
     extra = _mic_summary(microphone) if microphone is not None else []
     for line in summary_lines(session.stats, online.labels, extra):
         err.print(line, highlight=False, soft_wrap=True)
     if interrupted and microphone is None:
         raise typer.Exit(130)
+
+
+def _fail(exc: Exception) -> None:
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def _open_mic(device, sr, channels):
@@ -168,13 +172,13 @@ def devices_cli(
     try:
         found = input_devices()
     except MicError as exc:
-        Console(stderr=True).print(f"[red]error[/red]: {exc}", highlight=False)
-        raise typer.Exit(1)
+        _fail(exc)
     if json_out:
         sys.stdout.write(json.dumps([asdict(d) for d in found], indent=1) + "\n")
         return
     if not found:
-        Console(stderr=True).print("no input devices found (is a microphone connected, or PulseAudio/PipeWire running?)")
+        Console(stderr=True).print("no input devices found (is a microphone connected, or PulseAudio/PipeWire "
+                                   "running?)", soft_wrap=True)
         raise typer.Exit(1)
     table = Table(title="input devices")
     for column in ("index", "name", "host API", "channels", "default rate", "default"):

@@ -30,7 +30,7 @@ from coaudio.safeio import save_safetensors_atomically
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when the stored contents change meaning
+CACHE_VERSION = 2  # bump when the stored contents change meaning (2: MP3 block decoding fixed)
 KINDS = ("logmel", "vggish")
 
 

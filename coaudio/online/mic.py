@@ -139,10 +139,8 @@ class Microphone:
         self._stream = None
 
     def _pick_rate(self, sd, device, wanted: int | None, channels: int) -> int:
-        _check_any_device(sd, device)
-        for rate in ([wanted] if wanted else [PREFERRED_RATE, None]):
-            if rate is None:
-                rate = int(sd.query_devices(device, "input")["default_samplerate"])
+        described = _describe_input(sd, device)
+        for rate in ([wanted] if wanted else [PREFERRED_RATE, int(described["default_samplerate"])]):
             try:
                 sd.check_input_settings(device=device, samplerate=rate, channels=channels, dtype="int16")
                 return int(rate)
@@ -193,7 +191,13 @@ class Microphone:
             yield np.ascontiguousarray(mono), gap
 
 
-def _check_any_device(sd, device) -> None:
+def _describe_input(sd, device) -> dict:
+    """PortAudio's description of the input ``device`` (None: the default one)."""
     if device is None and not input_devices():
         raise MicError("no audio input device found (PortAudio lists none). Connect a microphone, or start "
                        "PulseAudio/PipeWire; 'coaudio devices' lists what PortAudio sees")
+    try:
+        return sd.query_devices(device, "input")
+    except Exception as exc:  # ValueError (no match) or PortAudioError
+        raise MicError(f"input device {device if device is not None else '(default)'}: {exc}; "
+                       "'coaudio devices' lists what PortAudio sees") from None

@@ -26,7 +26,8 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def bench_cli(
-    suite: str = typer.Option("encoder", help="encoder (continual vs regular steps) or frontend (log-mel throughput)."),
+    suite: str = typer.Option("encoder", help="encoder (continual vs regular steps), stream (the whole per-hop "
+                                              "pipeline from audio) or frontend (log-mel throughput)."),
     models: str = typer.Option("gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."),
     blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
     windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
@@ -35,12 +36,16 @@ def bench_cli(
     quick: bool = typer.Option(False, "--quick", help="Only the GTZAN shape at n=120, 3 rounds."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Write a JSON document to this file ('-' = stdout)."),
 ) -> None:
-    """Time continual vs regular steps and count their FLOPs; --suite frontend: log-mel
+    """Time continual vs regular steps and count their FLOPs; --suite stream: the whole
+    per-hop pipeline (audio -> log-mel -> embed -> prediction); --suite frontend: log-mel
     throughput vs librosa."""
     if suite == "frontend":
         return _frontend(json_out)
+    if suite == "stream":
+        return _stream(_ints(blocks, "--blocks"), _ints("120" if quick else windows, "--windows"), threads,
+                       json_out, measured_hops=100 if quick else 300)
     if suite != "encoder":
-        raise typer.BadParameter(f"--suite must be encoder or frontend, got {suite!r}")
+        raise typer.BadParameter(f"--suite must be encoder, stream or frontend, got {suite!r}")
     from coaudio.bench import encoder as encoder_bench  # heavy import only when run
 
     if quick:
@@ -130,3 +135,36 @@ def _frontend(json_out: Optional[str]) -> None:
                   f"{record['librosa_1core_xrt']:.0f}x", f"{record['speedup_vs_librosa']:.1f}x",
                   f"{record['gtzan_8_3h_2core_s']:.0f} s")
     Console(width=160).print(table)
+
+
+def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optional[str], measured_hops: int) -> None:
+    from coaudio.bench import pipeline
+
+    err = Console(stderr=True)
+    records = []
+    with err.status("benchmarking the per-hop pipeline") as status:
+        for b in blocks:
+            for n in windows:
+                status.update(f"per-hop pipeline: {b} block(s), n={n}")
+                records.append(pipeline.run(window=n, blocks=b, measured_hops=measured_hops, threads=threads))
+    document = {"machine": _machine(), "threads": threads, "stream": records}
+    if json_out == "-":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    if json_out:
+        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
+        err.print(f"wrote {json_out}")
+    table = Table(title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "
+                        f"{threads} thread(s) ({_cpu_name()})")
+    for column in ["blocks", "n", "continual us", "p95 us", "RTF", "regular us", "speedup", "cached-token us",
+                   "speedup", "continual MFLOPs", "regular MFLOPs", "FLOPs ratio", "cached MFLOPs", "FLOPs ratio",
+                   "max |diff|"]:
+        table.add_column(column, justify="right")
+    for r in records:
+        table.add_row(str(r["blocks"]), str(r["window"]), f"{r['continual_us']:.0f}", f"{r['continual_p95_us']:.0f}",
+                      f"{r['continual_rtf']:.4f}", f"{r['regular_us']:.0f}", f"{r['speedup_vs_regular']:.1f}x",
+                      f"{r['regular_cached_us']:.0f}", f"{r['speedup_vs_regular_cached']:.2f}x",
+                      f"{r['continual_mflops']:.1f}", f"{r['regular_mflops']:.0f}",
+                      f"{r['flops_ratio_vs_regular']:.0f}x", f"{r['regular_cached_mflops']:.1f}",
+                      f"{r['flops_ratio_vs_regular_cached']:.1f}x", f"{r['max_abs_diff']:.1e}")
+    Console(width=240).print(table)

@@ -73,8 +73,23 @@ def test_frontend_suite_reports_throughputs():
     assert record["audio_s"] == 600
 
 
+def test_stream_suite_times_the_whole_pipeline_side_by_side():
+    done = _run("bench", "--suite", "stream", "--windows", "8", "--blocks", "1,2", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)["stream"]
+    assert [(r["blocks"], r["window"]) for r in records] == [(1, 8), (2, 8)]
+    for r in records:
+        assert r["max_abs_diff"] < 1e-5  # the pipelines agree on every measured hop
+        assert r["measured_hops"] == 300 and r["hop_s"] == 0.25
+        for name in ("continual", "regular", "regular_cached"):
+            assert r[f"{name}_us"] > 0 and r[f"{name}_p95_us"] >= 0 and r[f"{name}_mflops"] > 0
+            assert r[f"{name}_rtf"] == r[f"{name}_us"] / 1e6 / 0.25
+        assert r["regular_mflops"] > r["regular_cached_mflops"] > r["continual_mflops"]  # counted, not timed
+        assert r["speedup_vs_regular"] == r["regular_us"] / r["continual_us"]
+
+
 def test_version_and_help():
     done = _run("--version")
     assert done.returncode == 0 and done.stdout.startswith("coaudio ")
     done = _run("--help")
-    assert done.returncode == 0 and all(c in done.stdout for c in ("bench", "features", "data"))
+    assert done.returncode == 0 and all(c in done.stdout for c in ("bench", "features", "data", "stream", "devices"))

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from coaudio_cli import bench, data, evaluate, features, stream, train
+from coaudio_cli import bench, classify, data, evaluate, features, stream, train
 
 app = typer.Typer(
     name="coaudio",
@@ -22,6 +22,7 @@ app.add_typer(train.app, name="train")
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("stream")(stream.stream_cli)
 app.command("devices")(stream.devices_cli)
+app.command("classify")(classify.classify_cli)
 
 
 def _version(value: bool) -> None:

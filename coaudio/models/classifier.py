@@ -77,5 +77,12 @@ class AudioClassifier(nn.Module):
     ) -> tuple[Tensor | None, EncoderState]:
         """One hop per stream: ``(B, 96, 64)`` patches or ``(B, token_dim)`` tokens ->
         logits ``(B, n_classes)`` (None while warming up, as in the encoder) and new state."""
-        y, state = self.encoder.step(self.tokens(inputs), state, emit_partial=emit_partial, kernel=kernel)
+        return self.step_embedded(self.tokens(inputs), state, emit_partial=emit_partial, kernel=kernel)
+
+    def step_embedded(
+        self, z: Tensor, state: EncoderState, *, emit_partial: bool = False, kernel: str = "auto"
+    ) -> tuple[Tensor | None, EncoderState]:
+        """:meth:`step` on tokens already through :meth:`tokens`: ``(B, D)`` -> logits. Lets
+        offline callers embed a block of patches in one batch, then step token by token."""
+        y, state = self.encoder.step(z, state, emit_partial=emit_partial, kernel=kernel)
         return (None if y is None else self.head(self.head_norm(y))), state

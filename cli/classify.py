@@ -1,0 +1,92 @@
+"""``coaudio classify CKPT PATH...``: a genre (and optionally a timeline) for every file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from coaudio_cli.classify_output import FORMATS, render, write_atomically
+
+
+def classify_cli(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint (.safetensors) or run folder from coaudio train."),
+    paths: List[str] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
+    glob: Optional[str] = typer.Option(None, "--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes per file, best first."),
+    timeline: bool = typer.Option(False, "--timeline", help="Also the top class of every hop."),
+    fmt: str = typer.Option(None, "--format", help="table, csv or jsonl (default: table on a terminal, else jsonl)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write results here instead of stdout."),
+    jobs: int = typer.Option(0, min=0, help="Worker processes (0: one per core)."),
+    resume: bool = typer.Option(False, "--resume", help="Skip files an interrupted run with the same model and settings finished."),
+    journal: Path = typer.Option(Path(".coaudio-journal"), help="Folder of the resume journal."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that cannot be classified."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Classify every audio file under PATHS in one continual pass per file.
+
+    A file's result is the mean of its per-hop class probabilities. Unreadable files are
+    reported in the output and the summary; the exit status is 1 if any failed."""
+    from coaudio.online.batch_run import BatchRun
+
+    err = Console(stderr=True)
+    fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "jsonl")
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    try:
+        run = BatchRun(checkpoint, paths, glob, top_k, timeline, jobs or os.cpu_count() or 1, journal, resume)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(err, exc)
+    if run.rank == 0 and run.skipped:
+        err.print(f"resuming: {run.skipped} of {len(run.inputs)} files already done", highlight=False)
+    run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast)
+    results = run.finish()
+    if results is None:  # a torchrun rank other than 0: rank 0 writes everything
+        return
+    text = render(results, fmt, timeline)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(output, text)
+    run.forget()
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        err.print(f"[red]failed[/red] {r.path}: {r.error}", highlight=False, soft_wrap=True)
+    audio_h = sum(r.duration_s for r in results) / 3600
+    err.print(f"{len(results) - len(failed)} of {len(results)} files classified ({audio_h:.2f} h of audio), "
+              f"{len(failed)} failed" + (f"; wrote {output}" if output else ""), highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _fail(err: Console, exc: Exception) -> None:
+    from rich.markup import escape
+
+    err.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _progress(err: Console):
+    """A callback(done, total, audio_s, elapsed_s) drawing a bar with files/s and audio h/s."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=False)
+    state: dict = {}
+
+    def update(done: int, total: int, audio_s: float, elapsed_s: float) -> None:
+        if "task" not in state:
+            bar.start()
+            state["task"] = bar.add_task("files", total=total, rate="")
+        speed = elapsed_s and done / elapsed_s
+        hours = elapsed_s and audio_s / 3600 / elapsed_s
+        bar.update(state["task"], completed=done, rate=f"{speed:.1f} files/s, {hours * 3600:.0f}x real time "
+                                                        f"({hours:.3f} audio h/s)")
+        if done >= total:
+            bar.stop()
+
+    return update

@@ -27,7 +27,8 @@ def _ints(text: str, name: str) -> list[int]:
 
 def bench_cli(
     suite: str = typer.Option("encoder", help="encoder (continual vs regular steps), stream (the whole per-hop "
-                                              "pipeline from audio) or frontend (log-mel throughput)."),
+                                              "pipeline from audio), classify (files per second) or frontend "
+                                              "(log-mel throughput)."),
     models: str = typer.Option("gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."),
     blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
     windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
@@ -41,11 +42,13 @@ def bench_cli(
     throughput vs librosa."""
     if suite == "frontend":
         return _frontend(json_out)
+    if suite == "classify":
+        return _classify(json_out, clips=8 if quick else 16)
     if suite == "stream":
         return _stream(_ints(blocks, "--blocks"), _ints("120" if quick else windows, "--windows"), threads,
                        json_out, measured_hops=100 if quick else 300)
     if suite != "encoder":
-        raise typer.BadParameter(f"--suite must be encoder, stream or frontend, got {suite!r}")
+        raise typer.BadParameter(f"--suite must be encoder, stream, classify or frontend, got {suite!r}")
     from coaudio.bench import encoder as encoder_bench  # heavy import only when run
 
     if quick:
@@ -168,3 +171,24 @@ def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optio
                       f"{r['flops_ratio_vs_regular']:.0f}x", f"{r['regular_cached_mflops']:.1f}",
                       f"{r['flops_ratio_vs_regular_cached']:.1f}x", f"{r['max_abs_diff']:.1e}")
     Console(width=240).print(table)
+
+
+def _classify(json_out: Optional[str], clips: int) -> None:
+    from coaudio.bench import throughput
+
+    err = Console(stderr=True)
+    with err.status(f"classifying {clips} 30 s clips on 1 and 2 cores"):
+        record = throughput.run(clips=clips)
+    document = {"machine": _machine(), "classify": record}
+    if json_out == "-":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        return
+    if json_out:
+        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
+    table = Table(title=f"coaudio classify throughput, x real time ({record['audio_s']:.0f} s of 30 s clips; "
+                        "GTZAN shape n=120, default embedder)")
+    for column in ["continual 1 core", "continual 2 cores", "regular 1 core", "continual vs regular"]:
+        table.add_column(column, justify="right")
+    table.add_row(f"{record['continual_1core_xrt']:.0f}x", f"{record['continual_2core_xrt']:.0f}x",
+                  f"{record['regular_1core_xrt']:.0f}x", f"{record['speedup_vs_regular_1core']:.2f}x")
+    Console(width=160).print(table)

@@ -43,7 +43,14 @@ def classify_cli(
         _fail(err, exc)
     if run.rank == 0 and run.skipped:
         err.print(f"resuming: {run.skipped} of {len(run.inputs)} files already done", highlight=False)
-    run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast)
+    try:
+        run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast)
+    except KeyboardInterrupt:
+        err.print(f"\ninterrupted: finished files are in the journal ({journal}); run the same command "
+                  "with --resume to continue", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+    except OSError as exc:  # the journal cannot be written (disk full, permissions)
+        _fail(err, OSError(f"cannot write the journal in {journal}: {exc}"))
     results = run.finish()
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return

@@ -35,11 +35,12 @@ from coaudio.online.session import Session
 GTZAN = {"token_dim": 128, "embedder_width": 16, "d_model": 192, "n_heads": 16, "d_ff": 192, "hop_frames": 25}
 
 
-def gtzan_model(window: int = 120, blocks: int = 1, seed: int = 0) -> OnlineModel:
+def gtzan_model(window: int = 120, blocks: int = 1, seed: int = 0,
+                embedder_width: int = GTZAN["embedder_width"]) -> OnlineModel:
     """The GTZAN recipe's classifier (random weights, eval mode) with its 0.25 s hop."""
     torch.manual_seed(seed)
     layer = LayerConfig(d_model=GTZAN["d_model"], n_heads=GTZAN["n_heads"], d_ff=GTZAN["d_ff"], dropout=0.0)
-    cfg = ModelConfig(n_classes=10, token_dim=GTZAN["token_dim"], embedder_width=GTZAN["embedder_width"],
+    cfg = ModelConfig(n_classes=10, token_dim=GTZAN["token_dim"], embedder_width=embedder_width,
                       encoder=EncoderConfig(layer=layer, n_layers=blocks, window=window))
     return OnlineModel(AudioClassifier(cfg).eval(), [f"g{i}" for i in range(10)], Frontend(GTZAN["hop_frames"]))
 

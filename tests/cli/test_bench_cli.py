@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 REQUIRED = {"n", "blocks", "regular_us", "continual_us", "speedup", "regular_flops",
             "continual_flops", "flops_ratio", "max_abs_diff", "continual_torch_us", "kernel"}
 
@@ -88,8 +90,18 @@ def test_stream_suite_times_the_whole_pipeline_side_by_side():
         assert r["speedup_vs_regular"] == r["regular_us"] / r["continual_us"]
 
 
+def test_classify_suite_reports_throughputs():
+    from coaudio.bench import throughput
+
+    record = throughput.run(clips=2, rounds=1)
+    assert record["audio_s"] == 60.0
+    for key in ("continual_1core_xrt", "continual_2core_xrt", "regular_1core_xrt", "speedup_vs_regular_1core"):
+        assert record[key] > 0
+    assert record["speedup_vs_regular_1core"] == pytest.approx(record["continual_1core_xrt"] / record["regular_1core_xrt"])
+
+
 def test_version_and_help():
     done = _run("--version")
     assert done.returncode == 0 and done.stdout.startswith("coaudio ")
     done = _run("--help")
-    assert done.returncode == 0 and all(c in done.stdout for c in ("bench", "features", "data", "stream", "devices"))
+    assert done.returncode == 0 and all(c in done.stdout for c in ("bench", "features", "data", "stream", "devices", "classify"))

@@ -158,3 +158,20 @@ def test_torchrun_shards_files_and_rank_0_merges(checkpoint, tmp_path):
     assert done.returncode == 0, done.stderr.decode()
     assert (tmp_path / "merged.jsonl").read_bytes() == single.stdout
     assert done.stderr.decode().count("7 of 7 files classified") == 1  # rank 0 alone reports
+
+
+def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, tmp_path):
+    library = _many(tmp_path / "lib", count=10)
+    journal = tmp_path / "j"
+    proc = subprocess.Popen([sys.executable, "-m", "coaudio", "classify", str(checkpoint), str(library), "--jobs", "1",
+                             "--journal", str(journal)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(p.stat().st_size for p in journal.glob("*/rank-0.jsonl")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and out == b"", err.decode()
+    assert "with --resume to continue" in err.decode() and "Traceback" not in err.decode()
+    resumed = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", journal, "--resume")
+    assert resumed.returncode == 0 and len(_jsonl(resumed)) == 10
+    assert "resuming:" in resumed.stderr.decode()

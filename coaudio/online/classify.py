@@ -104,7 +104,7 @@ def _run(online: OnlineModel, sample_rate: int, blocks: Iterator, result: FileRe
     extractor = StreamingLogMel(sample_rate, hop_frames=frontend.hop_frames)
     state, total, hops = model.init_state(1), None, []
     with torch.inference_mode():
-        for block in [*_with_end(blocks)]:
+        for block in _with_end(blocks):  # one block in memory (plus what the reader prefetched)
             _, patches = extractor.push(block) if block is not None else extractor.flush()
             if not len(patches):
                 continue

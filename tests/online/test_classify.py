@@ -175,3 +175,26 @@ def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, tmp_path):
     resumed = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", journal, "--resume")
     assert resumed.returncode == 0 and len(_jsonl(resumed)) == 10
     assert "resuming:" in resumed.stderr.decode()
+
+
+def test_the_reader_thread_hands_over_blocks_and_errors_in_order():
+    from coaudio.audio import AudioError
+    from coaudio.online.classify import _prefetch
+
+    consumed = []
+
+    def blocks():
+        for i in range(5):
+            consumed.append(i)
+            yield i
+        raise AudioError("x.mp3", "decoding failed after 5.00 s")
+
+    reader = _prefetch(blocks(), depth=2)
+    assert next(reader) == 0
+    time.sleep(0.2)
+    assert len(consumed) <= 4  # the reader stays at most `depth` blocks ahead (+1 in hand)
+    rest = []
+    with pytest.raises(AudioError, match="decoding failed"):
+        for block in reader:
+            rest.append(block)
+    assert rest == [1, 2, 3, 4]

@@ -53,6 +53,20 @@ def supported_formats() -> str:
     return ", ".join(sorted({ext.lstrip(".") for ext in FORMATS}))
 
 
+def audio_files_under(folder: str | Path) -> list[Path]:
+    """Supported audio files anywhere under ``folder``, sorted; hidden files and folders
+    (names starting with ".", such as macOS ``._*`` resource forks) are skipped."""
+    folder = Path(folder)
+    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS
+                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+
+
+def to_mono(frames: np.ndarray) -> np.ndarray:
+    """``(n, channels)`` float32 -> ``(n,)`` contiguous float32, the channels averaged."""
+    mono = frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0]
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Check that ``path`` is a readable, non-empty audio file and describe it."""
     import soundfile
@@ -99,12 +113,12 @@ def _blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
                 data = read_frames(f, block)
                 if data.shape[0] == 0:
                     break
-                mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+                mono = to_mono(data)
                 if not np.isfinite(mono).all():
                     bad = done + int(np.argmin(np.isfinite(mono)))
                     raise AudioError(info.path, f"NaN or infinite sample at {bad / info.sample_rate:.3f} s")
                 done += data.shape[0]
-                yield np.ascontiguousarray(mono)
+                yield mono
     except (soundfile.LibsndfileError, RuntimeError) as exc:
         raise AudioError(info.path, f"decoding failed after {done / info.sample_rate:.2f} s: {exc}") from None
     if done == 0:

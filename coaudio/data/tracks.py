@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from coaudio.audio import FORMATS
+from coaudio.audio import audio_files_under
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,7 @@ def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
     labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     tracks, empty = [], []
     for label in labels:
-        found = sorted(f for f in (root / label).rglob("*") if f.is_file()
-                       and f.suffix.lower() in FORMATS
-                       and not any(part.startswith(".") for part in f.relative_to(root).parts))
+        found = audio_files_under(root / label)
         if not found:
             empty.append(label)
         tracks += [Track(f, label, f.relative_to(root).with_suffix("").as_posix()) for f in found]

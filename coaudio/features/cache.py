@@ -23,7 +23,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from coaudio.audio import FORMATS, AudioError, stream_audio
+from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.features.logmel import PATCH_FRAMES, patches
 from coaudio.features.stream import StreamingLogMel
 from coaudio.safeio import save_safetensors_atomically
@@ -97,8 +97,7 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += [f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS
-                      and not any(part.startswith(".") for part in f.relative_to(p).parts)]
+            found += audio_files_under(p)
         else:
             found.append(p)
     return sorted(set(found))

@@ -23,7 +23,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from coaudio.audio import AudioError, stream_audio
+from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.features.stream import StreamingLogMel
 from coaudio.online.model import OnlineModel, load_online
 
@@ -62,18 +62,11 @@ def find_inputs(paths: Iterable[str], pattern: str | None = None) -> list[tuple[
     path or the name) filtering both. Sorted by shown path, duplicates removed."""
     from fnmatch import fnmatch
 
-    from coaudio.audio import FORMATS
-
     found: dict[str, Path] = {}
     for given in paths:
         root = Path(given)
-        if root.is_dir():
-            for f in root.rglob("*"):
-                inside = f.relative_to(root)
-                if f.is_file() and f.suffix.lower() in FORMATS and not any(p.startswith(".") for p in inside.parts):
-                    found.setdefault(str(Path(given) / inside), f)
-        else:
-            found.setdefault(str(given), root)
+        for f in audio_files_under(root) if root.is_dir() else [root]:
+            found.setdefault(str(f), f)  # a found file is the folder as given / its path inside
     shown = sorted(found)
     if pattern:
         shown = [s for s in shown if fnmatch(s, pattern) or fnmatch(Path(s).name, pattern)]

@@ -19,6 +19,8 @@ from typing import Iterator
 
 import numpy as np
 
+from coaudio.audio import to_mono
+
 log = logging.getLogger(__name__)
 
 PREFERRED_RATE = 16_000  # the model's rate: no resampling when the device offers it
@@ -186,9 +188,7 @@ class Microphone:
             backlog = self._queue.qsize() * self._block / self.sample_rate
             self.stats.max_backlog_s = max(self.stats.max_backlog_s, backlog)
             gap = self.detector.update(len(data), arrived)
-            samples = data.astype(np.float32) / np.float32(32768)
-            mono = samples.mean(axis=1, dtype=np.float32) if self.channels > 1 else samples[:, 0]
-            yield np.ascontiguousarray(mono), gap
+            yield to_mono(data.astype(np.float32) / np.float32(32768)), gap
 
 
 def _describe_input(sd, device) -> dict:

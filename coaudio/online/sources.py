@@ -19,7 +19,7 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from coaudio.audio import AudioError, read_frames
+from coaudio.audio import AudioError, read_frames, to_mono
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,7 @@ class PcmLayout:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Whole frames of bytes -> ``(frames,)`` mono float32."""
-        values = _to_float(data, self.sample).reshape(-1, self.channels)
-        mono = values.mean(axis=1, dtype=np.float32) if self.channels > 1 else values[:, 0]
-        return np.ascontiguousarray(mono, dtype=np.float32)
+        return to_mono(_to_float(data, self.sample).reshape(-1, self.channels))
 
 
 def _to_float(data: bytes, sample: str) -> np.ndarray:
@@ -211,6 +209,6 @@ def _whole_stream(stream: BinaryIO, head: bytes, block_seconds: float, name: str
                 data = read_frames(f, block)
                 if not len(data):
                     return
-                yield np.ascontiguousarray(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+                yield to_mono(data)
 
     return f.samplerate, blocks()

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from coaudio.online.classify import BLOCK_SECONDS, FileResult, classify_files, find_inputs
-from coaudio.online.journal import Journal, file_key, fingerprint
+from coaudio.features.cache import file_key  # path, size and mtime: an edited file is redone
+from coaudio.online.journal import Journal, fingerprint
 from coaudio.online.model import load_online, resolve_checkpoint
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,13 @@ class BatchRun:
 
             dist.init_process_group("gloo")
         self.checkpoint = str(resolve_checkpoint(checkpoint))
-        online = load_online(self.checkpoint)
+        self.online = load_online(self.checkpoint)
         self.inputs = find_inputs(paths, pattern)
         if not self.inputs:
             raise FileNotFoundError(f"no audio files under {', '.join(paths)}" + (f" matching {pattern!r}" if pattern else ""))
         self.top_k, self.timeline, self.jobs = top_k, timeline, jobs
         settings = {"top_k": top_k, "timeline": timeline, "block_seconds": BLOCK_SECONDS}
-        self.journal = Journal(journal_root, fingerprint(online.fingerprint(), settings), self.rank)
+        self.journal = Journal(journal_root, fingerprint(self.online.fingerprint(), settings), self.rank)
         if not resume and self.rank == 0:
             self.journal.reset()
         self._barrier()
@@ -49,12 +50,13 @@ class BatchRun:
         todo = [(p, s) for p, s in self.inputs if self.keys[s] not in finished]
         self.skipped = len(self.inputs) - len(todo)
         self.mine = todo[self.rank :: self.world]
+        self.complete = False  # set by finish(): every input has a journalled result
 
     def process(self, progress: Progress | None = None, fail_fast: bool = False) -> None:
         """Classify this rank's files, journalling each result as it completes."""
         started, audio_s = time.monotonic(), 0.0
-        for done, result in enumerate(classify_files(self.checkpoint, self.mine, self.top_k, self.timeline,
-                                                     self.jobs), start=1):
+        results = classify_files(self.checkpoint, self.mine, self.top_k, self.timeline, self.jobs, self.online)
+        for done, result in enumerate(results, start=1):
             self.journal.append(self.keys[result.path], result.to_dict())
             audio_s += result.duration_s
             if progress is not None:
@@ -84,7 +86,7 @@ class BatchRun:
 
     def forget(self) -> None:
         """After the output is safely written: a complete run's journal is not needed."""
-        if self.rank == 0 and getattr(self, "complete", False):
+        if self.rank == 0 and self.complete:
             self.journal.remove()
 
     def _barrier(self) -> None:

@@ -108,7 +108,7 @@ def _run(online: OnlineModel, sample_rate: int, blocks: Iterator, result: FileRe
                 total = probs.clone() if total is None else total + probs
                 if timeline:
                     p, i = probs.max(dim=0)
-                    hops.append((frontend.hop_start_s(max(0, result.hops - online.window + 1)),
+                    hops.append((frontend.window_start_s(result.hops, online.window),
                                  frontend.hop_end_s(result.hops), labels[int(i)], float(p)))
                 result.hops += 1
     if total is not None:
@@ -162,13 +162,15 @@ def _worker_classify(path: Path, shown: str, top_k: int, timeline: bool) -> File
 
 
 def classify_files(checkpoint: str, inputs: list[tuple[Path, str]], top_k: int = 3, timeline: bool = False,
-                   jobs: int = 1) -> Iterator[FileResult]:
+                   jobs: int = 1, loaded: OnlineModel | None = None) -> Iterator[FileResult]:
     """Results in completion order; ``jobs`` worker processes (spawned: forking a process
-    whose torch thread pools have started can hang), each loading the model once."""
+    whose torch thread pools have started can hang), each loading the model once. With one
+    job the files run in this process, on ``loaded`` when the caller has the model already."""
     if jobs <= 1 or len(inputs) <= 1:
-        _worker_init(checkpoint)
+        torch.set_num_threads(1)
+        online = loaded or load_online(checkpoint)
         for path, shown in inputs:
-            yield _worker_classify(path, shown, top_k, timeline)
+            yield classify_file(online, path, shown, top_k, timeline)
         return
     from concurrent.futures import as_completed
 

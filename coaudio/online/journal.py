@@ -25,12 +25,6 @@ def fingerprint(model_fingerprint: str, settings: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def file_key(path: Path) -> str:
-    """A file's identity for resuming: absolute path, size and modification time."""
-    st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
-
 class Journal:
     def __init__(self, root: Path, fingerprint: str, rank: int = 0) -> None:
         self.folder = Path(root) / fingerprint

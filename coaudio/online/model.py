@@ -44,6 +44,10 @@ class Frontend:
     def hop_start_s(self, hop: int) -> float:
         return hop * self.hop_frames * HOP_SAMPLES / SAMPLE_RATE
 
+    def window_start_s(self, hop: int, window: int) -> float:
+        """Stream time where the prediction of hop ``hop`` starts: its oldest of <= ``window`` tokens."""
+        return self.hop_start_s(max(0, hop - window + 1))
+
     @classmethod
     def from_recipe_data(cls, data: dict) -> "Frontend":
         return cls(hop_frames=int(data.get("token_hop_frames", 25)), features=data.get("features", "logmel"),

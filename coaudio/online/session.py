@@ -131,5 +131,5 @@ class Session:
         self.stats.latencies_ms.append(latency_ms)
         self._next_hop += 1
         frontend = online.frontend
-        return Hop(index, frontend.hop_start_s(max(0, index - online.window + 1)), frontend.hop_end_s(index),
+        return Hop(index, frontend.window_start_s(index, online.window), frontend.hop_end_s(index),
                    probs, logits, token, warmup, latency_ms, step_ms)

@@ -66,16 +66,24 @@ def bench_cli(
             records.append(record)
             status.update(f"benchmarked {i + 1}/{len(case_list)}")
     document = {"machine": _machine(), "threads": threads, "results": records}
-    if json_out == "-":
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    if _emit_json(document, json_out, err):
         return
-    if json_out:
-        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
-        err.print(f"wrote {json_out}")
     out = Console()
     if not out.is_terminal:  # a pipe or file: never squeeze the table into 80 columns
         out = Console(width=240)
     out.print(_table(records, threads))
+
+
+def _emit_json(document: dict, json_out: Optional[str], err: Console) -> bool:
+    """Write the document where ``--json`` asks; True when it went to stdout (then no table)."""
+    text = json.dumps(document, indent=2) + "\n"
+    if json_out == "-":
+        sys.stdout.write(text)
+        return True
+    if json_out:
+        Path(json_out).write_text(text)
+        err.print(f"wrote {json_out}")
+    return False
 
 
 def _machine() -> dict:
@@ -126,11 +134,8 @@ def _frontend(json_out: Optional[str]) -> None:
     with err.status("benchmarking the log-mel front end"):
         record = frontend.run()
     document = {"machine": _machine(), "frontend": record}
-    if json_out == "-":
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    if _emit_json(document, json_out, err):
         return
-    if json_out:
-        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
     table = Table(title=f"log-mel throughput, x real time ({record['audio_s']:.0f} s of audio in 30 s clips)")
     for column in ["coaudio 1 core", "coaudio 2 cores", "librosa 1 core", "vs librosa", "8.3 h on 2 cores"]:
         table.add_column(column, justify="right")
@@ -151,12 +156,8 @@ def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optio
                 status.update(f"per-hop pipeline: {b} block(s), n={n}")
                 records.append(pipeline.run(window=n, blocks=b, measured_hops=measured_hops, threads=threads))
     document = {"machine": _machine(), "threads": threads, "stream": records}
-    if json_out == "-":
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    if _emit_json(document, json_out, err):
         return
-    if json_out:
-        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
-        err.print(f"wrote {json_out}")
     table = Table(title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "
                         f"{threads} thread(s) ({_cpu_name()})")
     for column in ["blocks", "n", "continual us", "p95 us", "RTF", "regular us", "speedup", "cached-token us",
@@ -180,11 +181,8 @@ def _classify(json_out: Optional[str], clips: int) -> None:
     with err.status(f"classifying {clips} 30 s clips on 1 and 2 cores"):
         record = throughput.run(clips=clips)
     document = {"machine": _machine(), "classify": record}
-    if json_out == "-":
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    if _emit_json(document, json_out, err):
         return
-    if json_out:
-        Path(json_out).write_text(json.dumps(document, indent=2) + "\n")
     table = Table(title=f"coaudio classify throughput, x real time ({record['audio_s']:.0f} s of 30 s clips; "
                         "GTZAN shape n=120, default embedder)")
     for column in ["continual 1 core", "continual 2 cores", "regular 1 core", "continual vs regular"]:

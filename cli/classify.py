@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from coaudio_cli.classify_output import FORMATS, render, write_atomically
+from coaudio_cli.errors import fail
 
 
 def classify_cli(
@@ -40,7 +41,7 @@ def classify_cli(
     try:
         run = BatchRun(checkpoint, paths, glob, top_k, timeline, jobs or os.cpu_count() or 1, journal, resume)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(err, exc)
+        fail(exc)
     if run.rank == 0 and run.skipped:
         err.print(f"resuming: {run.skipped} of {len(run.inputs)} files already done", highlight=False)
     try:
@@ -50,7 +51,7 @@ def classify_cli(
                   "with --resume to continue", highlight=False, soft_wrap=True)
         raise typer.Exit(130)
     except OSError as exc:  # the journal cannot be written (disk full, permissions)
-        _fail(err, OSError(f"cannot write the journal in {journal}: {exc}"))
+        fail(OSError(f"cannot write the journal in {journal}: {exc}"))
     results = run.finish()
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return
@@ -68,13 +69,6 @@ def classify_cli(
               f"{len(failed)} failed" + (f"; wrote {output}" if output else ""), highlight=False)
     if failed:
         raise typer.Exit(1)
-
-
-def _fail(err: Console, exc: Exception) -> None:
-    from rich.markup import escape
-
-    err.print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _progress(err: Console):

@@ -11,6 +11,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from coaudio_cli.errors import fail
 from coaudio_cli.stream_output import JsonlOutput, LiveOutput, summary_lines
 
 WARMUP = ("predict", "wait")
@@ -51,7 +52,7 @@ def stream_cli(
     try:
         online = load_online(checkpoint)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     microphone = None
     try:
         if mic:
@@ -61,7 +62,7 @@ def stream_cli(
             name = "stdin" if source == "-" else source
             rate, blocks = _open_source(source, fmt, sr, channels, online.frontend.hop_s)
     except (AudioError, MicError) as exc:
-        _fail(exc)
+        fail(exc)
     session = Session(online, rate, full_window_only=warmup == "wait")
     use_jsonl = jsonl or not sys.stdout.isatty()
     output = (JsonlOutput(online.labels, top_k) if use_jsonl
@@ -76,19 +77,12 @@ def stream_cli(
     except KeyboardInterrupt:
         interrupted = True
     except (AudioError, MicError) as exc:
-        _fail(exc)
+        fail(exc)
     extra = _mic_summary(microphone) if microphone is not None else []
     for line in summary_lines(session.stats, online.labels, extra):
         err.print(line, highlight=False, soft_wrap=True)
     if interrupted and microphone is None:
         raise typer.Exit(130)
-
-
-def _fail(exc: Exception) -> None:
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
 
 
 def _open_mic(device, sr, channels):
@@ -172,7 +166,7 @@ def devices_cli(
     try:
         found = input_devices()
     except MicError as exc:
-        _fail(exc)
+        fail(exc)
     if json_out:
         sys.stdout.write(json.dumps([asdict(d) for d in found], indent=1) + "\n")
         return

@@ -43,9 +43,12 @@ def batch_probs(checkpoint: Path, audio: Path) -> torch.Tensor:
     """``(hops, C)``: the regular model on the window ending at every hop of the whole file."""
     from coaudio.online.model import load_online
 
-    online = load_online(checkpoint)
-    frames = log_mel(read_audio(audio))
-    tokens = patches(frames, online.frontend.hop_frames)
+    return window_probs(load_online(checkpoint), read_audio(audio))
+
+
+def window_probs(online, signal_16k: np.ndarray) -> torch.Tensor:
+    """``(hops, C)``: the regular model on the window of the last <= n patches of every hop."""
+    tokens = patches(log_mel(signal_16k), online.frontend.hop_frames)
     n, out = online.window, []
     with torch.inference_mode():
         for k in range(tokens.shape[0]):

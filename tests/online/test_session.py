@@ -6,22 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from coaudio.features.logmel import log_mel, patches
 from coaudio.features.stream import resample
 from coaudio.online.mic import DropDetector
 from coaudio.online.model import Frontend, OnlineModel, load_online
 from coaudio.online.session import Session
-from tests.online.helpers import LABELS, make_checkpoint, tone_mix
-
-
-def _batch(online: OnlineModel, signal_16k: np.ndarray) -> torch.Tensor:
-    tokens = patches(log_mel(signal_16k), online.frontend.hop_frames)
-    n, rows = online.window, []
-    with torch.inference_mode():
-        for k in range(tokens.shape[0]):
-            first = max(0, k - n + 1)
-            rows.append(torch.softmax(online.model(tokens[None, first : k + 1], start=first)[0], dim=-1))
-    return torch.stack(rows)
+from tests.online.helpers import LABELS, make_checkpoint, tone_mix, window_probs
 
 
 def _stream(online: OnlineModel, signal: np.ndarray, rate: int, chunks, **kwargs):
@@ -40,7 +29,7 @@ def test_every_hop_equals_the_batch_model_past_many_window_wraps(tmp_path, n_lay
     online = load_online(make_checkpoint(tmp_path / "m.safetensors", hop_frames=10, window=5, n_layers=n_layers))
     signal = tone_mix(8.0, rate)[:, 0]
     hops, session = _stream(online, signal, rate, chunks=[1, 37, 160, 1000, 4410])
-    reference = _batch(online, resample(signal, rate))
+    reference = window_probs(online, resample(signal, rate))
     assert len(hops) == reference.shape[0] == 71  # 8 s, 0.1 s hops: 14 windows' worth of wraps
     got = torch.stack([h.probs for h in hops])
     assert (got - reference).abs().max() < 1e-5
@@ -57,7 +46,7 @@ def test_waiting_for_the_full_window_gives_no_prediction_before_it(tmp_path):
     online = load_online(make_checkpoint(tmp_path / "m.safetensors", hop_frames=25, window=4))
     signal = tone_mix(3.0, 16_000)[:, 0]
     hops, session = _stream(online, signal, 16_000, chunks=[400], full_window_only=True)
-    reference = _batch(online, signal)
+    reference = window_probs(online, signal)
     assert [h.probs is None for h in hops] == [k < 3 for k in range(len(hops))]
     assert all(h.top(3) == [] for h in hops[:3])
     full = torch.stack([h.probs for h in hops[3:]])

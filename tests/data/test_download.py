@@ -61,6 +61,12 @@ class _Server:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/genres.tar.gz"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -74,22 +80,18 @@ def payload():
 
 def test_fetch_is_verified_and_idempotent(tmp_path, payload):
     data, digest = payload
-    server = _Server(data)
-    try:
+    with _Server(data) as server:
         assert fetch(server.url, tmp_path / "gtzan", digest) is True
         assert (tmp_path / "gtzan" / "genres" / "blues" / "blues.00000.au").read_bytes() == b"a" * 300_000
         assert (tmp_path / "gtzan" / MARKER).exists()
         assert fetch(server.url, tmp_path / "gtzan", digest) is False  # nothing fetched again
         assert len(server.requests) == 1
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
-    finally:
-        server.close()
 
 
 def test_truncated_download_resumes_with_a_range_request(tmp_path, payload):
     data, digest = payload
-    server = _Server(data, cut_after=len(data) // 3)
-    try:
+    with _Server(data, cut_after=len(data) // 3) as server:
         with pytest.raises(DownloadError, match="run again to resume"):
             download(server.url, tmp_path / "a.tar.gz", digest)
         part = tmp_path / "a.tar.gz.partial"
@@ -97,42 +99,31 @@ def test_truncated_download_resumes_with_a_range_request(tmp_path, payload):
         download(server.url, tmp_path / "a.tar.gz", digest)
         assert (tmp_path / "a.tar.gz").read_bytes() == data
         assert server.requests[-1] == f"bytes={len(data) // 3}-"
-    finally:
-        server.close()
 
 
 def test_server_without_range_support_restarts(tmp_path, payload):
     data, digest = payload
     (tmp_path / "a.tar.gz.partial").write_bytes(data[:1000])
-    server = _Server(data, honour_range=False)
-    try:
+    with _Server(data, honour_range=False) as server:
         download(server.url, tmp_path / "a.tar.gz", digest)
         assert (tmp_path / "a.tar.gz").read_bytes() == data
-    finally:
-        server.close()
 
 
 def test_partial_file_that_is_already_complete(tmp_path, payload):
     data, digest = payload
     (tmp_path / "a.tar.gz.partial").write_bytes(data)  # the server will answer 416
-    server = _Server(data)
-    try:
+    with _Server(data) as server:
         download(server.url, tmp_path / "a.tar.gz", digest)
         assert (tmp_path / "a.tar.gz").read_bytes() == data
-    finally:
-        server.close()
 
 
 def test_bad_checksum_removes_the_file_and_installs_nothing(tmp_path, payload):
     data, _ = payload
-    server = _Server(data)
-    try:
+    with _Server(data) as server:
         with pytest.raises(DownloadError, match="checksum mismatch"):
             fetch(server.url, tmp_path / "gtzan", "0" * 64)
         assert not (tmp_path / "gtzan" / MARKER).exists()
         assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*"))
-    finally:
-        server.close()
 
 
 def test_http_errors_are_reported(tmp_path):
@@ -165,8 +156,7 @@ def test_download_command(tmp_path, payload):
     import sys
 
     data, digest = payload
-    server = _Server(data)
-    try:
+    with _Server(data) as server:
         args = [sys.executable, "-m", "coaudio", "data", "download", "gtzan", "--url", server.url,
                 "--sha256", digest, "--out", str(tmp_path / "g")]
         first = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -177,5 +167,3 @@ def test_download_command(tmp_path, payload):
         bad = subprocess.run(args[:-4] + ["--sha256", "0" * 64, "--out", str(tmp_path / "h")],
                              capture_output=True, text=True, timeout=120)
         assert bad.returncode == 1 and "checksum mismatch" in bad.stderr
-    finally:
-        server.close()

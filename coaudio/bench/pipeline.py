@@ -26,11 +26,11 @@ import torch
 
 from coaudio.bench.flops import counted_flops
 from coaudio.continual import EncoderConfig, LayerConfig
-from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES
+from coaudio.features.logmel import PATCH_FRAMES
 from coaudio.features.stream import StreamingLogMel
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.online.model import Frontend, OnlineModel
-from coaudio.online.session import Session
+from coaudio.online.session import Session, p95
 
 GTZAN = {"token_dim": 128, "embedder_width": 16, "d_model": 192, "n_heads": 16, "d_ff": 192, "hop_frames": 25}
 
@@ -109,7 +109,7 @@ def _run(window: int, blocks: int, sample_rate: int, measured_hops: int, threads
     for name, values in times.items():
         values = sorted(values[-measured_hops:])  # after the window has filled
         record[f"{name}_us"] = statistics.fmean(values)
-        record[f"{name}_p95_us"] = values[int(0.95 * (len(values) - 1))]
+        record[f"{name}_p95_us"] = p95(values)
         record[f"{name}_rtf"] = record[f"{name}_us"] / 1e6 / hop_s
         record[f"{name}_mflops"] = flops[name] / 1e6
     for name in ("regular", "regular_cached"):
@@ -132,6 +132,3 @@ def _flops(online: OnlineModel) -> dict[str, int]:
         "regular_cached": counted_flops(lambda: model.tokens(patches[:, 0]))
         + counted_flops(lambda: model.head(model.head_norm(model.encoder(tokens)))),
     }
-
-
-assert HOP_SAMPLES == 160  # the block size above assumes 10 ms frames

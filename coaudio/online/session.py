@@ -51,6 +51,11 @@ class Hop:
         return [(int(i), float(v)) for i, v in zip(indices, values)]
 
 
+def p95(ascending: list[float]) -> float:
+    """95th percentile (nearest rank) of a non-empty ascending list."""
+    return ascending[min(len(ascending) - 1, int(0.95 * len(ascending)))]
+
+
 @dataclass
 class StreamStats:
     """What a stream cost: hop latencies and processing time against audio time."""
@@ -74,8 +79,7 @@ class StreamStats:
         values = sorted(self.latencies_ms)
         if not values:
             return {"mean_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0}
-        p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
-        return {"mean_ms": statistics.fmean(values), "p95_ms": p95, "max_ms": values[-1]}
+        return {"mean_ms": statistics.fmean(values), "p95_ms": p95(values), "max_ms": values[-1]}
 
     def mean_probs(self) -> Tensor | None:
         """Mean probability over all predicted hops: the stream's clip-level prediction."""

@@ -124,6 +124,7 @@ def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path]
     except ConfigError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(1)
+    _leave_torchrun()  # not on errors: a failed rank must not wait at a barrier for the others
     if rank != 0:
         return
     model, _, info = load_checkpoint(out / "best.safetensors")
@@ -134,6 +135,16 @@ def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path]
         if splits.get(name):
             table.add_row(name, str(len(splits[name])), f"{accuracy(model, splits[name], cfg):.3f}")
     Console().print(table)
+
+
+def _leave_torchrun() -> None:
+    """Leave the process group together: a rank that exits while gloo's threads still run
+    aborts ("terminate called without an active exception", SIGABRT), failing the launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _barrier_unless(skip: bool) -> None:

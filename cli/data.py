@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from coaudio_cli.errors import fail
+
+if TYPE_CHECKING:  # the library is imported inside the commands, keeping --help fast
+    from coaudio.data.synth import SynthResult
 
 app = typer.Typer(help="Datasets: download GTZAN, make the built-in synthetic set.", no_args_is_help=True)
 
@@ -22,7 +28,7 @@ def download_cli(
     from coaudio.data.download import GTZAN_SHA256, GTZAN_URL, DownloadError, fetch
 
     if dataset != "gtzan":
-        raise typer.BadParameter(f"unknown dataset {dataset!r}; known: gtzan")
+        fail(f"unknown dataset {dataset!r}; known: gtzan")
     url = url or GTZAN_URL
     digest = sha256 or (GTZAN_SHA256 if url == GTZAN_URL else "")
     err = Console(stderr=True)
@@ -37,11 +43,17 @@ def download_cli(
 
             fetched = fetch(url, out, digest or None, on_bytes=on_bytes)
     except DownloadError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1)
+        fail(exc)
+    except OSError as exc:  # the output folder: permissions, a full disk
+        fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume the download", highlight=False, markup=False,
+                  soft_wrap=True)
+        raise typer.Exit(130)
     if not digest:
-        err.print("warning: no --sha256 given, the archive was not verified")
-    Console().print(f"{'installed' if fetched else 'already installed'}: {dataset} in {out}", highlight=False)
+        err.print("warning: no --sha256 given, the archive was not verified", highlight=False, markup=False)
+    Console().print(f"{'installed' if fetched else 'already installed'}: {dataset} in {out}", highlight=False,
+                    markup=False, soft_wrap=True)
 
 
 @app.command("synth")
@@ -50,15 +62,51 @@ def synth_cli(
     per_genre: int = typer.Option(40, min=1, help="Clips per genre."),
     seconds: float = typer.Option(10.0, min=1.0, max=600.0, help="Clip length in seconds."),
     seed: int = typer.Option(0, help="Random seed; the same seed always gives the same files."),
+    force: bool = typer.Option(False, "--force", help="Replace a synthetic set made with other settings, "
+                               "or write into a folder that holds other files."),
 ) -> None:
-    """Write the synthetic genre dataset (5 genres; deterministic; seconds to make)."""
-    from coaudio.data.synth import GENRES, SynthConfig, write_dataset
+    """Write the synthetic genre dataset (5 genres; deterministic; seconds to make).
+
+    An interrupted run (Ctrl-C, kill) is resumed by running the same command again; a folder
+    that already holds the same set is left as it is."""
+    from coaudio.data.synth import GENRES, SynthConfig, SynthError, write_dataset
 
     err = Console(stderr=True)
     total = per_genre * len(GENRES)
     progress = Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err,
                         disable=not err.is_terminal)
-    with progress:
-        task = progress.add_task("clips", total=total)
-        write_dataset(out, SynthConfig(per_genre, seconds, seed), on_clip=lambda _: progress.advance(task))
-    Console().print(f"wrote {total} clips ({len(GENRES)} genres x {per_genre}, {seconds:g} s each) to {out}")
+    try:
+        with progress:
+            task = progress.add_task("clips", total=total)
+            result = write_dataset(out, SynthConfig(per_genre, seconds, seed),
+                                   on_clip=lambda _: progress.advance(task), force=force)
+    except SynthError as exc:
+        fail(exc)
+    except OSError as exc:  # permissions, a full disk
+        fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {out} is unfinished; run the same command again to resume",
+                  highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(130)
+    _report_synth(result, out, f"{len(GENRES)} genres x {per_genre}, {seconds:g} s each", err)
+
+
+def _report_synth(result: SynthResult, out: Path, shape: str, err: Console) -> None:
+    """The outcome on stdout; what was resumed or left alone on stderr."""
+    if result.already_complete:
+        Console().print(f"already complete: {len(result.paths)} clips ({shape}) in {out}", highlight=False,
+                        markup=False, soft_wrap=True)
+        return
+    if result.kept:
+        err.print(f"resumed an unfinished run: kept the {_count(result.kept, 'clip')} already in {out}",
+                  highlight=False, markup=False, soft_wrap=True)
+    if result.others:
+        err.print(f"warning: left {_count(len(result.others), 'file')} in {out} that coaudio did not write "
+                  f"(e.g. {result.others[0].relative_to(out)})", highlight=False, markup=False, soft_wrap=True)
+    kept = f", kept {result.kept}" if result.kept else ""
+    Console().print(f"wrote {_count(result.written, 'clip')}{kept} ({shape}) to {out}", highlight=False, markup=False,
+                    soft_wrap=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,7 +1,9 @@
 """Downloading and unpacking dataset archives: resumable, verified, safe, idempotent.
 
 * The archive is downloaded to ``<name>.partial``; an interrupted download resumes with an
-  HTTP Range request (a server that ignores Range starts over).
+  HTTP Range request (a server that ignores Range starts over). A server that cannot be
+  reached (a name that does not resolve, a refused connection) is reported as such, not as
+  an interruption: there is nothing to resume.
 * The finished file is checked against its SHA-256 before anything else happens; a mismatch
   deletes it and raises.
 * Extraction refuses members that would land outside the target folder (absolute paths,
@@ -12,13 +14,16 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
 import shutil
+import socket
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -52,31 +57,26 @@ def download(url: str, target: Path, sha256: str | None = None, timeout: float =
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     have = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    total = None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            resumed = have > 0 and response.status == 206
-            if have and not resumed:
-                log.info("server ignored the range request; starting %s over", url)
-            length = response.headers.get("Content-Length")
-            total = (int(length) + (have if resumed else 0)) if length else None
-            done = have if resumed else 0
-            with open(partial, "ab" if resumed else "wb") as out:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    out.write(block)
-                    done += len(block)
-                    if on_bytes is not None:
-                        on_bytes(done, total)
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the partial file is already complete
-            pass
-        else:
+        if not (exc.code == 416 and have):  # 416 on a resume: the partial file is already complete
             raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DownloadError(f"{url}: download interrupted ({exc}); run again to resume") from None
-    if total is not None and partial.stat().st_size < total:
-        raise DownloadError(f"{url}: got {partial.stat().st_size} of {total} bytes; run again to resume")
+        total = None
+    except urllib.error.URLError as exc:  # no answer at all: nothing to resume
+        raise _unreachable(url, exc.reason) from None
+    except (OSError, http.client.HTTPException) as exc:  # e.g. a timeout before the headers came
+        raise _unreachable(url, exc) from None
+    except ValueError as exc:  # not a URL at all, e.g. a bare file name
+        raise DownloadError(f"{url}: not a usable URL ({exc})") from None
+    else:
+        with response:
+            total = _receive(url, response, partial, have, on_bytes)
+    got = partial.stat().st_size
+    if total is not None and got < total:
+        raise DownloadError(f"{url}: download interrupted after {_size(got)} of {_size(total)}; "
+                            "run again to resume")
     if sha256:
         actual = sha256_of(partial)
         if actual != sha256.lower():
@@ -85,6 +85,56 @@ def download(url: str, target: Path, sha256: str | None = None, timeout: float =
                                 "the file was removed")
     os.replace(partial, target)
     return target
+
+
+def _receive(url: str, response, partial: Path, have: int,
+             on_bytes: Callable[[int, int | None], None] | None) -> int | None:
+    """Write the body to ``partial`` (appending if the server honoured the Range request);
+    returns the whole file's size if the server said it."""
+    resumed = have > 0 and response.status == 206
+    if have and not resumed:
+        log.info("server ignored the range request; starting %s over", url)
+    length = response.headers.get("Content-Length")
+    total = (int(length) + (have if resumed else 0)) if length else None
+    done = start = have if resumed else 0
+    with open(partial, "ab" if resumed else "wb") as out:
+        while True:
+            try:
+                block = response.read(CHUNK)
+            except (OSError, http.client.HTTPException) as exc:
+                if done == start:  # not a byte of the file came: no progress to speak of
+                    raise _unreachable(url, exc) from None
+                raise DownloadError(f"{url}: download interrupted after {_size(done)}"
+                                    f"{f' of {_size(total)}' if total else ''} ({_why(exc)}); "
+                                    "run again to resume") from None
+            if not block:
+                return total
+            try:
+                out.write(block)
+            except OSError as exc:  # our side (a full disk), not the network's
+                raise DownloadError(f"cannot write {partial}: {_why(exc)}") from None
+            done += len(block)
+            if on_bytes is not None:
+                on_bytes(done, total)
+
+
+def _unreachable(url: str, reason: object) -> DownloadError:
+    """The error for a server that never answered: there is nothing to resume."""
+    host = urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url  # never echo user:password
+    if isinstance(reason, socket.gaierror):
+        return DownloadError(f"cannot reach {host}: the name could not be resolved "
+                             "(no network, or a wrong URL?)")
+    return DownloadError(f"cannot reach {host}: {_why(reason)}")
+
+
+def _why(reason: object) -> str:
+    """An OS error as its plain words ("connection refused"), anything else as its text."""
+    text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    return text[:1].lower() + text[1:]
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n:,} bytes"
 
 
 def _safe_members(archive: tarfile.TarFile, root: Path) -> list[tarfile.TarInfo]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coaudio.audio import audio_files_under
+from coaudio.data.synth import unfinished
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
+    progress = unfinished(root)  # a half-written set would train on whatever it got to
+    if progress is not None:
+        done, planned = progress
+        raise DatasetError(f"{root} is an interrupted `coaudio data synth` ({done} of {planned or '?'} clips); "
+                           "run the same command again to finish it")
     labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     tracks, empty = [], []
     for label in labels:

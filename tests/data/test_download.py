@@ -1,12 +1,20 @@
-"""Downloads against a real HTTP server on 127.0.0.1: resume, checksum, safe extraction."""
+"""Downloads against a real HTTP server on 127.0.0.1: resume, checksum, safe extraction, and
+telling a server that cannot be reached from a download that broke off."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
 import io
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 
 import pytest
 
@@ -26,8 +34,9 @@ def _archive(members: dict[str, bytes]) -> bytes:
 class _Server:
     """Serves one payload with Range support; ``cut_after`` truncates the first response."""
 
-    def __init__(self, payload: bytes, cut_after: int | None = None, honour_range: bool = True):
-        self.payload, self.cut_after, self.honour_range = payload, cut_after, honour_range
+    def __init__(self, payload: bytes, cut_after: int | None = None, honour_range: bool = True,
+                 reset: bool = False):
+        self.payload, self.cut_after, self.honour_range, self.reset = payload, cut_after, honour_range, reset
         self.requests: list[str | None] = []
         owner = self
 
@@ -36,6 +45,9 @@ class _Server:
                 pass
 
             def do_GET(self):
+                if not self.path.endswith("/genres.tar.gz"):
+                    self.send_error(404)
+                    return
                 rng = self.headers.get("Range")
                 owner.requests.append(rng)
                 body, status = owner.payload, 200
@@ -53,13 +65,18 @@ class _Server:
                     body, owner.cut_after = body[: owner.cut_after], None
                     self.wfile.write(body)
                     self.wfile.flush()
-                    self.connection.shutdown(2)  # drop the connection mid-transfer
+                    if owner.reset:  # abort with a TCP reset once the client has read: its next read fails
+                        time.sleep(0.3)
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.connection.close()
+                    else:
+                        self.connection.shutdown(2)  # drop the connection mid-transfer
                     return
                 self.wfile.write(body)
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/genres.tar.gz"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()  # quick shutdown
 
     def __enter__(self):
         return self
@@ -92,7 +109,8 @@ def test_fetch_is_verified_and_idempotent(tmp_path, payload):
 def test_truncated_download_resumes_with_a_range_request(tmp_path, payload):
     data, digest = payload
     with _Server(data, cut_after=len(data) // 3) as server:
-        with pytest.raises(DownloadError, match="run again to resume"):
+        with pytest.raises(DownloadError, match=rf"download interrupted after {len(data) // 3:,} bytes of "
+                                                rf"{len(data):,} bytes; run again to resume"):
             download(server.url, tmp_path / "a.tar.gz", digest)
         part = tmp_path / "a.tar.gz.partial"
         assert 0 < part.stat().st_size < len(data)
@@ -126,9 +144,86 @@ def test_bad_checksum_removes_the_file_and_installs_nothing(tmp_path, payload):
         assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*"))
 
 
-def test_http_errors_are_reported(tmp_path):
-    with pytest.raises(DownloadError, match="download interrupted"):
-        download("http://127.0.0.1:9/none.tar.gz", tmp_path / "x.tar.gz", timeout=5)
+def test_reset_connection_keeps_what_arrived_and_resumes(tmp_path):
+    data = random.Random(0).randbytes(2_500_000)  # over one 1 MB read, so some of it is kept
+    digest = hashlib.sha256(data).hexdigest()
+    with _Server(data, cut_after=1_500_000, reset=True) as server:
+        with pytest.raises(DownloadError, match=r"download interrupted after 1\.\d MB of 2\.5 MB \(.+\); "
+                                                "run again to resume"):
+            download(server.url, tmp_path / "a.tar.gz", digest)
+        kept = (tmp_path / "a.tar.gz.partial").stat().st_size
+        assert 1_000_000 <= kept < len(data)
+        download(server.url, tmp_path / "a.tar.gz", digest)
+        assert (tmp_path / "a.tar.gz").read_bytes() == data and server.requests[-1] == f"bytes={kept}-"
+
+
+def test_reset_before_any_byte_is_not_an_interruption(tmp_path, payload):
+    data, digest = payload
+    with _Server(data, cut_after=0, reset=True) as server:
+        with pytest.raises(DownloadError, match=r"^cannot reach 127\.0\.0\.1:\d+: connection reset by peer$"):
+            download(server.url, tmp_path / "a.tar.gz", digest)
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    """No proxy, so these addresses are tried from here and nothing else is contacted."""
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+UNRESOLVABLE = "http://coaudio-test.invalid/genres.tar.gz"  # .invalid never resolves (RFC 2606)
+
+
+def test_a_name_that_does_not_resolve_is_not_an_interruption(tmp_path, direct):
+    with pytest.raises(DownloadError) as caught:
+        download(UNRESOLVABLE, tmp_path / "x.tar.gz", timeout=5)
+    assert str(caught.value) == ("cannot reach coaudio-test.invalid: the name could not be resolved "
+                                 "(no network, or a wrong URL?)")
+    assert not list(tmp_path.iterdir())  # no empty .partial to "resume"
+
+
+def test_a_refused_connection_is_not_an_interruption(tmp_path, direct):
+    port = _closed_port()
+    with pytest.raises(DownloadError) as caught:
+        download(f"http://127.0.0.1:{port}/genres.tar.gz", tmp_path / "x.tar.gz", timeout=5)
+    assert str(caught.value) == f"cannot reach 127.0.0.1:{port}: connection refused"
+    assert not list(tmp_path.iterdir())
+
+
+def test_http_errors_and_non_urls_are_reported(tmp_path, payload):
+    with _Server(payload[0]) as server:
+        with pytest.raises(DownloadError, match=r"missing.tar.gz: HTTP 404 Not Found$"):
+            download(server.url.replace("genres", "missing"), tmp_path / "x.tar.gz", timeout=5)
+    with pytest.raises(DownloadError, match=r"^genres.tar.gz: not a usable URL"):
+        download("genres.tar.gz", tmp_path / "x.tar.gz")
+
+
+def _data_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "no_proxy": "*", "NO_PROXY": "*"}
+    return subprocess.run([sys.executable, "-m", "coaudio", "data", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def _one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"error: {message}\n" and not done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_download_command_errors_are_one_line(tmp_path):
+    out = str(tmp_path / "g")
+    _one_line_error(_data_cli("download", "gtzan", "--out", out, "--url", UNRESOLVABLE),
+                    "cannot reach coaudio-test.invalid: the name could not be resolved (no network, or a wrong URL?)")
+    port = _closed_port()
+    _one_line_error(_data_cli("download", "gtzan", "--out", out, "--url", f"http://127.0.0.1:{port}/g.tar.gz"),
+                    f"cannot reach 127.0.0.1:{port}: connection refused")
+    _one_line_error(_data_cli("download", "foo", "--out", out), "unknown dataset 'foo'; known: gtzan")
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt"])

@@ -13,6 +13,11 @@ if "COAUDIO_CACHE" not in os.environ:
     os.environ["COAUDIO_CACHE"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
+# Pinned threads: per-hop tests must not stall on thread hand-offs when the machine is busy,
+# and CLI subprocesses inherit the setting (coaudio.threads honours OMP_NUM_THREADS).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -37,7 +37,7 @@ class OptimConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 0  # torch intra-op threads; 0 = auto (idle cores / processes, see coaudio.threads)
 
 
 @dataclass(frozen=True)

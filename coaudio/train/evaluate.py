@@ -25,6 +25,7 @@ from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES, SAMPLE_RATE
 from coaudio.models.classifier import AudioClassifier
 from coaudio.online.model import Frontend, OnlineModel
 from coaudio.online.session import Session
+from coaudio.threads import per_hop
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip
 from coaudio.train.loop import clip_predictions
@@ -79,7 +80,7 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
     hits: dict[int, list[bool]] = {}
     step_us, regular_us = [], []
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), per_hop():  # as coaudio stream runs: one thread (coaudio.threads)
         for index, (path, label) in enumerate(zip(paths, labels)):
             compare = index < compare_clips
             for hop, logits, history, dt in _stream_clip(model, path, hop_frames, window, embed):

@@ -3,75 +3,142 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from coaudio_cli.errors import fail
+
+
+@dataclass
+class Evaluated:
+    """The batch evaluation of one split: what the table, the plots and the JSON are made of."""
+
+    report: Any  # coaudio.train.evaluate.BatchReport
+    model: Any
+    recipe: Any
+    clips: list
+    document: dict
+
 
 def evaluate_cli(
-    run: Path = typer.Argument(..., exists=True, file_okay=False, help="Run folder from coaudio train."),
+    run: Path = typer.Argument(..., help="Run folder from coaudio train (works from any directory)."),
     split: str = typer.Option("test", help="train, valid or test."),
+    data: Optional[Path] = typer.Option(None, "--data", file_okay=False,
+                                        help="Where the run's dataset folder is now, if it moved since training."),
     streaming: bool = typer.Option(False, "--streaming", help="Also run every clip hop by hop through the continual step."),
     compare_clips: int = typer.Option(3, min=0, help="Clips whose every hop is also recomputed regularly (check + timing)."),
     cache: Path = typer.Option(None, help="Feature cache (default: <run>/../.coaudio-cache)."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix (table + PNG) on a split;
-    --streaming adds the accuracy-versus-time curve (PNG + CSV) and continual == regular."""
-    from coaudio.config import from_dict
-    from coaudio.data.tracks import Track
-    from coaudio.models.checkpoint import load_checkpoint
-    from coaudio.train.config import Recipe
-    from coaudio.train.data import load_clips
-    from coaudio.train.evaluate import batch_report, streaming_report
-    from coaudio.train.plots import save_confusion_png, save_curve
+    --streaming adds the accuracy-versus-time curve (PNG + CSV) and continual == regular.
+
+    Results go to RUN/eval/ and are only written when every step succeeded."""
+    from coaudio.train.run import RunError, RunFolder, missing_data_message
 
     err, out = Console(stderr=True), Console()
-    config = json.loads((run / "config.json").read_text())
-    recipe, labels = from_dict(Recipe, config["recipe"]), config["labels"]
-    if split not in config["paths"]:
-        raise typer.BadParameter(f"split {split!r} not in this run; it has {', '.join(config['paths'])}")
-    model, _, info = load_checkpoint(run / "best.safetensors")
-    tracks = [Track(Path(p), labels[t], i) for p, t, i in
-              zip(config["paths"][split], config["targets"][split], config["splits"][split])]
-    with err.status(f"evaluating {len(tracks)} {split} clips"):
-        clips, problems = load_clips(tracks, labels, cache or run.parent / ".coaudio-cache",
+    if data is not None and not data.is_dir():
+        fail(f"--data {data}: no such folder")
+    try:
+        folder = RunFolder(run)
+        checkpoint = folder.best
+        files = folder.split_files(split, data)
+    except RunError as exc:
+        fail(exc)
+    if not files.found:
+        fail(missing_data_message(folder, split, files))
+    if files.missing:
+        err.print(f"[yellow]warning[/yellow]: {missing_data_message(folder, split, files)}; evaluating the "
+                  f"{len(files.found)} that were found", highlight=False, soft_wrap=True)
+    done = _batch(folder, checkpoint, split, files, cache, err)
+    _print_table(out, folder, split, done)
+    stream = _streaming(done, compare_clips, err, out, split) if streaming else None
+    eval_dir = folder.path / "eval"
+    _write(eval_dir, split, done, stream, folder.labels)
+    err.print(f"wrote {eval_dir}", highlight=False)
+
+
+def _batch(folder, checkpoint: Path, split: str, files, cache: Optional[Path], err: Console):
+    from coaudio.config import ConfigError, from_dict
+    from coaudio.models.checkpoint import load_checkpoint
+    from coaudio.threads import batch_threads, set_threads
+    from coaudio.train.config import Recipe
+    from coaudio.train.data import load_clips
+    from coaudio.train.evaluate import batch_report
+
+    try:
+        recipe = from_dict(Recipe, folder.config["recipe"])
+        model, _, info = load_checkpoint(checkpoint)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        fail(exc)
+    set_threads(batch_threads())
+    with err.status(f"evaluating {len(files.found)} {split} clips"):
+        clips, problems = load_clips(files.found, folder.labels, cache or folder.default_cache,
                                      recipe.data.token_hop_frames, config=recipe.feature_config())
     for problem in problems:
-        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
-    report = batch_report(model, clips, recipe, labels)
-    folder = run / "eval"
-    folder.mkdir(exist_ok=True)
-    save_confusion_png(report, labels, folder / f"confusion-{split}.png")
-    table = Table(title=f"{run} ({split}, best checkpoint from epoch {info['epoch']}): "
-                        f"accuracy {report.accuracy:.3f} on {len(clips)} clips")
+        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)
+    if not clips:
+        fail(f"none of the {len(files.found)} {split} files could be read (see the messages above); "
+             f"nothing was evaluated and {folder.path / 'eval'} was left as it was")
+    report = batch_report(model, clips, recipe, folder.labels)
+    document = {"split": split, "checkpoint_epoch": info["epoch"], "clips": len(clips),
+                "missing": files.missing, "unreadable": problems, "accuracy": report.accuracy,
+                "per_class": report.per_class, "confusion": report.confusion}
+    return Evaluated(report, model, recipe, clips, document)
+
+
+def _print_table(out: Console, folder, split: str, done: Evaluated) -> None:
+    report, document = done.report, done.document
+    left_out = len(document["missing"]) + len(document["unreadable"])
+    note = f" ({left_out} left out)" if left_out else ""
+    table = Table(title=f"{folder.path} ({split} split, best checkpoint from epoch {document['checkpoint_epoch']}): "
+                        f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}")
     for column in ("label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in report.per_class:
         table.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
                       str(row["support"]))
     out.print(table)
-    document = {"split": split, "accuracy": report.accuracy, "per_class": report.per_class,
-                "confusion": report.confusion}
-    if streaming:
-        with err.status("streaming every clip hop by hop"):
-            embed = None
-            if recipe.data.features == "vggish":
-                from coaudio.features.cache import vggish_embed
 
-                embed = vggish_embed(recipe.data.vggish_weights, recipe.data.vggish_pca)
-            stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe,
-                                      compare_clips, embed)
-        save_curve(stream, folder / f"per-hop-{split}.png", folder / f"per-hop-{split}.csv")
-        document["streaming"] = stream.__dict__
-        final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
-        out.print(f"streaming: accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
-                  f"({stream.curve[0]['time_s']:.2f} s), {final:.3f} at the last; "
-                  f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
-                  f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
-                  f"{stream.regular_us:.0f} us regular; FLOPs {stream.continual_flops / 1e6:.2f} M vs "
-                  f"{stream.regular_flops / 1e6:.1f} M per prediction", highlight=False)
-    (folder / f"metrics-{split}.json").write_text(json.dumps(document, indent=1) + "\n")
-    err.print(f"wrote {folder}")
 
+def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, split: str):
+    from coaudio.train.evaluate import streaming_report
+
+    model, recipe, clips = done.model, done.recipe, done.clips
+    with err.status("streaming every clip hop by hop"):
+        embed = None
+        if recipe.data.features == "vggish":
+            from coaudio.features.cache import vggish_embed
+
+            embed = vggish_embed(recipe.data.vggish_weights, recipe.data.vggish_pca)
+        stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe,
+                                  compare_clips, embed)
+    final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
+    out.print(f"streaming ({split} split): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
+              f"({stream.curve[0]['time_s']:.2f} s), {final:.3f} at the last; "
+              f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
+              f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
+              f"{stream.regular_us:.0f} us regular (1 thread); FLOPs {stream.continual_flops / 1e6:.2f} M vs "
+              f"{stream.regular_flops / 1e6:.1f} M per prediction", highlight=False)
+    return stream
+
+
+def _write(eval_dir: Path, split: str, done: Evaluated, stream, labels: list[str]) -> None:
+    """Everything at the end, each file atomically, so a failed evaluation never replaces results."""
+    from coaudio.safeio import write_text_atomically
+    from coaudio.train.plots import save_confusion_png, save_curve
+
+    document = done.document
+    try:
+        eval_dir.mkdir(exist_ok=True)
+        save_confusion_png(done.report, labels, eval_dir / f"confusion-{split}.png")
+        if stream is not None:
+            save_curve(stream, eval_dir / f"per-hop-{split}.png", eval_dir / f"per-hop-{split}.csv")
+            document["streaming"] = stream.__dict__
+        write_text_atomically(eval_dir / f"metrics-{split}.json", json.dumps(document, indent=1) + "\n")
+    except OSError as exc:
+        fail(f"cannot write the results to {eval_dir}: {exc.strerror or exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -10,67 +11,140 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from coaudio_cli.errors import fail
+
 app = typer.Typer(help="Train a continual transformer classifier.", no_args_is_help=True)
 
 # Options shared by both commands.
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, config).")]
-RecipeFile = Annotated[Optional[Path], typer.Option(
-    "--recipe", exists=True, dir_okay=False,
-    help="Recipe TOML (e.g. recipes/synth.toml, recipes/gtzan.toml); default: built-in defaults.")]
+# A str, not a Path checked by Typer: it may also name a shipped recipe (see _recipe).
+RecipeFile = Annotated[Optional[str], typer.Option(
+    "--recipe", metavar="NAME|FILE",
+    help="Recipe TOML file, or a shipped recipe's name (synth, gtzan; see coaudio recipes); "
+         "default: built-in defaults.")]
 Overrides = Annotated[List[str], typer.Option(
     "--set", help="Override a recipe setting, e.g. --set train.epochs=10 (repeatable).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out after an interruption.")]
 Cache = Annotated[Optional[Path], typer.Option(
     "--cache", help="Feature cache (default: <out>/../.coaudio-cache).")]
 Jobs = Annotated[int, typer.Option("--jobs", min=1, help="Feature extraction processes.")]
+Force = Annotated[bool, typer.Option("--force", help="Start over in an --out folder that holds a run, replacing it.")]
+Threads = Annotated[int, typer.Option(
+    "--threads", min=0, help="torch threads (0: the idle cores, divided among torchrun's local processes).")]
 
 
 @app.command("folder")
 def folder_cli(
     root: Annotated[Path, typer.Argument(help="Folder of <label>/<audio files> (e.g. from coaudio data synth).")],
     out: Out, recipe: RecipeFile = None, set_: Overrides = [], resume: Resume = False,
-    cache: Cache = None, jobs: Jobs = 2,
+    cache: Cache = None, jobs: Jobs = 2, force: Force = False, threads: Threads = 0,
 ) -> None:
     """Train on any labelled folder tree; splits are seeded random 80/10/10."""
     from coaudio.data.gtzan import random_split
     from coaudio.data.tracks import DatasetError, list_labelled
 
+    _check_out(out, resume, force)
     try:
         tracks = list_labelled(root)
     except DatasetError as exc:
-        raise typer.BadParameter(str(exc))
-    cfg = _recipe(recipe, set_)
-    _run(cfg, random_split(tracks, seed=cfg.train.seed), out, resume, cache, jobs)
+        fail(exc)
+    cfg = _recipe(recipe, set_, threads)
+    _run(cfg, random_split(tracks, seed=cfg.train.seed), out, RunOptions(root, resume, force, cache, jobs))
 
 
 @app.command("gtzan")
 def gtzan_cli(
     root: Annotated[Path, typer.Argument(help="GTZAN folder (either layout).")],
     out: Out, recipe: RecipeFile = None, set_: Overrides = [], resume: Resume = False,
-    cache: Cache = None, jobs: Jobs = 2,
+    cache: Cache = None, jobs: Jobs = 2, force: Force = False, threads: Threads = 0,
 ) -> None:
     """Train on GTZAN; data.split = filtered (fault-filtered 443/197/290) or random."""
     from coaudio.data.gtzan import GTZANError, filtered_split, list_tracks, random_split
 
+    _check_out(out, resume, force)
     try:
         tracks = list_tracks(root)
     except GTZANError as exc:
-        raise typer.BadParameter(str(exc))
-    cfg = _recipe(recipe, set_)
+        fail(exc)
+    cfg = _recipe(recipe, set_, threads)
     splits = filtered_split(tracks) if cfg.data.split == "filtered" else random_split(tracks, seed=cfg.train.seed)
-    _run(cfg, splits, out, resume, cache, jobs)
+    _run(cfg, splits, out, RunOptions(root, resume, force, cache, jobs))
 
 
-def _recipe(path: Optional[Path], overrides: List[str]):
+def _recipe(spec: Optional[str], overrides: List[str], threads: int = 0):
+    """The recipe to train with: ``spec`` is a file path (which wins) or a shipped recipe's
+    name; None means the built-in defaults. Any problem is a one-line error (exit 1)."""
+    from coaudio import recipes
     from coaudio.config import ConfigError, from_dict, load, merge, parse_overrides, to_dict
     from coaudio.train.config import Recipe
 
     try:
-        if path is None:
-            return from_dict(Recipe, merge(to_dict(Recipe()), parse_overrides(overrides)))
-        return load(Recipe, path, overrides)
+        if spec is None:
+            recipe = from_dict(Recipe, merge(to_dict(Recipe()), parse_overrides(overrides)))
+        else:
+            with recipes.locate(spec) as path:
+                recipe = load(Recipe, path, overrides)
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc))
+        fail(exc)
+    return _settled(recipe, threads)
+
+
+def _settled(recipe, threads: int):
+    """The recipe as the run records it: a concrete thread count (``--threads``, else
+    ``train.threads``, else chosen now from the idle cores) and absolute weight-file paths,
+    so that config.json and the checkpoints work from any directory."""
+    import os
+    from dataclasses import replace
+
+    from coaudio.threads import batch_threads, local_processes
+
+    data = recipe.data
+    data = replace(data, **{name: os.path.abspath(getattr(data, name))
+                            for name in ("vggish_weights", "vggish_pca") if getattr(data, name)})
+    chosen = batch_threads(threads or recipe.train.threads, local_processes())
+    return replace(recipe, data=data, train=replace(recipe.train, threads=chosen))
+
+
+RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", "metrics.jsonl", "metrics.csv",
+             "curves.png", "distributed.json", "eval")
+
+
+def _check_out(out: Path, resume: bool, force: bool) -> None:
+    """Never start over silently in a folder that holds a run."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: exists and is not a folder")
+    holds_run = any((out / name).exists() for name in RUN_FILES[:3])
+    if holds_run and not resume and not force:
+        fail(f"{out} already holds a training run; add --resume to continue it, or --force to start "
+             "over and replace it")
+    if resume and force:
+        fail("--resume continues the run in --out and --force replaces it: give one of them")
+
+
+def _clear_run(out: Path) -> None:
+    """--force: remove the files of the previous run (only those; the folder may hold others)."""
+    import shutil
+
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _resume_command() -> str:
+    """The command line that continues this run: the one given, with --resume, without --force."""
+    import os
+    import shlex
+    import sys
+
+    args = [a for a in sys.argv[1:] if a != "--force"]
+    if "--resume" not in args:
+        args.append("--resume")
+    program = os.path.basename(sys.argv[0])
+    prefix = ["coaudio"] if program == "coaudio" else [Path(sys.executable).name, "-m", "coaudio"]
+    return shlex.join(prefix + args)
 
 
 def _join_torchrun() -> int:
@@ -86,28 +160,49 @@ def _join_torchrun() -> int:
     return dist.get_rank()
 
 
-def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path], jobs: int) -> None:
-    from coaudio.config import ConfigError
-    from coaudio.models.checkpoint import load_checkpoint
+@dataclass(frozen=True)
+class RunOptions:
+    data_root: Path
+    resume: bool
+    force: bool
+    cache: Optional[Path]
+    jobs: int
+
+
+def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
     from coaudio.train.data import load_clips
-    from coaudio.train.loop import accuracy, train
 
     rank = _join_torchrun()
     err = Console(stderr=True, quiet=rank != 0)
+    if options.force and rank == 0:
+        _clear_run(out)
     labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
-    cache = cache or out.parent / ".coaudio-cache"
+    cache = options.cache or out.parent / ".coaudio-cache"
     splits = {}
     with err.status("extracting features"):
         _barrier_unless(rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
-            splits[name], problems = load_clips(tracks, labels, cache, cfg.data.token_hop_frames, jobs,
-                                                     cfg.feature_config())
+            splits[name], problems = load_clips(tracks, labels, cache, cfg.data.token_hop_frames, options.jobs,
+                                                cfg.feature_config())
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
         _barrier_unless(rank != 0)
-    err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()), highlight=False)
+    err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+              + f"; {cfg.train.threads} torch thread(s)", highlight=False)
+    _train_with_progress(cfg, splits, labels, out, options, err)
+    _leave_torchrun()  # not on errors: a failed rank must not wait at a barrier for the others
+    if rank == 0:
+        _final_table(cfg, splits, out)
+
+
+def _train_with_progress(cfg, splits: dict, labels: list[str], out: Path, options: RunOptions,
+                         err: Console) -> None:
+    from coaudio.config import ConfigError
+    from coaudio.train.loop import train
+
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         console=err, disable=not err.is_terminal)
+    finished = {"epoch": 0}
     try:
         with progress:
             task = progress.add_task("batches", total=None, epoch=1)
@@ -116,17 +211,26 @@ def _run(cfg, track_splits: dict, out: Path, resume: bool, cache: Optional[Path]
                 progress.update(task, completed=done, total=total)
 
             def on_epoch(report) -> None:
+                finished["epoch"] = report.epoch
                 progress.update(task, epoch=report.epoch + 1, completed=0)
                 err.print(f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
                           f"valid {report.valid_accuracy:.3f}", highlight=False)
 
-            train(cfg, splits, labels, out, resume=resume, on_epoch=on_epoch, on_batch=on_batch)
+            train(cfg, splits, labels, out, resume=options.resume, on_epoch=on_epoch, on_batch=on_batch,
+                  data_root=options.data_root)
     except ConfigError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1)
-    _leave_torchrun()  # not on errors: a failed rank must not wait at a barrier for the others
-    if rank != 0:
-        return
+        fail(exc)
+    except KeyboardInterrupt:
+        done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the first epoch ended"
+        err.print(f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
+                  f"  {_resume_command()}", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+
+
+def _final_table(cfg, splits: dict, out: Path) -> None:
+    from coaudio.models.checkpoint import load_checkpoint
+    from coaudio.train.loop import accuracy
+
     model, _, info = load_checkpoint(out / "best.safetensors")
     table = Table(title=f"{out}: best checkpoint (epoch {info['epoch']})")
     for column in ("split", "clips", "clip accuracy"):

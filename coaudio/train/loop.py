@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,9 +36,11 @@ from coaudio.config import ConfigError, to_dict
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.online.model import Frontend
-from coaudio.safeio import save_safetensors_atomically
+from coaudio.safeio import save_safetensors_atomically, write_text_atomically
+from coaudio.threads import batch_threads, local_processes, set_threads
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip, batch, evaluation_windows, training_windows
+from coaudio.train.run import data_record
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "coaudio-train-state-1"
@@ -121,15 +124,18 @@ def distributed() -> tuple[int, int]:
 
 def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out: Path,
           resume: bool = False, on_epoch: Callable[[EpochReport], None] | None = None,
-          on_batch: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history."""
+          on_batch: Callable[[int, int], None] | None = None, data_root: Path | None = None) -> list[dict]:
+    """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history.
+    ``data_root``: the dataset folder the clips came from (recorded so that evaluation can
+    find the files again from any directory; default: the clips' common folder)."""
     rank, world = distributed()
     out.mkdir(parents=True, exist_ok=True)
     opt = recipe.train
-    if opt.threads:
-        torch.set_num_threads(opt.threads)
+    threads = batch_threads(opt.threads, local_processes())
+    set_threads(threads)
+    log.info("training with %d torch thread(s)", threads)
     if rank == 0:
-        _write_config(out, recipe, labels, splits, resume)
+        _write_config(out, recipe, labels, splits, resume, data_root)
     frontend = Frontend.from_recipe_data(to_dict(recipe.data)).to_dict()  # what streaming needs
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
@@ -152,7 +158,7 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
                 save_checkpoint(out / "best.safetensors", model, labels,
                                 {"epoch": epoch + 1, **report.__dict__, "frontend": frontend})
             _save_state(last, model, optimizer, epoch + 1, max(best, report.valid_accuracy), history)
-            (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+            write_text_atomically(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         best = max(best, report.valid_accuracy)
         if on_epoch is not None and rank == 0:
             on_epoch(report)
@@ -214,17 +220,23 @@ def _parameter_spread(model) -> float:
     return float(spread)
 
 
-def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool) -> None:
+def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool,
+                  data_root: Path | None) -> None:
+    if data_root is None:
+        every = [os.path.abspath(c.path) for clips in splits.values() for c in clips]
+        data_root = Path(os.path.commonpath(every)) if every else out
     document = {"recipe": to_dict(recipe), "labels": labels,
                 "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()},
-                "paths": {name: [c.path for c in clips] for name, clips in splits.items()},
-                "targets": {name: [c.label for c in clips] for name, clips in splits.items()}}
+                "paths": {name: [os.path.abspath(c.path) for c in clips] for name, clips in splits.items()},
+                "targets": {name: [c.label for c in clips] for name, clips in splits.items()},
+                **data_record(data_root, out, splits)}
     path = out / "config.json"
     if resume and path.exists():
         saved = json.loads(path.read_text())
-        comparable = lambda recipe: {**recipe, "train": {**recipe["train"], "epochs": None}}  # noqa: E731
+        # epochs may be extended; the thread count changes only rounding, not the run
+        comparable = lambda recipe: {**recipe, "train": {**recipe["train"], "epochs": None, "threads": None}}  # noqa: E731
         if comparable(saved["recipe"]) != comparable(document["recipe"]) or saved["labels"] != labels:
             raise ConfigError(f"{path}: the run was started with another recipe or label set; "
                               "use a new --out folder, or the original settings to resume "
                               "(only train.epochs may change)")
-    path.write_text(json.dumps(document, indent=1) + "\n")
+    write_text_atomically(path, json.dumps(document, indent=1) + "\n")

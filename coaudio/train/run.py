@@ -1,0 +1,145 @@
+"""A run folder written by ``coaudio train``, and finding its data again from anywhere.
+
+``config.json`` records each split's files three ways, so that evaluating works from any
+working directory and after the data moved:
+
+* ``data.root``: the dataset folder training read, as an absolute path;
+* ``data.root_from_run``: the same folder relative to the run folder (a run and its data
+  moved together, e.g. a copied project, still match);
+* ``files[split]``: each file relative to the dataset folder (what ``--data DIR`` re-roots).
+
+Runs written before this layout stored only the paths as typed at training time (relative to
+the directory training ran in); those are tried as they are, then against the run folder,
+and ``--data DIR`` matches them by their longest trailing part that exists under ``DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from coaudio.data.tracks import Track
+
+CONFIG = "config.json"
+BEST = "best.safetensors"
+
+
+class RunError(Exception):
+    """A run folder that cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """The files of one split: ``found`` tracks and the ``missing`` paths (as recorded)."""
+
+    found: list[Track]
+    missing: list[str]
+    searched: list[str]  # where missing files were looked for (for messages)
+
+
+def data_record(root: Path, out: Path, splits: dict) -> dict:
+    """What ``config.json`` stores to find the data again; ``splits`` maps a split name to
+    objects with ``path`` (as read at training time)."""
+    root = Path(os.path.abspath(root))
+    return {
+        "data": {"root": str(root), "root_from_run": os.path.relpath(root, os.path.abspath(out))},
+        "files": {name: [Path(os.path.relpath(os.path.abspath(c.path), root)).as_posix() for c in clips]
+                  for name, clips in splits.items()},
+    }
+
+
+class RunFolder:
+    """``config.json``, checkpoints and evaluation folder of one training run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: no such run folder (give the folder `coaudio train --out` wrote)")
+        file = self.path / CONFIG
+        if not file.is_file():
+            raise RunError(f"{self.path}: not a coaudio run folder (no {CONFIG}); give the folder "
+                           "`coaudio train --out` wrote")
+        try:
+            self.config = json.loads(file.read_text())
+            self.labels = list(self.config["labels"])
+            self.config["paths"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunError(f"{file}: unreadable run config ({exc.__class__.__name__}: {exc})") from None
+
+    @property
+    def best(self) -> Path:
+        file = self.path / BEST
+        if not file.is_file():
+            raise RunError(f"{self.path}: no {BEST} yet (training has not finished an epoch); "
+                           "resume it with `coaudio train ... --resume`")
+        return file
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.config["paths"])
+
+    @property
+    def default_cache(self) -> Path:
+        return self.path.parent / ".coaudio-cache"
+
+    def split_files(self, split: str, data: str | Path | None = None) -> SplitFiles:
+        """Tracks of ``split`` that exist now; with ``data``, looked up under that folder."""
+        if split not in self.config["paths"]:
+            raise RunError(f"split {split!r} is not in this run; it has {', '.join(self.splits)}")
+        recorded = self.config["paths"][split]
+        relative = self.config.get("files", {}).get(split)
+        candidates = self._candidates(recorded, relative, data)
+        found, missing = [], []
+        for index, options in enumerate(candidates):
+            hit = next((p for p in options if p.is_file()), None)
+            if hit is None:
+                missing.append(recorded[index])
+                continue
+            found.append(Track(hit, self.labels[self.config["targets"][split][index]],
+                               self.config["splits"][split][index]))
+        return SplitFiles(found, missing, self._searched(data))
+
+    def _candidates(self, recorded: list[str], relative: list[str] | None, data) -> list[list[Path]]:
+        if data is not None:
+            base = Path(data)
+            if relative is not None:
+                return [[base / r] for r in relative]
+            return [_suffixes_under(base, p) for p in recorded]
+        roots = self._roots()
+        if relative is not None:
+            return [[root / r for root in roots] for r in relative]
+        return [[Path(p), self.path / p] for p in recorded]
+
+    def _roots(self) -> list[Path]:
+        record = self.config.get("data", {})
+        roots = [Path(record["root"])] if record.get("root") else []
+        if record.get("root_from_run"):
+            roots.append(Path(os.path.normpath(self.path / record["root_from_run"])))
+        return roots
+
+    def _searched(self, data) -> list[str]:
+        if data is not None:
+            return [str(data)]
+        return [str(r) for r in self._roots()] or ["the working directory", str(self.path)]
+
+    def data_hint(self) -> str:
+        """Where training read its data, for messages."""
+        root = self.config.get("data", {}).get("root")
+        return f"it was trained on data in {root}" if root else "it was trained before runs recorded their data folder"
+
+
+def _suffixes_under(base: Path, recorded: str) -> list[Path]:
+    """``base`` joined with ever shorter trailing parts of ``recorded`` (longest first)."""
+    parts = Path(recorded).parts
+    return [base.joinpath(*parts[i:]) for i in range(len(parts)) if parts[i] not in ("/", "..", ".")]
+
+
+def missing_data_message(run: RunFolder, split: str, files: SplitFiles) -> str:
+    """One line: which files are missing, where they were looked for, how to point at them."""
+    total = len(files.found) + len(files.missing)
+    shown = ", ".join(files.missing[:3]) + (", ..." if len(files.missing) > 3 else "")
+    return (f"{len(files.missing)} of the {total} {split} files of {run.path} were not found ({shown}; "
+            f"looked in {', '.join(files.searched)}); {run.data_hint()}: if the data moved, point "
+            f"evaluate at the dataset folder with --data DIR")

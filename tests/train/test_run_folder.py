@@ -1,0 +1,127 @@
+"""A run is usable from any directory, its data can move, and no command loses work silently."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from coaudio.data.synth import SynthConfig, write_dataset
+from coaudio.train.run import RunFolder
+from tests.train.test_train import BASE
+
+
+def _coaudio(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "coaudio", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project folder with its data, and a run trained there with *relative* paths, as a
+    user following the README does."""
+    root = tmp_path_factory.mktemp("project")
+    write_dataset(root / "data", SynthConfig(per_genre=6, seconds=3.0, seed=3))
+    done = _coaudio("train", "folder", "data", "--out", "runs/a", "--set", "train.epochs=1", *BASE, cwd=root)
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_evaluate_from_another_directory_and_after_the_data_moved(project, tmp_path):
+    run = project / "runs" / "a"
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["root"] == str(project / "data") and config["data"]["root_from_run"] == "../../data"
+    assert all(p.startswith(str(project)) for p in config["paths"]["test"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = _coaudio("evaluate", run, cwd=elsewhere)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "eval" / "metrics-test.json").read_text())
+    assert metrics["clips"] == len(config["paths"]["test"]) > 0 and metrics["missing"] == []
+    assert "(test split" in " ".join(done.stdout.split())
+    before = (run / "eval" / "metrics-test.json").read_bytes()
+
+    moved = tmp_path / "moved"
+    shutil.move(project / "data", moved)
+    try:
+        lost = _coaudio("evaluate", run, cwd=elsewhere)
+        assert lost.returncode == 1 and "Traceback" not in lost.stderr
+        assert lost.stderr.count("\n") == 1 and "--data DIR" in lost.stderr and "were not found" in lost.stderr
+        assert (run / "eval" / "metrics-test.json").read_bytes() == before  # nothing replaced
+        found = _coaudio("evaluate", run, "--data", moved, cwd=elsewhere)
+        assert found.returncode == 0, found.stderr
+        again = json.loads((run / "eval" / "metrics-test.json").read_text())
+        assert again["accuracy"] == metrics["accuracy"] and again["clips"] == metrics["clips"]
+    finally:
+        shutil.move(moved, project / "data")
+
+
+def test_a_run_and_its_data_moved_together_still_match(project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(".coaudio-cache"))
+    config = json.loads((copy / "runs" / "a" / "config.json").read_text())
+    config["data"]["root"] = "/nonexistent/data"  # as if the original were gone
+    (copy / "runs" / "a" / "config.json").write_text(json.dumps(config))
+    files = RunFolder(copy / "runs" / "a").split_files("test")
+    assert not files.missing and all(str(t.path).startswith(str(copy)) for t in files.found)
+
+
+def test_runs_from_before_the_data_record_are_found_with_data(project, tmp_path):
+    """Old config.json: paths as typed relative to the training directory, nothing else."""
+    old = tmp_path / "old"
+    shutil.copytree(project / "runs" / "a", old)
+    config = json.loads((old / "config.json").read_text())
+    config["paths"] = {k: [p.replace(str(project) + "/", "") for p in v] for k, v in config["paths"].items()}
+    del config["data"], config["files"]
+    (old / "config.json").write_text(json.dumps(config))
+    run = RunFolder(old)
+    assert len(run.split_files("test").missing) == len(config["paths"]["test"])  # cwd is not the project
+    files = run.split_files("test", data=project)
+    assert not files.missing and all(t.path.is_file() for t in files.found)
+
+
+def test_train_refuses_an_existing_run_and_force_replaces_it(project):
+    run = project / "runs" / "a"
+    stamp = (run / "best.safetensors").stat().st_mtime_ns
+    refused = _coaudio("train", "folder", "data", "--out", "runs/a", "--set", "train.epochs=1", *BASE, cwd=project)
+    assert refused.returncode == 1 and "already holds a training run" in refused.stderr
+    assert "--resume" in refused.stderr and "--force" in refused.stderr
+    assert (run / "best.safetensors").stat().st_mtime_ns == stamp
+    (run / "eval").mkdir(exist_ok=True)
+    replaced = _coaudio("train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", *BASE,
+                        cwd=project)
+    assert replaced.returncode == 0
+    (project / "runs" / "b" / "eval").mkdir()
+    (project / "runs" / "b" / "notes.txt").write_text("mine")
+    forced = _coaudio("train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", "--force", *BASE,
+                      cwd=project)
+    assert forced.returncode == 0, forced.stderr
+    assert not (project / "runs" / "b" / "eval").exists()  # the old run's results went with it
+    assert (project / "runs" / "b" / "notes.txt").read_text() == "mine"  # nothing else did
+
+
+def test_ctrl_c_prints_the_command_that_resumes(project):
+    args = [sys.executable, "-m", "coaudio", "train", "folder", "data", "--out", "runs/c",
+            "--set", "train.epochs=5", *BASE]
+    job = subprocess.Popen(args, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = project / "runs" / "c" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 130, err
+    assert "Traceback" not in err and "interrupted after epoch" in err
+    command = err.split("Resume with:")[1].strip().splitlines()[0]
+    argv = shlex.split(command)
+    assert argv[1:3] == ["-m", "coaudio"] and "--resume" in argv
+    resumed = subprocess.run([sys.executable, *argv[1:]], cwd=project, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4, 5]

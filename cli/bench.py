@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+class Suite(str, Enum):
+    encoder = "encoder"
+    stream = "stream"
+    classify = "classify"
+    frontend = "frontend"
+    load = "load"
+    startup = "startup"
+
 
 QUICK = {"models": "gtzan", "blocks": "1,2", "windows": "120", "rounds": 3}
 
@@ -26,9 +36,10 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def bench_cli(
-    suite: str = typer.Option("encoder", help="encoder (continual vs regular steps), stream (the whole per-hop "
-                                              "pipeline from audio), classify (files per second) or frontend "
-                                              "(log-mel throughput)."),
+    suite: Suite = typer.Option(Suite.encoder, help="encoder (continual vs regular steps), stream (the whole "
+                                "per-hop pipeline from audio), classify (files per second), frontend (log-mel "
+                                "throughput), load (per-hop latency beside a multi-threaded torch job) or "
+                                "startup (command start-up time)."),
     models: str = typer.Option("gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."),
     blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
     windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
@@ -40,15 +51,21 @@ def bench_cli(
     """Time continual vs regular steps and count their FLOPs; --suite stream: the whole
     per-hop pipeline (audio -> log-mel -> embed -> prediction); --suite frontend: log-mel
     throughput vs librosa."""
-    if suite == "frontend":
+    if suite is Suite.frontend:
         return _frontend(json_out)
-    if suite == "classify":
+    if suite is Suite.classify:
         return _classify(json_out, clips=8 if quick else 16)
-    if suite == "stream":
+    if suite is Suite.stream:
         return _stream(_ints(blocks, "--blocks"), _ints("120" if quick else windows, "--windows"), threads,
                        json_out, measured_hops=100 if quick else 300)
-    if suite != "encoder":
-        raise typer.BadParameter(f"--suite must be encoder, stream, classify or frontend, got {suite!r}")
+    if suite is Suite.load:
+        from coaudio_cli.bench_system import load_cli
+
+        return load_cli(json_out, quick)
+    if suite is Suite.startup:
+        from coaudio_cli.bench_system import startup_cli
+
+        return startup_cli(json_out, quick)
     from coaudio.bench import encoder as encoder_bench  # heavy import only when run
 
     if quick:

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
-from coaudio_cli.classify_output import FORMATS, render, write_atomically
+from coaudio_cli.classify_output import render
 from coaudio_cli.errors import fail
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+EXTENSIONS = {".csv": Format.csv, ".jsonl": Format.jsonl, ".ndjson": Format.jsonl, ".txt": Format.table}
+
+
+def output_format(fmt: Optional[Format], output: Optional[Path], terminal: bool) -> Format:
+    """``--format`` when given; else from ``-o``'s extension; else table on a terminal, JSON
+    lines otherwise."""
+    if fmt is not None:
+        return fmt
+    if output is None:
+        return Format.table if terminal else Format.jsonl
+    if output.suffix.lower() in EXTENSIONS:
+        return EXTENSIONS[output.suffix.lower()]
+    raise typer.BadParameter(f"cannot tell the format from the extension of {output} (.csv, .jsonl, "
+                             ".ndjson or .txt); give --format", param_hint="'-o'")
 
 
 def classify_cli(
@@ -20,9 +42,11 @@ def classify_cli(
     glob: Optional[str] = typer.Option(None, "--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Classes per file, best first."),
     timeline: bool = typer.Option(False, "--timeline", help="Also the top class of every hop."),
-    fmt: str = typer.Option(None, "--format", help="table, csv or jsonl (default: table on a terminal, else jsonl)."),
+    fmt: Optional[Format] = typer.Option(None, "--format", help="Output format. Default: from -o's extension "
+                                         "(.csv, .jsonl/.ndjson, .txt for a table); without -o, a table on a "
+                                         "terminal and JSON lines otherwise."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write results here instead of stdout."),
-    jobs: int = typer.Option(0, min=0, help="Worker processes (0: one per core)."),
+    jobs: int = typer.Option(0, min=0, help="Worker processes (0: one per idle core, at least one)."),
     resume: bool = typer.Option(False, "--resume", help="Skip files an interrupted run with the same model and settings finished."),
     journal: Path = typer.Option(Path(".coaudio-journal"), help="Folder of the resume journal."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that cannot be classified."),
@@ -33,13 +57,14 @@ def classify_cli(
     A file's result is the mean of its per-hop class probabilities. Unreadable files are
     reported in the output and the summary; the exit status is 1 if any failed."""
     from coaudio.online.batch_run import BatchRun
+    from coaudio.safeio import write_text_atomically
+    from coaudio.threads import batch_threads
 
     err = Console(stderr=True)
-    fmt = fmt or ("table" if output is None and sys.stdout.isatty() else "jsonl")
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    fmt = output_format(fmt, output, sys.stdout.isatty())
     try:
-        run = BatchRun(checkpoint, paths, glob, top_k, timeline, jobs or os.cpu_count() or 1, journal, resume)
+        # each worker steps on one thread, so "threads" here is the worker count
+        run = BatchRun(checkpoint, paths, glob, top_k, timeline, jobs or batch_threads(), journal, resume)
     except (FileNotFoundError, ValueError) as exc:
         fail(exc)
     if run.rank == 0 and run.skipped:
@@ -55,11 +80,15 @@ def classify_cli(
     results = run.finish()
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return
-    text = render(results, fmt, timeline)
+    text = render(results, fmt.value, timeline)
     if output is None:
         sys.stdout.write(text)
     else:
-        write_atomically(output, text)
+        try:
+            write_text_atomically(output, text)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}; the results are in the journal ({journal}), "
+                 "so --resume with another -o finishes without redoing them")
     run.forget()
     failed = [r for r in results if r.status != "ok"]
     for r in failed:

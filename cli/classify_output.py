@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from coaudio.online.classify import FileResult
+if TYPE_CHECKING:  # importing it loads torch; the CLI must start without it
+    from coaudio.online.classify import FileResult
 
 FORMATS = ("table", "csv", "jsonl")
 FILE_COLUMNS = ["path", "status", "duration_s", "hops", "label", "confidence", "top", "error"]
@@ -65,18 +64,3 @@ def render(results: list[FileResult], fmt: str, timeline: bool) -> str:
     buffer = io.StringIO()
     Console(file=buffer, width=200, force_terminal=False).print(table)
     return buffer.getvalue()
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """The whole output or nothing: a temporary file in the same folder, then one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

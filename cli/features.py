@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,12 +13,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
+class Kind(str, Enum):
+    logmel = "logmel"
+    vggish = "vggish"
+
+
 def features_cli(
     paths: List[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively), "
                                        "or dataset roots with --dataset."),
     dataset: Optional[str] = typer.Option(None, help="Read PATHS as dataset roots: gtzan (either layout)."),
     cache: Path = typer.Option(..., "--cache", "-c", help="Cache folder (created if needed)."),
-    kind: str = typer.Option("logmel", help="logmel (frames, 64 bands) or vggish (128-d embeddings)."),
+    kind: Kind = typer.Option(Kind.logmel, help="logmel (frames, 64 bands) or vggish (128-d embeddings)."),
     vggish_weights: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
                                                   help="Local VGGish weights (.pth/.safetensors/.npz)."),
     vggish_pca: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
@@ -34,7 +40,7 @@ def features_cli(
     err = Console(stderr=True)
     try:
         config = FeatureConfig(
-            kind=kind, patch_hop_frames=max(1, round(patch_hop * 100)),
+            kind=kind.value, patch_hop_frames=max(1, round(patch_hop * 100)),
             vggish_weights=str(vggish_weights or ""), vggish_pca=str(vggish_pca or ""),
         )
     except ValueError as exc:

@@ -1,12 +1,26 @@
-"""The ``coaudio`` command: one Typer app, one module per command."""
+"""The ``coaudio`` command: one Typer app, one module per command.
+
+Start-up stays fast: no command module imports torch at import time (each imports what it
+needs when it runs), so ``coaudio --help``, a subcommand's ``--help`` and a mistyped command
+answer without loading it.
+
+Errors reach the user as one line on stderr (``error: ...``) and a non-zero status, never as a
+traceback: usage errors exit 2, failures 1, Ctrl-C 130, and a reader that closed our stdout
+(``coaudio stream ... | head -1``) ends the command quietly with 141, as Unix tools do.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from typing import Sequence
 
 import typer
 
-from coaudio_cli import bench, classify, data, evaluate, features, stream, train
+from coaudio_cli import bench, classify, data, evaluate, features, recipes, stream, train
+
+log = logging.getLogger("coaudio_cli")
 
 app = typer.Typer(
     name="coaudio",
@@ -23,6 +37,10 @@ app.command("evaluate")(evaluate.evaluate_cli)
 app.command("stream")(stream.stream_cli)
 app.command("devices")(stream.devices_cli)
 app.command("classify")(classify.classify_cli)
+app.add_typer(recipes.app, name="recipes")
+
+_VERBOSE = {"on": False}
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`
 
 
 def _version(value: bool) -> None:
@@ -35,15 +53,87 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagnostics to stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagnostics (and tracebacks) to stderr."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
+    _VERBOSE["on"] = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
 
 
+class StdoutClosed(Exception):
+    """The reader of our stdout went away (not an OSError, so no handler mistakes it for a
+    failing file or journal)."""
+
+
+class _GuardedStdout:
+    """sys.stdout, except that a write to a closed pipe raises :class:`StdoutClosed`."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise StdoutClosed() from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"error: {_one_line(message)}\n")
+    sys.stderr.flush()
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.__stdout__.fileno())
+    os.close(devnull)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    stdout = sys.stdout
+    sys.stdout = _GuardedStdout(stdout)
+    try:
+        status = app(args=argv, prog_name="coaudio", standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except typer.TyperException as exc:  # usage errors (2) and other parameter errors
+        context = getattr(exc, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        _say(exc.format_message() + hint)
+        return exc.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        sys.stderr.write("interrupted\n")
+        return 130
+    except StdoutClosed:
+        _silence_stdout()
+        return SIGPIPE_STATUS
+    except Exception as exc:  # a defect: still one line, the traceback only with --verbose
+        if _VERBOSE["on"]:
+            log.exception("internal error")
+        _say(f"internal error ({exc.__class__.__name__}: {exc}); please report it (run with "
+             "--verbose for the traceback)")
+        return 1
+    finally:
+        sys.stdout = stdout
+
+
 def main() -> None:
-    app()
+    sys.exit(run())

@@ -5,16 +5,30 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from enum import Enum
+from typing import TYPE_CHECKING, Iterator, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 
 from coaudio_cli.errors import fail
 from coaudio_cli.stream_output import JsonlOutput, LiveOutput, summary_lines
 
-WARMUP = ("predict", "wait")
+if TYPE_CHECKING:
+    import numpy as np
+
+
+
+class Warmup(str, Enum):
+    predict = "predict"
+    wait = "wait"
+
+
+class StdinFormat(str, Enum):
+    auto = "auto"
+    s16le = "s16le"
+    s32le = "s32le"
+    f32le = "f32le"
 
 
 def stream_cli(
@@ -24,10 +38,11 @@ def stream_cli(
     device: Optional[str] = typer.Option(None, help="--mic: device index or part of its name."),
     sr: Optional[int] = typer.Option(None, "--sr", min=1, help="Raw stdin: sample rate (default 16000). --mic: rate to record at."),
     channels: int = typer.Option(1, min=1, help="Raw stdin / --mic: channel count (mixed to mono)."),
-    fmt: str = typer.Option("auto", "--format", help="stdin: auto (WAV/AU/FLAC/... by header, else s16le), s16le, s32le or f32le."),
+    fmt: StdinFormat = typer.Option(StdinFormat.auto, "--format", help="stdin: auto (WAV/AU/FLAC/Ogg/MP3 by their "
+                                    "header), or raw PCM as s16le, s32le or f32le (with --sr and --channels)."),
     top_k: int = typer.Option(1, "--top-k", min=1, help="Classes per hop in the output."),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."),
-    warmup: str = typer.Option("predict", help="predict: from the first hop on the shorter window; wait: only once the window is full."),
+    warmup: Warmup = typer.Option(Warmup.predict, help="predict: from the first hop on the shorter window; wait: only once the window is full."),
     duration: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds of audio."),
     realtime: bool = typer.Option(False, "--realtime", help="File/stdin: pace the input at real time (demos)."),
     record: Optional[Path] = typer.Option(None, help="Also write the audio that was classified to this WAV file."),
@@ -44,11 +59,9 @@ def stream_cli(
     from coaudio.online.session import Session
 
     err = Console(stderr=True)
-    if warmup not in WARMUP:
-        raise typer.BadParameter(f"--warmup must be predict or wait, got {warmup!r}")
     if mic == (source is not None):
         raise typer.BadParameter("give exactly one source: a FILE, '-' for stdin, or --mic")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # per-hop work: one thread unless asked (see coaudio.threads)
     try:
         online = load_online(checkpoint)
     except (FileNotFoundError, ValueError) as exc:
@@ -60,10 +73,10 @@ def stream_cli(
             rate, blocks = microphone.sample_rate, None
         else:
             name = "stdin" if source == "-" else source
-            rate, blocks = _open_source(source, fmt, sr, channels, online.frontend.hop_s)
+            rate, blocks = _open_source(source, fmt.value, sr, channels, online.frontend.hop_s)
     except (AudioError, MicError) as exc:
         fail(exc)
-    session = Session(online, rate, full_window_only=warmup == "wait")
+    session = Session(online, rate, full_window_only=warmup is Warmup.wait)
     use_jsonl = jsonl or not sys.stdout.isatty()
     output = (JsonlOutput(online.labels, top_k) if use_jsonl
               else LiveOutput(online.labels, top_k, online.window, name))
@@ -78,6 +91,9 @@ def stream_cli(
         interrupted = True
     except (AudioError, MicError) as exc:
         fail(exc)
+    if session.stats.hops == 0 and not interrupted:
+        fail(f"no prediction: {name} gave {session.stats.audio_s:.2f} s of audio, less than the "
+             f"{online.frontend.patch_s:.2f} s the first hop needs")
     extra = _mic_summary(microphone) if microphone is not None else []
     for line in summary_lines(session.stats, online.labels, extra):
         err.print(line, highlight=False, soft_wrap=True)
@@ -102,7 +118,7 @@ def _open_source(source: str, fmt: str, sr, channels: int, hop_s: float):
     return info.sample_rate, blocks
 
 
-def _mic_blocks(microphone, output) -> Iterator[tuple[np.ndarray, float]]:
+def _mic_blocks(microphone, output) -> Iterator[tuple["np.ndarray", float]]:
     for block, gap in microphone.blocks():
         if gap > 0:
             output.note(f"[yellow]warning[/yellow]: about {gap:.2f} s of audio did not arrive before "
@@ -142,7 +158,11 @@ def _recorder(path: Path | None, sample_rate: int):
         return None
     import soundfile
 
-    return soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="FLOAT", format="WAV")
+    try:
+        return soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="FLOAT",
+                                   format="WAV")
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
+        fail(f"cannot write the recording to {path}: {exc}")
 
 
 def _mic_summary(microphone) -> list[str]:

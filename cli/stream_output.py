@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -11,7 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from coaudio.online.session import Hop, StreamStats
+if TYPE_CHECKING:  # importing it loads torch; the CLI must start without it
+    from coaudio.online.session import Hop, StreamStats
 
 BAR_WIDTH = 24
 

@@ -41,6 +41,11 @@ class Frontend:
         """Stream time at which hop ``hop``'s audio is complete (its last frame's last sample)."""
         return ((hop * self.hop_frames + PATCH_FRAMES - 1) * HOP_SAMPLES + WINDOW_SAMPLES) / SAMPLE_RATE
 
+    @property
+    def patch_s(self) -> float:
+        """Audio one token needs: a whole patch of frames."""
+        return self.hop_end_s(0)
+
     def hop_start_s(self, hop: int) -> float:
         return hop * self.hop_frames * HOP_SAMPLES / SAMPLE_RATE
 

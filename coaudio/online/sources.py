@@ -125,7 +125,7 @@ def _read_up_to(stream: BinaryIO, n: int) -> bytes:
 def open_byte_stream(stream: BinaryIO, fmt: str = "auto", sample_rate: int = 16_000, channels: int = 1,
                      block_seconds: float = 0.1, name: str = STDIN) -> tuple[int, Iterator[np.ndarray]]:
     """Start reading audio from ``stream``. ``fmt``: "auto" (WAV/AU/other containers by their
-    header, else raw s16le), or a raw format of :data:`RAW_FORMATS`, which then
+    header; anything else is an error), or a raw format of :data:`RAW_FORMATS`, which then
     needs ``sample_rate`` and ``channels``. Returns (sample rate, iterator of mono blocks)."""
     if fmt != "auto" and fmt not in RAW_FORMATS:
         raise ValueError(f"format must be auto or one of {', '.join(RAW_FORMATS)}, got {fmt!r}")
@@ -138,11 +138,14 @@ def open_byte_stream(stream: BinaryIO, fmt: str = "auto", sample_rate: int = 16_
         layout, data_bytes, head = _au_header(stream, head, name)
     elif head.startswith(WHOLE_STREAM_MAGIC):
         return _whole_stream(stream, head, block_seconds, name)
+    elif fmt == "auto":  # raw PCM has no header: guessing would turn any bytes into "audio"
+        raise AudioError(name, f"no audio format recognised (the stream starts with {head[:8].hex(' ')}); "
+                               "pipe WAV, AU, FLAC, Ogg or MP3, or name the raw PCM format "
+                               f"({', '.join(RAW_FORMATS)}: --format with --sr and --channels)")
     else:
-        raw = "s16le" if fmt == "auto" else fmt
         if sample_rate <= 0 or channels <= 0:
-            raise AudioError(name, f"raw {raw} needs a positive sample rate and channel count")
-        layout, data_bytes = PcmLayout(RAW_FORMATS[raw], channels, sample_rate), None
+            raise AudioError(name, f"raw {fmt} needs a positive sample rate and channel count")
+        layout, data_bytes = PcmLayout(RAW_FORMATS[fmt], channels, sample_rate), None
     block = max(1, int(round(block_seconds * layout.sample_rate)))
     return layout.sample_rate, read_pcm(stream, layout, block, data_bytes, head)
 

@@ -75,11 +75,18 @@ def test_raw_pcm_with_rate_and_channels(tmp_path, fmt, dtype):
     assert np.abs(got - audio.mean(axis=1)).max() < 1e-4
 
 
-def test_auto_falls_back_to_raw_s16le_and_drops_a_torn_frame(caplog):
+def test_raw_s16le_drops_a_torn_frame(caplog):
     samples = (np.arange(1000) - 500).astype("<i2")
-    rate, got = _decode(samples.tobytes() + b"\x01", sample_rate=16_000)
+    rate, got = _decode(samples.tobytes() + b"\x01", fmt="s16le", sample_rate=16_000)
     assert rate == 16_000 and np.array_equal(got, samples / np.float32(32768))
     assert "dropped 1 trailing bytes" in caplog.text
+
+
+def test_auto_refuses_bytes_without_an_audio_header():
+    """Headerless bytes are never guessed to be PCM: random bytes would become loud noise."""
+    noise = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
+    with pytest.raises(AudioError, match="no audio format recognised .*--format"):
+        _decode(noise)
 
 
 def test_a_wav_data_size_is_honoured_and_streaming_placeholders_are_not(tmp_path):

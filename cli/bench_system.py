@@ -1,0 +1,49 @@
+"""``coaudio bench --suite load|startup``: how the commands behave on a real, busy machine."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from coaudio_cli.bench import _cpu_name, _emit_json, _machine
+
+
+def load_cli(json_out: Optional[str], quick: bool) -> None:
+    """Per-hop latency quiet vs beside a multi-threaded torch training job."""
+    from coaudio.bench import load
+
+    err = Console(stderr=True)
+    with err.status("per-hop latency, quiet and beside a multi-threaded torch job"):
+        record = load.run(rounds=1 if quick else 3)
+    if _emit_json({"machine": _machine(), "load": record}, json_out, err):
+        return
+    table = Table(title=f"per-hop latency, quiet vs beside a {record['load_threads']}-thread torch training job "
+                        f"({record['usable_cores']} usable cores, {_cpu_name()}; target: loaded <= 3x quiet)")
+    for column in ["path", "quiet median ms", "quiet p95 ms", "loaded median ms", "loaded p95 ms", "loaded / quiet"]:
+        table.add_column(column, justify="right")
+    for r in record["rows"]:
+        table.add_row(r["path"], f"{r['quiet']['median_ms']:.2f}", f"{r['quiet']['p95_ms']:.2f}",
+                      f"{r['loaded']['median_ms']:.2f}", f"{r['loaded']['p95_ms']:.2f}", f"{r['ratio']:.2f}x")
+    Console(width=200).print(table)
+    verdict = "within" if load.rows_within(record) else "NOT within"
+    err.print(f"pinned paths {verdict} 3x of their quiet latency (the last row is the unpinned contrast)")
+
+
+def startup_cli(json_out: Optional[str], quick: bool) -> None:
+    """Wall time of commands that need no model: help, version, a typo."""
+    from coaudio.bench import startup
+
+    err = Console(stderr=True)
+    with err.status("timing command start-up"):
+        record = startup.run(repeats=3 if quick else 7)
+    if _emit_json({"machine": _machine(), "startup": record}, json_out, err):
+        return
+    table = Table(title=f"command start-up, median of {record['repeats']} runs ({record['program']}; "
+                        f"python alone {record['python_s']:.2f} s, import torch {record['import_torch_s']:.2f} s)")
+    for column in ["command", "seconds"]:
+        table.add_column(column, justify="right")
+    for r in record["rows"]:
+        table.add_row(r["command"], f"{r['seconds']:.3f}")
+    Console(width=200).print(table)

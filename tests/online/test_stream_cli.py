@@ -117,7 +117,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, checkpoint):
         (["stream", tmp_path / "empty.wav", "-"], "not a coaudio checkpoint"),
         (["stream", checkpoint], "exactly one source"),
         (["stream", checkpoint, "-", "--mic"], "exactly one source"),
-        (["stream", checkpoint, "-", "--warmup", "later"], "--warmup must be"),
+        (["stream", checkpoint, "-", "--warmup", "later"], "'--warmup'"),
     ]
     for args, message in cases:
         done = coaudio(*args, input=b"")

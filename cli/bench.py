@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+
+from coaudio_cli.console import err_console
 from rich.table import Table
 
 class Suite(str, Enum):
@@ -76,7 +78,7 @@ def bench_cli(
         raise typer.BadParameter(f"unknown model {unknown[0]!r}; known: {', '.join(encoder_bench.MODELS)}")
     case_list = encoder_bench.cases(names, _ints(blocks, "--blocks"), _ints(windows, "--windows"))
 
-    err = Console(stderr=True)
+    err = err_console()
     records = []
     with err.status("benchmarking") as status:
         for i, record in enumerate(encoder_bench.run(case_list, threads=threads, rounds=rounds)):
@@ -147,7 +149,7 @@ def _table(records: list[dict], threads: int) -> Table:
 def _frontend(json_out: Optional[str]) -> None:
     from coaudio.bench import frontend
 
-    err = Console(stderr=True)
+    err = err_console()
     with err.status("benchmarking the log-mel front end"):
         record = frontend.run()
     document = {"machine": _machine(), "frontend": record}
@@ -165,7 +167,7 @@ def _frontend(json_out: Optional[str]) -> None:
 def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optional[str], measured_hops: int) -> None:
     from coaudio.bench import pipeline
 
-    err = Console(stderr=True)
+    err = err_console()
     records = []
     with err.status("benchmarking the per-hop pipeline") as status:
         for b in blocks:
@@ -194,7 +196,7 @@ def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optio
 def _classify(json_out: Optional[str], clips: int) -> None:
     from coaudio.bench import throughput
 
-    err = Console(stderr=True)
+    err = err_console()
     with err.status(f"classifying {clips} 30 s clips on 1 and 2 cores"):
         record = throughput.run(clips=clips)
     document = {"machine": _machine(), "classify": record}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Optional
 
 from rich.console import Console
+
+from coaudio_cli.console import err_console
 from rich.table import Table
 
 from coaudio_cli.bench import _cpu_name, _emit_json, _machine
@@ -14,7 +16,7 @@ def load_cli(json_out: Optional[str], quick: bool) -> None:
     """Per-hop latency quiet vs beside a multi-threaded torch training job."""
     from coaudio.bench import load
 
-    err = Console(stderr=True)
+    err = err_console()
     with err.status("per-hop latency, quiet and beside a multi-threaded torch job"):
         record = load.run(rounds=1 if quick else 3)
     if _emit_json({"machine": _machine(), "load": record}, json_out, err):
@@ -35,7 +37,7 @@ def startup_cli(json_out: Optional[str], quick: bool) -> None:
     """Wall time of commands that need no model: help, version, a typo."""
     from coaudio.bench import startup
 
-    err = Console(stderr=True)
+    err = err_console()
     with err.status("timing command start-up"):
         record = startup.run(repeats=3 if quick else 7)
     if _emit_json({"machine": _machine(), "startup": record}, json_out, err):

@@ -10,8 +10,10 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from coaudio_cli.console import err_console
+
 from coaudio_cli.classify_output import render
-from coaudio_cli.errors import fail
+from coaudio_cli.errors import fail, interrupted, resume_command
 
 
 class Format(str, Enum):
@@ -60,8 +62,12 @@ def classify_cli(
     from coaudio.safeio import write_text_atomically
     from coaudio.threads import batch_threads
 
-    err = Console(stderr=True)
+    err = err_console()
     fmt = output_format(fmt, output, sys.stdout.isatty())
+    if output is not None and output.is_dir():
+        raise typer.BadParameter(f"{output} is a folder; give a file name", param_hint="'-o'")
+    if output is not None and not output.parent.is_dir():
+        raise typer.BadParameter(f"the folder {output.parent} does not exist", param_hint="'-o'")
     try:
         # each worker steps on one thread, so "threads" here is the worker count
         run = BatchRun(checkpoint, paths, glob, top_k, timeline, jobs or batch_threads(), journal, resume)
@@ -72,9 +78,8 @@ def classify_cli(
     try:
         run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast)
     except KeyboardInterrupt:
-        err.print(f"\ninterrupted: finished files are in the journal ({journal}); run the same command "
-                  "with --resume to continue", highlight=False, soft_wrap=True)
-        raise typer.Exit(130)
+        interrupted(f"\ninterrupted: finished files are in the journal ({journal}); continue with:\n"
+                    f"  {resume_command()}")
     except OSError as exc:  # the journal cannot be written (disk full, permissions)
         fail(OSError(f"cannot write the journal in {journal}: {exc}"))
     results = run.finish()

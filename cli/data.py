@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+
+from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from coaudio_cli.errors import fail
+from coaudio_cli.errors import fail, interrupted
 
 if TYPE_CHECKING:  # the library is imported inside the commands, keeping --help fast
     from coaudio.data.synth import SynthResult
@@ -22,16 +24,22 @@ def download_cli(
     dataset: str = typer.Argument(..., help="Dataset name: gtzan."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to unpack into."),
     url: str = typer.Option("", help="Archive URL (GTZAN mirrors change; default: the original marsyas archive)."),
-    sha256: str = typer.Option("", help="Expected SHA-256 of the archive (default: the original archive's)."),
+    sha256: str = typer.Option("", help="Expected SHA-256 of the archive (64 hex digits). Without --url the "
+                                        "original archive's is used; with --url and no --sha256 the archive "
+                                        "is not verified (a warning says so)."),
 ) -> None:
     """Download and unpack a dataset archive: resumable, checksum-verified, idempotent."""
     from coaudio.data.download import GTZAN_SHA256, GTZAN_URL, DownloadError, fetch
 
+    import re
+
     if dataset != "gtzan":
-        fail(f"unknown dataset {dataset!r}; known: gtzan")
+        raise typer.BadParameter(f"unknown dataset {dataset!r}; known: gtzan", param_hint="'DATASET'")
+    if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise typer.BadParameter(f"a SHA-256 is 64 hex digits, got {sha256!r}", param_hint="'--sha256'")
     url = url or GTZAN_URL
     digest = sha256 or (GTZAN_SHA256 if url == GTZAN_URL else "")
-    err = Console(stderr=True)
+    err = err_console()
     progress = Progress(TextColumn("download"), BarColumn(), TextColumn("{task.fields[mb]}"),
                         console=err, disable=not err.is_terminal)
     try:
@@ -47,12 +55,11 @@ def download_cli(
     except OSError as exc:  # the output folder: permissions, a full disk
         fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}")
     except KeyboardInterrupt:
-        err.print("interrupted: run the same command again to resume the download", highlight=False, markup=False,
-                  soft_wrap=True)
-        raise typer.Exit(130)
+        interrupted("interrupted: run the same command again to resume the download")
     if not digest:
-        err.print("warning: no --sha256 given, the archive was not verified", highlight=False, markup=False)
-    Console().print(f"{'installed' if fetched else 'already installed'}: {dataset} in {out}", highlight=False,
+        err.print("warning: no --sha256 given with --url, so the archive was not verified", highlight=False,
+                  markup=False)
+    out_console().print(f"{'installed' if fetched else 'already installed'}: {dataset} in {out}", highlight=False,
                     markup=False, soft_wrap=True)
 
 
@@ -71,7 +78,7 @@ def synth_cli(
     that already holds the same set is left as it is."""
     from coaudio.data.synth import GENRES, SynthConfig, SynthError, write_dataset
 
-    err = Console(stderr=True)
+    err = err_console()
     total = per_genre * len(GENRES)
     progress = Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err,
                         disable=not err.is_terminal)
@@ -85,16 +92,14 @@ def synth_cli(
     except OSError as exc:  # permissions, a full disk
         fail(f"cannot write {exc.filename or out}: {exc.strerror or exc}")
     except KeyboardInterrupt:
-        err.print(f"interrupted: {out} is unfinished; run the same command again to resume",
-                  highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(130)
+        interrupted(f"interrupted: {out} is unfinished; run the same command again to resume")
     _report_synth(result, out, f"{len(GENRES)} genres x {per_genre}, {seconds:g} s each", err)
 
 
 def _report_synth(result: SynthResult, out: Path, shape: str, err: Console) -> None:
     """The outcome on stdout; what was resumed or left alone on stderr."""
     if result.already_complete:
-        Console().print(f"already complete: {len(result.paths)} clips ({shape}) in {out}", highlight=False,
+        out_console().print(f"already complete: {len(result.paths)} clips ({shape}) in {out}", highlight=False,
                         markup=False, soft_wrap=True)
         return
     if result.kept:
@@ -104,7 +109,7 @@ def _report_synth(result: SynthResult, out: Path, shape: str, err: Console) -> N
         err.print(f"warning: left {_count(len(result.others), 'file')} in {out} that coaudio did not write "
                   f"(e.g. {result.others[0].relative_to(out)})", highlight=False, markup=False, soft_wrap=True)
     kept = f", kept {result.kept}" if result.kept else ""
-    Console().print(f"wrote {_count(result.written, 'clip')}{kept} ({shape}) to {out}", highlight=False, markup=False,
+    out_console().print(f"wrote {_count(result.written, 'clip')}{kept} ({shape}) to {out}", highlight=False, markup=False,
                     soft_wrap=True)
 
 

@@ -1,4 +1,4 @@
-"""How commands report a fatal error: one line on stderr, exit status 1."""
+"""How commands end early: one line on stderr, and the exit status that says why."""
 
 from __future__ import annotations
 
@@ -8,8 +8,40 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+INTERRUPTED = 130  # 128 + SIGINT
+_REPORTED = {"interrupt": False}
+
 
 def fail(exc: Exception | str) -> NoReturn:
     """Print ``error: <message>`` (unwrapped, markup-safe) to stderr and exit with status 1."""
     Console(stderr=True).print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def interrupted(message: str = "") -> NoReturn:
+    """After Ctrl-C: say what was kept and how to go on (``message``), exit with 130."""
+    if message:
+        Console(stderr=True).print(message, highlight=False, soft_wrap=True, markup=False)
+    _REPORTED["interrupt"] = True
+    raise typer.Exit(INTERRUPTED)
+
+
+def interruption_reported() -> bool:
+    """Whether the command said itself what an interruption left (else the entry point does)."""
+    return _REPORTED["interrupt"]
+
+
+def resume_command(drop: tuple[str, ...] = ()) -> str:
+    """The command line this process was started with, plus ``--resume`` and less ``drop``,
+    quoted for a shell: what to run to continue after an interruption."""
+    import os
+    import shlex
+    import sys
+    from pathlib import Path
+
+    args = [a for a in sys.argv[1:] if a not in drop]
+    if "--resume" not in args:
+        args.append("--resume")
+    program = os.path.basename(sys.argv[0])
+    prefix = ["coaudio"] if program == "coaudio" else [Path(sys.executable).name, "-m", "coaudio"]
+    return shlex.join(prefix + args)

@@ -9,9 +9,11 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+
+from coaudio_cli.console import err_console, out_console
 from rich.table import Table
 
-from coaudio_cli.errors import fail
+from coaudio_cli.errors import fail, interrupted
 
 
 @dataclass
@@ -40,7 +42,7 @@ def evaluate_cli(
     Results go to RUN/eval/ and are only written when every step succeeded."""
     from coaudio.train.run import RunError, RunFolder, missing_data_message
 
-    err, out = Console(stderr=True), Console()
+    err, out = err_console(), out_console()
     if data is not None and not data.is_dir():
         fail(f"--data {data}: no such folder")
     try:
@@ -54,10 +56,13 @@ def evaluate_cli(
     if files.missing:
         err.print(f"[yellow]warning[/yellow]: {missing_data_message(folder, split, files)}; evaluating the "
                   f"{len(files.found)} that were found", highlight=False, soft_wrap=True)
-    done = _batch(folder, checkpoint, split, files, cache, err)
-    _print_table(out, folder, split, done)
-    stream = _streaming(done, compare_clips, err, out, split) if streaming else None
     eval_dir = folder.path / "eval"
+    try:
+        done = _batch(folder, checkpoint, split, files, cache, err)
+        _print_table(out, folder, split, done)
+        stream = _streaming(done, compare_clips, err, out, split) if streaming else None
+    except KeyboardInterrupt:
+        interrupted(f"interrupted: nothing was written, {eval_dir} is as it was")
     _write(eval_dir, split, done, stream, folder.labels)
     err.print(f"wrote {eval_dir}", highlight=False)
 
@@ -139,6 +144,9 @@ def _write(eval_dir: Path, split: str, done: Evaluated, stream, labels: list[str
         if stream is not None:
             save_curve(stream, eval_dir / f"per-hop-{split}.png", eval_dir / f"per-hop-{split}.csv")
             document["streaming"] = stream.__dict__
+        else:  # an earlier --streaming curve would no longer match these metrics
+            for suffix in ("png", "csv"):
+                (eval_dir / f"per-hop-{split}.{suffix}").unlink(missing_ok=True)
         write_text_atomically(eval_dir / f"metrics-{split}.json", json.dumps(document, indent=1) + "\n")
     except OSError as exc:
         fail(f"cannot write the results to {eval_dir}: {exc.strerror or exc}")

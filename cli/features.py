@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
+
+from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
@@ -37,7 +38,7 @@ def features_cli(
     """Extract features into an on-disk cache; re-running only does new or changed files."""
     from coaudio.features.cache import FeatureConfig, extract, find_audio
 
-    err = Console(stderr=True)
+    err = err_console()
     try:
         config = FeatureConfig(
             kind=kind.value, patch_hop_frames=max(1, round(patch_hop * 100)),
@@ -74,7 +75,7 @@ def features_cli(
         err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)
     line = (f"{summary.count('extracted')} extracted, {summary.count('cached')} cached, "
             f"{len(summary.failed)} failed, {len(files) - len(summary.outcomes)} not attempted")
-    (err if jsonl else Console()).print(line, highlight=False)
+    (err if jsonl else out_console()).print(line, highlight=False)
     if summary.failed:
         raise typer.Exit(1)
 

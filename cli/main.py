@@ -18,6 +18,7 @@ from typing import Sequence
 
 import typer
 
+from coaudio_cli.errors import INTERRUPTED, interruption_reported
 from coaudio_cli import bench, classify, data, evaluate, features, recipes, stream, train
 
 log = logging.getLogger("coaudio_cli")
@@ -113,15 +114,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     sys.stdout = _GuardedStdout(stdout)
     try:
         status = app(args=argv, prog_name="coaudio", standalone_mode=False)
+        if status == INTERRUPTED and not interruption_reported():  # Ctrl-C that Typer turned into 130
+            sys.stderr.write("interrupted\n")
         return status if isinstance(status, int) else 0
     except typer.TyperException as exc:  # usage errors (2) and other parameter errors
         context = getattr(exc, "ctx", None)
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
-        _say(exc.format_message() + hint)
+        _say(exc.format_message().replace("Value error, ", "") + hint)
         return exc.exit_code
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("interrupted\n")
-        return 130
+        return INTERRUPTED
     except StdoutClosed:
         _silence_stdout()
         return SIGPIPE_STATUS

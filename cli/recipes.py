@@ -8,7 +8,8 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from coaudio_cli.console import out_console
 from rich.table import Table
 
 from coaudio_cli.errors import fail
@@ -39,7 +40,7 @@ def recipes_cli(
     table.add_column("file", overflow="fold")  # a path must stay whole to be copied
     for r in found:
         table.add_row(r.name, r.description, r.location)
-    Console().print(table)
+    out_console().print(table)
 
 
 @app.command("show")

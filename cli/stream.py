@@ -9,9 +9,10 @@ from enum import Enum
 from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
-from rich.console import Console
 
-from coaudio_cli.errors import fail
+from coaudio_cli.console import err_console, out_console
+
+from coaudio_cli.errors import fail, interrupted
 from coaudio_cli.stream_output import JsonlOutput, LiveOutput, summary_lines
 
 if TYPE_CHECKING:
@@ -58,9 +59,14 @@ def stream_cli(
     from coaudio.online.model import load_online
     from coaudio.online.session import Session
 
-    err = Console(stderr=True)
+    err = err_console()
     if mic == (source is not None):
         raise typer.BadParameter("give exactly one source: a FILE, '-' for stdin, or --mic")
+    if source not in (None, "-") and (fmt is not StdinFormat.auto or sr is not None or channels != 1):
+        raise typer.BadParameter("--format, --sr and --channels describe raw audio on stdin or the "
+                                 "microphone; a file's own header gives its format")
+    if duration is not None and duration <= 0:
+        raise typer.BadParameter(f"must be more than 0 seconds, got {duration:g}", param_hint="'--duration'")
     torch.set_num_threads(threads)  # per-hop work: one thread unless asked (see coaudio.threads)
     try:
         online = load_online(checkpoint)
@@ -80,7 +86,7 @@ def stream_cli(
     use_jsonl = jsonl or not sys.stdout.isatty()
     output = (JsonlOutput(online.labels, top_k) if use_jsonl
               else LiveOutput(online.labels, top_k, online.window, name))
-    interrupted = False
+    stopped = False
     try:
         if microphone is not None:
             with microphone:
@@ -88,17 +94,17 @@ def stream_cli(
         else:
             _run(session, ((b, 0.0) for b in blocks), output, duration, realtime, record)
     except KeyboardInterrupt:
-        interrupted = True
+        stopped = True
     except (AudioError, MicError) as exc:
         fail(exc)
-    if session.stats.hops == 0 and not interrupted:
+    if session.stats.hops == 0 and not stopped:
         fail(f"no prediction: {name} gave {session.stats.audio_s:.2f} s of audio, less than the "
              f"{online.frontend.patch_s:.2f} s the first hop needs")
     extra = _mic_summary(microphone) if microphone is not None else []
     for line in summary_lines(session.stats, online.labels, extra):
         err.print(line, highlight=False, soft_wrap=True)
-    if interrupted and microphone is None:
-        raise typer.Exit(130)
+    if stopped and microphone is None:
+        interrupted()  # the summary above says what was heard
 
 
 def _open_mic(device, sr, channels):
@@ -191,7 +197,7 @@ def devices_cli(
         sys.stdout.write(json.dumps([asdict(d) for d in found], indent=1) + "\n")
         return
     if not found:
-        Console(stderr=True).print("no input devices found (is a microphone connected, or PulseAudio/PipeWire "
+        err_console().print("no input devices found (is a microphone connected, or PulseAudio/PipeWire "
                                    "running?)", soft_wrap=True)
         raise typer.Exit(1)
     table = Table(title="input devices")
@@ -200,4 +206,4 @@ def devices_cli(
     for d in found:
         table.add_row(str(d.index), d.name, d.host_api, str(d.channels), f"{d.default_rate:.0f}",
                       "*" if d.is_default else "")
-    Console().print(table)
+    out_console().print(table)

@@ -47,7 +47,7 @@ class JsonlOutput:
         sys.stdout.flush()
 
     def note(self, text: str) -> None:
-        Console(stderr=True).print(text, highlight=False)
+        Console(stderr=True, soft_wrap=True).print(text, highlight=False)
 
 
 class LiveOutput:

@@ -8,10 +8,12 @@ from typing import Annotated, List, Optional
 
 import typer
 from rich.console import Console
+
+from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from coaudio_cli.errors import fail
+from coaudio_cli.errors import fail, interrupted, resume_command
 
 app = typer.Typer(help="Train a continual transformer classifier.", no_args_is_help=True)
 
@@ -86,13 +88,19 @@ def _recipe(spec: Optional[str], overrides: List[str], threads: int = 0):
                 recipe = load(Recipe, path, overrides)
     except ConfigError as exc:
         fail(exc)
-    return _settled(recipe, threads)
+    if threads:
+        from dataclasses import replace
+
+        recipe = replace(recipe, train=replace(recipe.train, threads=threads))
+    return recipe
 
 
-def _settled(recipe, threads: int):
-    """The recipe as the run records it: a concrete thread count (``--threads``, else
-    ``train.threads``, else chosen now from the idle cores) and absolute weight-file paths,
-    so that config.json and the checkpoints work from any directory."""
+def _settled(recipe, out: Path, resume: bool):
+    """The recipe as the run records it: absolute weight-file paths (config.json and the
+    checkpoints then work from any directory) and a concrete thread count: the one asked for,
+    else on resume the run's own (so the arithmetic, and the resumed weights, stay the same),
+    else chosen now from the idle cores."""
+    import json
     import os
     from dataclasses import replace
 
@@ -101,7 +109,10 @@ def _settled(recipe, threads: int):
     data = recipe.data
     data = replace(data, **{name: os.path.abspath(getattr(data, name))
                             for name in ("vggish_weights", "vggish_pca") if getattr(data, name)})
-    chosen = batch_threads(threads or recipe.train.threads, local_processes())
+    threads = recipe.train.threads
+    if not threads and resume and (out / "config.json").is_file():
+        threads = json.loads((out / "config.json").read_text())["recipe"]["train"].get("threads", 0)
+    chosen = batch_threads(threads, local_processes())
     return replace(recipe, data=data, train=replace(recipe.train, threads=chosen))
 
 
@@ -110,15 +121,15 @@ RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", "metrics.jso
 
 
 def _check_out(out: Path, resume: bool, force: bool) -> None:
-    """Never start over silently in a folder that holds a run."""
+    """Never start over silently in a folder that holds a run (a finished epoch or more)."""
+    if resume and force:
+        raise typer.BadParameter("--resume continues the run in --out and --force replaces it: give one")
     if out.exists() and not out.is_dir():
         fail(f"--out {out}: exists and is not a folder")
-    holds_run = any((out / name).exists() for name in RUN_FILES[:3])
+    holds_run = any((out / name).exists() for name in ("best.safetensors", "last.safetensors"))
     if holds_run and not resume and not force:
         fail(f"{out} already holds a training run; add --resume to continue it, or --force to start "
              "over and replace it")
-    if resume and force:
-        fail("--resume continues the run in --out and --force replaces it: give one of them")
 
 
 def _clear_run(out: Path) -> None:
@@ -131,20 +142,6 @@ def _clear_run(out: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def _resume_command() -> str:
-    """The command line that continues this run: the one given, with --resume, without --force."""
-    import os
-    import shlex
-    import sys
-
-    args = [a for a in sys.argv[1:] if a != "--force"]
-    if "--resume" not in args:
-        args.append("--resume")
-    program = os.path.basename(sys.argv[0])
-    prefix = ["coaudio"] if program == "coaudio" else [Path(sys.executable).name, "-m", "coaudio"]
-    return shlex.join(prefix + args)
 
 
 def _join_torchrun() -> int:
@@ -170,13 +167,65 @@ class RunOptions:
 
 
 def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
-    from coaudio.train.data import load_clips
-
     rank = _join_torchrun()
-    err = Console(stderr=True, quiet=rank != 0)
+    err = err_console(quiet=rank != 0)
+    labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
+    cfg = _settled(cfg, out, options.resume)
+    if _nothing_to_train(cfg, labels, out, options, err):
+        return
+    _check_split_sizes({name: len(tracks) for name, tracks in track_splits.items()})
     if options.force and rank == 0:
         _clear_run(out)
-    labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
+    try:
+        splits = _load_splits(cfg, track_splits, labels, out, options, rank, err)
+    except KeyboardInterrupt:
+        interrupted("interrupted while extracting features; what was extracted is cached, so running the "
+                    "same command again continues from there")
+    _check_split_sizes({name: len(clips) for name, clips in splits.items()})
+    err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+              + f"; {cfg.train.threads} torch thread(s)", highlight=False)
+    _train_with_progress(cfg, splits, labels, out, options, err)
+    _leave_torchrun()  # not on errors: a failed rank must not wait at a barrier for the others
+    if rank == 0:
+        _final_table(cfg, splits, out)
+
+
+def _nothing_to_train(cfg, labels: list[str], out: Path, options: RunOptions, err) -> bool:
+    """--resume: refuse other settings before any work, and say what was found."""
+    from coaudio.config import ConfigError
+    from coaudio.train.loop import check_resumable
+
+    if not options.resume:
+        return False
+    if not (out / "last.safetensors").exists():
+        err.print(f"nothing to resume in {out} (no finished epoch): starting a new run", highlight=False)
+        return False
+    try:
+        finished = check_resumable(out, cfg, labels)
+    except ConfigError as exc:
+        fail(exc)
+    if finished >= cfg.train.epochs:
+        err.print(f"{out} has already finished {finished} epoch(s) (train.epochs = {cfg.train.epochs}): "
+                  "nothing to train; to train longer, resume with --set train.epochs=N", highlight=False)
+        return True
+    err.print(f"resuming {out} after epoch {finished} of {cfg.train.epochs}", highlight=False)
+    return False
+
+
+def _check_split_sizes(sizes: dict[str, int]) -> None:
+    """Training needs clips to learn from and validation clips to choose the best epoch."""
+    for name in ("train", "valid"):
+        if not sizes.get(name):
+            total = sum(sizes.values())
+            fail(f"the {name} split has no clips ({', '.join(f'{k} {v}' for k, v in sizes.items())} of "
+                 f"{total}): the best checkpoint is chosen on validation clips; use more clips per label "
+                 "(at least about 10)")
+
+
+def _load_splits(cfg, track_splits: dict, labels: list[str], out: Path, options: RunOptions, rank: int,
+                 err) -> dict:
+    from coaudio.train.data import load_clips
+
     cache = options.cache or out.parent / ".coaudio-cache"
     splits = {}
     with err.status("extracting features"):
@@ -187,12 +236,7 @@ def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
         _barrier_unless(rank != 0)
-    err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-              + f"; {cfg.train.threads} torch thread(s)", highlight=False)
-    _train_with_progress(cfg, splits, labels, out, options, err)
-    _leave_torchrun()  # not on errors: a failed rank must not wait at a barrier for the others
-    if rank == 0:
-        _final_table(cfg, splits, out)
+    return splits
 
 
 def _train_with_progress(cfg, splits: dict, labels: list[str], out: Path, options: RunOptions,
@@ -221,10 +265,12 @@ def _train_with_progress(cfg, splits: dict, labels: list[str], out: Path, option
     except ConfigError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the first epoch ended"
-        err.print(f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
-                  f"  {_resume_command()}", highlight=False, soft_wrap=True)
-        raise typer.Exit(130)
+        if not (out / "last.safetensors").exists():
+            interrupted("interrupted before the first epoch ended; nothing was saved, so running the same "
+                        "command again starts over")
+        done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the next epoch ended"
+        interrupted(f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
+                    f"  {resume_command(drop=('--force',))}")
 
 
 def _final_table(cfg, splits: dict, out: Path) -> None:
@@ -238,7 +284,7 @@ def _final_table(cfg, splits: dict, out: Path) -> None:
     for name in ("train", "valid", "test"):
         if splits.get(name):
             table.add_row(name, str(len(splits[name])), f"{accuracy(model, splits[name], cfg):.3f}")
-    Console().print(table)
+    out_console().print(table)
 
 
 def _leave_torchrun() -> None:

@@ -9,8 +9,6 @@ slower worker's extraction time (start-up and making the test audio are not time
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 
 import numpy as np
 import torch
@@ -19,6 +17,7 @@ from coaudio.features.logmel import (
     FFT_SIZE, HOP_SAMPLES, LOG_OFFSET, MEL_MAX_HZ, MEL_MIN_HZ, N_MELS, SAMPLE_RATE, WINDOW_SAMPLES,
     log_mel,
 )
+from coaudio.workers import worker_pool
 
 CLIP_SECONDS = 30.0
 
@@ -49,10 +48,6 @@ def _librosa(clips: list[np.ndarray]) -> float:
     return time.perf_counter() - start
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
 def _worker(n_clips: int, seed: int) -> float:
     clips = _clips(n_clips, seed)  # made before timing
     return _ours(clips)
@@ -69,7 +64,7 @@ def run(n_clips: int = 20, rounds: int = 3) -> dict:
         theirs = min(_librosa(clips) for _ in range(rounds))
     finally:
         torch.set_num_threads(previous)
-    with ProcessPoolExecutor(2, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+    with worker_pool(2) as pool:
         list(pool.map(_worker, [1, 1], [1, 2]))  # start both workers before timing
         # both workers run at once; the slower one's extraction time is the wall time
         best = min(max(pool.map(_worker, [n_clips, n_clips], [3, 4])) for _ in range(rounds))

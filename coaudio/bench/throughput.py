@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from coaudio.features.logmel import log_mel, patches
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import ModelConfig
 from coaudio.online import classify
+from coaudio.workers import worker_pool
 
 CLIP_SECONDS, CLIP_RATE = 30.0, 22_050
 DEFAULT_EMBEDDER_WIDTH = ModelConfig.__dataclass_fields__["embedder_width"].default  # 8
@@ -83,8 +82,7 @@ def run(clips: int = 16, rounds: int = 2) -> dict:
 
 
 def _two_workers(checkpoint: str, inputs, rounds: int) -> float:
-    with ProcessPoolExecutor(2, mp_context=get_context("spawn"), initializer=classify._worker_init,
-                             initargs=(checkpoint,)) as pool:
+    with worker_pool(2, classify._worker_init, (checkpoint,)) as pool:
         list(pool.map(classify._worker_classify, *zip(*inputs[:2]), [3, 3], [False, False]))  # start both
         best = float("inf")
         for _ in range(rounds):

@@ -40,7 +40,7 @@ def find_genres_folder(root: str | Path) -> Path:
     """The folder that holds the 10 genre folders, from ``root`` or a known place below it."""
     root = Path(root)
     if not root.is_dir():
-        raise GTZANError(f"{root}: no such folder")
+        raise GTZANError(f"{root}: a file, not a GTZAN folder" if root.exists() else f"{root}: no such folder")
     for candidate in (root, root / "genres", root / "genres_original",
                       root / "Data" / "genres_original", root / "data" / "genres_original"):
         if candidate.is_dir() and any((candidate / g).is_dir() for g in GENRES):

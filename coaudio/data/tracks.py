@@ -27,6 +27,8 @@ def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
     the suffix, so they are unique and stable.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"{root}: a file, not a folder of <label>/<audio files>")
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     progress = unfinished(root)  # a half-written set would train on whatever it got to

@@ -13,9 +13,7 @@ import functools
 import hashlib
 import json
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -27,6 +25,7 @@ from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.features.logmel import PATCH_FRAMES, patches
 from coaudio.features.stream import StreamingLogMel
 from coaudio.safeio import save_safetensors_atomically
+from coaudio.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +170,6 @@ def extract_one(audio: Path, cache: Path, config: FeatureConfig) -> Outcome:
         return Outcome(str(audio), "failed", error=f"{type(exc).__name__}: {exc}")
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)  # one process per core; no oversubscription
-
-
 @dataclass
 class Summary:
     outcomes: list[Outcome] = field(default_factory=list)
@@ -209,11 +204,7 @@ def _run(files: list[Path], cache: Path, config: FeatureConfig, jobs: int) -> It
             yield extract_one(f, cache, config)
         return
     # spawn, not fork: forking a process that has started torch's thread pools can hang
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
-        futures = [pool.submit(extract_one, f, cache, config) for f in files]
-        try:
-            for future in futures:
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    with worker_pool(jobs) as pool:
+        n = len(files)
+        for future in pool.submit_all(extract_one, files, [cache] * n, [config] * n):
+            yield future.result()

@@ -64,20 +64,21 @@ def load_checkpoint(
 
     config, labels, info = read_metadata(path)
     if expected is not None and expected != config:
-        raise ConfigError(f"{path}: checkpoint is from another config ({_differences(to_dict(config), to_dict(expected))})")
+        raise ConfigError(f"{path}: checkpoint is from another config ({differences(to_dict(config), to_dict(expected))})")
     model = AudioClassifier(config)
     model.load_state_dict(load_file(str(path), device=str(map_location)), strict=True)
     return model.eval(), labels, info
 
 
-def _differences(saved: dict, wanted: dict, where: str = "") -> str:
+def differences(saved: dict, wanted: dict, where: str = "", names: tuple[str, str] = ("checkpoint", "expected")) -> str:
+    """``key: <names[0]> a, <names[1]> b`` for every leaf that differs, "; "-joined."""
     out = []
     for key in sorted(set(saved) | set(wanted)):
         a, b = saved.get(key), wanted.get(key)
         name = f"{where}{key}"
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _differences(a, b, name + ".")
+            inner = differences(a, b, name + ".", names)
             out += [inner] if inner else []
         elif a != b:
-            out.append(f"{name}: checkpoint {a!r}, expected {b!r}")
+            out.append(f"{name}: {names[0]} {a!r}, {names[1]} {b!r}")
     return "; ".join(out)

@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -26,6 +24,7 @@ import torch
 from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.features.stream import StreamingLogMel
 from coaudio.online.model import OnlineModel, load_online
+from coaudio.workers import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +173,9 @@ def classify_files(checkpoint: str, inputs: list[tuple[Path, str]], top_k: int =
         return
     from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                             initargs=(checkpoint,)) as pool:
-        futures = [pool.submit(_worker_classify, path, shown, top_k, timeline) for path, shown in inputs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        finally:
-            for future in futures:
-                future.cancel()
+    with worker_pool(jobs, _worker_init, (checkpoint,)) as pool:
+        n = len(inputs)
+        futures = pool.submit_all(_worker_classify, [p for p, _ in inputs], [s for _, s in inputs],
+                                  [top_k] * n, [timeline] * n)
+        for future in as_completed(futures):
+            yield future.result()

@@ -8,6 +8,13 @@ from coaudio.continual import EncoderConfig, LayerConfig
 
 
 FEATURES = ("logmel", "vggish")
+SPLITS = ("random", "filtered")
+
+
+def _at_least(config, lowest: int, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < lowest:
+            raise ValueError(f"{name} must be >= {lowest}, got {getattr(config, name)}")
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,11 @@ class DataConfig:
     windows_per_clip: int = 4  # random windows drawn from each clip per epoch
     eval_stride: int = 4  # clip prediction = mean probability over windows every this many hops
 
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "token_hop_frames", "min_window", "windows_per_clip", "eval_stride")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+
 
 @dataclass(frozen=True)
 class ModelShape:
@@ -28,6 +40,9 @@ class ModelShape:
     embedder_width: int = 8
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(
         layer=LayerConfig(d_model=64, n_heads=4, d_ff=128, dropout=0.1), n_layers=1, window=32))
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "token_dim", "embedder_width")
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,14 @@ class OptimConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = auto (idle cores / processes, see coaudio.threads)
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "epochs", "batch_size")
+        _at_least(self, 0, "threads", "seed")
+        if not self.lr > 0:  # also refuses NaN
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from coaudio.config import ConfigError, to_dict
-from coaudio.models.checkpoint import save_checkpoint
+from coaudio.models.checkpoint import differences, save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.online.model import Frontend
 from coaudio.safeio import save_safetensors_atomically, write_text_atomically
@@ -232,11 +232,32 @@ def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, re
                 **data_record(data_root, out, splits)}
     path = out / "config.json"
     if resume and path.exists():
-        saved = json.loads(path.read_text())
-        # epochs may be extended; the thread count changes only rounding, not the run
-        comparable = lambda recipe: {**recipe, "train": {**recipe["train"], "epochs": None, "threads": None}}  # noqa: E731
-        if comparable(saved["recipe"]) != comparable(document["recipe"]) or saved["labels"] != labels:
-            raise ConfigError(f"{path}: the run was started with another recipe or label set; "
-                              "use a new --out folder, or the original settings to resume "
-                              "(only train.epochs may change)")
+        check_resumable(out, recipe, labels)
     write_text_atomically(path, json.dumps(document, indent=1) + "\n")
+
+
+def check_resumable(out: Path, recipe: Recipe, labels: list[str]) -> int:
+    """Epochs the run in ``out`` has finished (0 if none); raises ConfigError naming every
+    setting that differs from the run's, since only ``train.epochs`` (and the thread count,
+    which changes rounding only) may change on resume."""
+    path = out / "config.json"
+    if not path.exists():
+        return 0
+    saved = json.loads(path.read_text())
+    free = lambda r: {**r, "train": {**r["train"], "epochs": None, "threads": None}}  # noqa: E731
+    changed = differences(free(saved["recipe"]), free(to_dict(recipe)), names=("run", "now"))
+    if saved["labels"] != labels:
+        changed = "; ".join(filter(None, [changed, f"labels: run {saved['labels']}, now {labels}"]))
+    if changed:
+        raise ConfigError(f"{out} was trained with other settings ({changed}); resume with the run's "
+                          "settings (only train.epochs may change), or use a new --out")
+    return finished_epochs(out)
+
+
+def finished_epochs(out: Path) -> int:
+    """Epochs saved in ``out/last.safetensors`` (0 when there is none)."""
+    last = out / "last.safetensors"
+    if not last.exists():
+        return 0
+    with safe_open(str(last), framework="pt") as f:
+        return int((f.metadata() or {}).get("epoch", 0))

@@ -55,6 +55,8 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path}: a file, not a run folder (give the folder `coaudio train --out` wrote)")
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run folder (give the folder `coaudio train --out` wrote)")
         file = self.path / CONFIG
@@ -116,7 +118,9 @@ class RunFolder:
         record = self.config.get("data", {})
         roots = [Path(record["root"])] if record.get("root") else []
         if record.get("root_from_run"):
-            roots.append(Path(os.path.normpath(self.path / record["root_from_run"])))
+            beside = Path(os.path.normpath(os.path.abspath(self.path / record["root_from_run"])))
+            if beside not in roots:  # both name the same folder while nothing has moved
+                roots.append(beside)
         return roots
 
     def _searched(self, data) -> list[str]:

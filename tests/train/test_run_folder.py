@@ -125,3 +125,46 @@ def test_ctrl_c_prints_the_command_that_resumes(project):
     assert resumed.returncode == 0, resumed.stderr
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
     assert epochs == [1, 2, 3, 4, 5]
+
+
+def test_resume_says_what_it_found_and_names_changed_settings(project):
+    fresh = _coaudio("train", "folder", "data", "--out", "runs/d", "--set", "train.epochs=1", "--resume", *BASE,
+                     cwd=project)
+    assert fresh.returncode == 0 and "nothing to resume in runs/d" in fresh.stderr
+    done = _coaudio("train", "folder", "data", "--out", "runs/d", "--set", "train.epochs=1", "--resume", *BASE,
+                    cwd=project)
+    assert done.returncode == 0 and "already finished 1 epoch(s)" in done.stderr
+    other = _coaudio("train", "folder", "data", "--out", "runs/d", "--set", "train.epochs=2", "--resume",
+                     "--set", "train.lr=0.1", *BASE, cwd=project)
+    assert other.returncode == 1 and "train.lr: run 0.002, now 0.1" in other.stderr
+    assert other.stderr.count("\n") == 1
+
+
+def test_results_are_readable_by_others_and_stale_curves_go(project):
+    import os
+    import stat
+
+    run = project / "runs" / "a"
+    assert _coaudio("evaluate", run, "--streaming", "--compare-clips", 0, cwd=project).returncode == 0
+    assert (run / "eval" / "per-hop-test.csv").exists()
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", "best.safetensors", "last.safetensors", "metrics.jsonl", "eval/metrics-test.json"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~mask, name
+    assert _coaudio("evaluate", run, cwd=project).returncode == 0  # without --streaming
+    assert not (run / "eval" / "per-hop-test.csv").exists() and not (run / "eval" / "per-hop-test.png").exists()
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_while_workers_start_shows_no_traceback(project, tmp_path, delay):
+    """A terminal's Ctrl-C reaches the whole process group, workers included."""
+    import os
+
+    job = subprocess.Popen([sys.executable, "-m", "coaudio", "features", "data", "--cache", str(tmp_path / "c"),
+                            "--jobs", "2"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    time.sleep(delay)
+    os.killpg(job.pid, signal.SIGINT)
+    _, err = job.communicate(timeout=120)
+    assert "Traceback" not in err, err
+    assert job.returncode in (0, 130)  # 0: it had already finished

@@ -142,7 +142,14 @@ class ContinualEncoder(nn.Module):
         Returns:
             ``(B, D)`` output of the newest token (None while warming up, see the module
             docstring), and the new state.
+
+        Steps never record autograd history, even with gradients enabled: a state carried
+        over a long stream would otherwise chain every step into one growing graph. Training
+        uses :meth:`forward`.
         """
+        if torch.is_grad_enabled():  # checked first: no context switch on the inference path
+            with torch.no_grad():
+                return self.step(x_t, state, emit_partial=emit_partial, kernel=kernel)
         path, bound = self._dispatch(x_t, kernel)
         if bound is not None:
             y, new_state = native.single_layer_step(bound, x_t, state)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from coaudio.continual import ContinualEncoder, EncoderConfig, EncoderState
@@ -76,13 +77,21 @@ class AudioClassifier(nn.Module):
         self, inputs: Tensor, state: EncoderState, *, emit_partial: bool = False, kernel: str = "auto"
     ) -> tuple[Tensor | None, EncoderState]:
         """One hop per stream: ``(B, 96, 64)`` patches or ``(B, token_dim)`` tokens ->
-        logits ``(B, n_classes)`` (None while warming up, as in the encoder) and new state."""
+        logits ``(B, n_classes)`` (None while warming up, as in the encoder) and new state;
+        no autograd history is recorded (see :meth:`ContinualEncoder.step`)."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.step(inputs, state, emit_partial=emit_partial, kernel=kernel)
         return self.step_embedded(self.tokens(inputs), state, emit_partial=emit_partial, kernel=kernel)
 
     def step_embedded(
         self, z: Tensor, state: EncoderState, *, emit_partial: bool = False, kernel: str = "auto"
     ) -> tuple[Tensor | None, EncoderState]:
         """:meth:`step` on tokens already through :meth:`tokens`: ``(B, D)`` -> logits. Lets
-        offline callers embed a block of patches in one batch, then step token by token."""
+        offline callers embed a block of patches in one batch, then step token by token.
+        Like the encoder's step, it never records autograd history."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.step_embedded(z, state, emit_partial=emit_partial, kernel=kernel)
         y, state = self.encoder.step(z, state, emit_partial=emit_partial, kernel=kernel)
         return (None if y is None else self.head(self.head_norm(y))), state

@@ -91,3 +91,19 @@ def test_init_state_follows_weights_and_arguments():
     assert state.layers[0].q.shape == (3, 4, 4, 8)  # (B, H, n, Dh)
     assert state.layers[0].q.dtype == torch.float32
     assert encoder.init_state(2, dtype=torch.float64).layers[0].x.dtype == torch.float64
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_steps_with_gradients_enabled_record_no_graph(n_layers):
+    """A long stream stepped with autograd on must not chain its steps into one graph."""
+    encoder = make_encoder(n_layers, 4)
+    x = torch.randn(1, 12, 32, dtype=torch.float64)
+    state, quiet = encoder.init_state(1), encoder.init_state(1)
+    assert torch.is_grad_enabled()
+    for t in range(x.shape[1]):
+        y, state = encoder.step(x[:, t], state, emit_partial=True)
+        with torch.no_grad():
+            expected, quiet = encoder.step(x[:, t], quiet, emit_partial=True)
+        assert not y.requires_grad and y.grad_fn is None
+        torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    _map_leaves(lambda xs: None if xs[0].grad_fn is None else pytest.fail("state carries a graph"), [state])

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import torch
 
 from coaudio.audio import AudioError, audio_files_under, stream_audio
-from coaudio.features.stream import StreamingLogMel
+from coaudio.online.engine import Engine
 from coaudio.online.model import OnlineModel, load_online
 from coaudio.workers import worker_pool
 
@@ -92,24 +92,18 @@ def classify_file(online: OnlineModel, path: Path, shown: str, top_k: int = 3, t
 
 def _run(online: OnlineModel, sample_rate: int, blocks: Iterator, result: FileResult, top_k: int,
          timeline: bool) -> None:
-    model, frontend, labels = online.model, online.frontend, online.labels
-    extractor = StreamingLogMel(sample_rate, hop_frames=frontend.hop_frames)
-    state, total, hops = model.init_state(1), None, []
-    with torch.inference_mode():
-        for block in _with_end(blocks):  # one block in memory (plus what the reader prefetched)
-            _, patches = extractor.push(block) if block is not None else extractor.flush()
-            if not len(patches):
-                continue
-            tokens = model.tokens(patches if online.embed is None else online.embed(patches))  # one batch
-            for z in tokens:
-                logits, state = model.step_embedded(z[None], state, emit_partial=True)
-                probs = torch.softmax(logits[0], dim=-1)
-                total = probs.clone() if total is None else total + probs
-                if timeline:
-                    p, i = probs.max(dim=0)
-                    hops.append((frontend.window_start_s(result.hops, online.window),
-                                 frontend.hop_end_s(result.hops), labels[int(i)], float(p)))
-                result.hops += 1
+    """The file as one stream of the per-hop engine: each block's patches embedded in one batch,
+    one step per hop; the clip result is the mean of the hops' probabilities."""
+    engine, labels = Engine(online), online.labels
+    engine.open(0, sample_rate)
+    total, hops = None, []
+    for block in _with_end(blocks):  # one block in memory (plus what the reader prefetched)
+        for hop in engine.push(0, block) if block is not None else engine.close(0):
+            total = hop.probs.clone() if total is None else total + hop.probs
+            if timeline:
+                index, p = hop.top(1)[0]
+                hops.append((hop.start_s, hop.end_s, labels[index], p))
+            result.hops += 1
     if total is not None:
         mean = total / result.hops
         values, indices = mean.topk(min(top_k, mean.numel()))

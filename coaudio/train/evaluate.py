@@ -62,7 +62,7 @@ def batch_report(model: AudioClassifier, clips: list[Clip], recipe: Recipe, labe
 @dataclass
 class StreamingReport:
     hop_s: float
-    curve: list[dict] = field(default_factory=list)  # {"hop", "time_s", "accuracy", "clips"}
+    curve: list[dict] = field(default_factory=list)  # {"hop", "time_s" (hop end), "accuracy", "clips"}
     max_logit_diff: float = 0.0
     compared_hops: int = 0
     continual_us: float = 0.0  # median per hop: embed + step
@@ -92,7 +92,8 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
                     regular_us.append((time.perf_counter() - start) * 1e6)
                     report.max_logit_diff = max(report.max_logit_diff, float((regular[0] - logits).abs().max()))
                     report.compared_hops += 1
-        report.curve = [{"hop": h, "time_s": (h * hop_frames + PATCH_FRAMES) * HOP_SAMPLES / SAMPLE_RATE,
+        frontend = Frontend(hop_frames)  # hop end times as coaudio stream and classify report them
+        report.curve = [{"hop": h, "time_s": frontend.hop_end_s(h),
                          "accuracy": sum(v) / len(v), "clips": len(v)} for h, v in sorted(hits.items())]
         report.continual_us = statistics.median(step_us) if step_us else 0.0
         report.regular_us = statistics.median(regular_us) if regular_us else 0.0

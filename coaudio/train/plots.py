@@ -59,7 +59,7 @@ def save_confusion_png(report, labels: list[str], path: Path) -> None:
 def save_curve(report, png: Path, csv: Path) -> None:
     plt = _pyplot()
     csv.write_text("hop,time_s,accuracy,clips\n" + "".join(
-        f"{p['hop']},{p['time_s']:.3f},{p['accuracy']:.4f},{p['clips']}\n" for p in report.curve))
+        f"{p['hop']},{p['time_s']:.4f},{p['accuracy']:.4f},{p['clips']}\n" for p in report.curve))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p["time_s"] for p in report.curve], [p["accuracy"] for p in report.curve])
     ax.set_xlabel("elapsed audio (s)")

@@ -171,7 +171,8 @@ def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and out == b"", err.decode()
-    assert "with --resume to continue" in err.decode() and "Traceback" not in err.decode()
+    assert "continue with:" in err.decode() and "Traceback" not in err.decode()
+    assert err.decode().strip().splitlines()[-1].strip().endswith("--resume")  # the command to run
     resumed = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", journal, "--resume")
     assert resumed.returncode == 0 and len(_jsonl(resumed)) == 10
     assert "resuming:" in resumed.stderr.decode()

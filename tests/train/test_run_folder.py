@@ -168,3 +168,19 @@ def test_ctrl_c_while_workers_start_shows_no_traceback(project, tmp_path, delay)
     _, err = job.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert job.returncode in (0, 130)  # 0: it had already finished
+
+
+def test_evaluate_stream_and_classify_report_the_same_hop_times(project):
+    """One timing formula: hop h ends at the same stream time in all three reports."""
+    import csv
+
+    run = project / "runs" / "a"
+    assert _coaudio("evaluate", run, "--streaming", "--compare-clips", 0, cwd=project).returncode == 0
+    curve = list(csv.DictReader((run / "eval" / "per-hop-test.csv").read_text().splitlines()))
+    clip = json.loads((run / "config.json").read_text())["paths"]["test"][0]
+    streamed = _coaudio("stream", run, clip, cwd=project)
+    classified = _coaudio("classify", run, clip, "--timeline", "--format", "jsonl", "--jobs", 1, "-q", cwd=project)
+    stream_ends = [json.loads(line)["end_s"] for line in streamed.stdout.splitlines()]
+    timeline_ends = [entry["end_s"] for entry in json.loads(classified.stdout)["timeline"]]
+    curve_ends = [float(row["time_s"]) for row in curve][: len(stream_ends)]
+    assert len(stream_ends) > 5 and stream_ends == timeline_ends == curve_ends

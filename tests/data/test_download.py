@@ -210,8 +210,8 @@ def _data_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=120, env=env)
 
 
-def _one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
-    assert done.returncode == 1, done.stderr
+def _one_line_error(done: subprocess.CompletedProcess, message: str, status: int = 1) -> None:
+    assert done.returncode == status, done.stderr
     assert done.stderr == f"error: {message}\n" and not done.stdout
     assert "Traceback" not in done.stderr
 
@@ -223,7 +223,9 @@ def test_download_command_errors_are_one_line(tmp_path):
     port = _closed_port()
     _one_line_error(_data_cli("download", "gtzan", "--out", out, "--url", f"http://127.0.0.1:{port}/g.tar.gz"),
                     f"cannot reach 127.0.0.1:{port}: connection refused")
-    _one_line_error(_data_cli("download", "foo", "--out", out), "unknown dataset 'foo'; known: gtzan")
+    _one_line_error(_data_cli("download", "foo", "--out", out),  # a usage error: status 2
+                    "Invalid value for 'DATASET': unknown dataset 'foo'; known: gtzan "
+                    "(see 'coaudio data download --help')", status=2)
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt"])

@@ -97,7 +97,7 @@ def test_resume_may_train_longer_but_not_differently(dataset, tmp_path):
     assert longer.returncode == 0, longer.stderr
     assert len((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()) == 3
     other = _train(dataset, tmp_path / "c", 3, "--resume", "--set", "train.lr=0.1")
-    assert other.returncode == 1 and "another recipe" in other.stderr
+    assert other.returncode == 1 and "train.lr: run 0.002, now 0.1" in other.stderr
 
 
 def test_bad_inputs(dataset, tmp_path):

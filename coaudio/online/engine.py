@@ -61,7 +61,11 @@ class _Stream:
     extractor: StreamingLogMel
     state: object  # EncoderState of batch 1
     next_hop: int = 0
-    pending: list[Tensor] = field(default_factory=list)  # patches (or VGGish tokens) not yet stepped
+    pending: list[Tensor] = field(default_factory=list)  # (P, 96, 64) blocks of patches not yet stepped
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(p) for p in self.pending)
 
 
 class Engine:
@@ -90,15 +94,18 @@ class Engine:
         """Audio for several streams at once, stepped as one batch per round."""
         started = time.perf_counter()
         for stream, samples in blocks.items():
-            _, patches = self._get(stream).extractor.push(samples)
-            self._get(stream).pending.extend(patches)
+            entry = self._get(stream)
+            _, patches = entry.extractor.push(samples)
+            if len(patches):
+                entry.pending.append(patches)
         return self._step_pending(list(blocks), started)
 
     def close(self, stream: Hashable) -> list[Hop]:
         """End of a stream: the hops its resampler's last samples complete; then it is gone."""
         started = time.perf_counter()
         _, patches = self._get(stream).extractor.flush()
-        self._get(stream).pending.extend(patches)
+        if len(patches):
+            self._get(stream).pending.append(patches)
         hops = self._step_pending([stream], started)[stream]
         del self._streams[stream]
         return hops
@@ -111,28 +118,29 @@ class Engine:
     def _step_pending(self, names: list[Hashable], started: float) -> dict[Hashable, list[Hop]]:
         out: dict[Hashable, list[Hop]] = {name: [] for name in names}
         streams = [self._streams[name] for name in names]
-        if not any(s.pending for s in streams):
+        counts = [s.waiting for s in streams]
+        if not any(counts):
             return out
         with torch.inference_mode():
             embed_started = time.perf_counter()
-            tokens, inputs = self._embed(streams)
+            tokens, inputs = self._embed(streams, counts)
             # each token's share of the batched embedding counts as part of its step
-            embed_ms = (time.perf_counter() - embed_started) * 1e3 / sum(len(s.pending) for s in streams)
-            rounds = max(len(s.pending) for s in streams)
-            for r in range(rounds):
-                rows = [i for i, s in enumerate(streams) if r < len(s.pending)]
-                self._round([names[i] for i in rows], [streams[i] for i in rows],
-                            torch.stack([tokens[i][r] for i in rows]), [inputs[i][r] for i in rows], started,
-                            embed_ms, out)
+            embed_ms = (time.perf_counter() - embed_started) * 1e3 / sum(counts)
+            for r in range(max(counts)):
+                rows = [i for i, count in enumerate(counts) if r < count]
+                z = tokens[rows[0]][r : r + 1] if len(rows) == 1 else torch.stack([tokens[i][r] for i in rows])
+                self._round([names[i] for i in rows], [streams[i] for i in rows], z,
+                            [inputs[i][r] for i in rows], started, embed_ms, out)
         for s in streams:
             s.pending.clear()
         return out
 
-    def _embed(self, streams: list[_Stream]) -> tuple[list[Tensor], list[Tensor]]:
+    def _embed(self, streams: list[_Stream], counts: list[int]) -> tuple[list[Tensor], list[Tensor]]:
         """Every pending patch of every stream through the front end in one batch: per stream,
         the model-width tokens ``(P, D)`` and the model inputs ``(P, ...)`` (for ``Hop.token``)."""
-        online, counts = self.online, [len(s.pending) for s in streams]
-        patches = torch.stack([p for s in streams for p in s.pending])
+        online = self.online
+        blocks = [p for s in streams for p in s.pending]
+        patches = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         inputs = patches if online.embed is None else online.embed(patches)
         embedded = online.model.tokens(inputs)
         return list(embedded.split(counts)), list(inputs.split(counts))

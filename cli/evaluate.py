@@ -82,8 +82,7 @@ def _batch(folder, checkpoint: Path, split: str, files, cache: Optional[Path], e
         fail(exc)
     set_threads(batch_threads())
     with err.status(f"evaluating {len(files.found)} {split} clips"):
-        clips, problems = load_clips(files.found, folder.labels, cache or folder.default_cache,
-                                     recipe.data.token_hop_frames, config=recipe.feature_config())
+        clips, problems = load_clips(files.found, folder.labels, cache or folder.default_cache, recipe.frontend)
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)
     if not clips:
@@ -116,10 +115,10 @@ def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, 
     model, recipe, clips = done.model, done.recipe, done.clips
     with err.status("streaming every clip hop by hop"):
         embed = None
-        if recipe.data.features == "vggish":
+        if recipe.frontend.kind == "vggish":
             from coaudio.features.cache import vggish_embed
 
-            embed = vggish_embed(recipe.data.vggish_weights, recipe.data.vggish_pca)
+            embed = vggish_embed(recipe.frontend.weights, recipe.frontend.pca)
         stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe,
                                   compare_clips, embed)
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")

@@ -41,7 +41,7 @@ def features_cli(
     err = err_console()
     try:
         config = FeatureConfig(
-            kind=kind.value, patch_hop_frames=max(1, round(patch_hop * 100)),
+            kind=kind.value, hop_frames=max(1, round(patch_hop * 100)),
             vggish_weights=str(vggish_weights or ""), vggish_pca=str(vggish_pca or ""),
         )
     except ValueError as exc:

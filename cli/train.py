@@ -106,9 +106,10 @@ def _settled(recipe, out: Path, resume: bool):
 
     from coaudio.threads import batch_threads, local_processes
 
-    data = recipe.data
-    data = replace(data, **{name: os.path.abspath(getattr(data, name))
-                            for name in ("vggish_weights", "vggish_pca") if getattr(data, name)})
+    frontend = recipe.frontend
+    frontend = replace(frontend, **{name: os.path.abspath(getattr(frontend, name))
+                                    for name in ("weights", "pca") if getattr(frontend, name)})
+    data = replace(recipe.data, frontend=frontend)
     threads = recipe.train.threads
     if not threads and resume and (out / "config.json").is_file():
         threads = json.loads((out / "config.json").read_text())["recipe"]["train"].get("threads", 0)
@@ -231,8 +232,7 @@ def _load_splits(cfg, track_splits: dict, labels: list[str], out: Path, options:
     with err.status("extracting features"):
         _barrier_unless(rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
-            splits[name], problems = load_clips(tracks, labels, cache, cfg.data.token_hop_frames, options.jobs,
-                                                cfg.feature_config())
+            splits[name], problems = load_clips(tracks, labels, cache, cfg.frontend, options.jobs)
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
         _barrier_unless(rank != 0)

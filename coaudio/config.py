@@ -25,6 +25,9 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
     """Build the frozen dataclass ``cls`` from ``data``, recursively and strictly."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
+    migrate = getattr(cls, "migrate_dict", None)  # a dataclass may read an older spelling
+    if migrate is not None:
+        data = migrate(data)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))

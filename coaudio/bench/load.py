@@ -66,7 +66,7 @@ def _evaluate_ms(online, path: Path) -> list[float]:
     from coaudio.train.evaluate import streaming_report
 
     cfg = online.model.cfg
-    recipe = Recipe(data=DataConfig(token_hop_frames=online.frontend.hop_frames),
+    recipe = Recipe(data=DataConfig(frontend=online.frontend),
                     model=ModelShape(token_dim=cfg.token_dim, embedder_width=cfg.embedder_width,
                                      encoder=EncoderConfig(**{**cfg.encoder.__dict__})))
     report = streaming_report(online.model, [str(path)], [0], recipe, compare_clips=0)

@@ -29,7 +29,8 @@ from coaudio.continual import EncoderConfig, LayerConfig
 from coaudio.features.logmel import PATCH_FRAMES
 from coaudio.features.stream import StreamingLogMel
 from coaudio.models.classifier import AudioClassifier, ModelConfig
-from coaudio.online.model import Frontend, OnlineModel
+from coaudio.features.frontend import FrontendConfig
+from coaudio.online.model import OnlineModel
 from coaudio.online.session import Session, p95
 
 GTZAN = {"token_dim": 128, "embedder_width": 16, "d_model": 192, "n_heads": 16, "d_ff": 192, "hop_frames": 25}
@@ -42,7 +43,8 @@ def gtzan_model(window: int = 120, blocks: int = 1, seed: int = 0,
     layer = LayerConfig(d_model=GTZAN["d_model"], n_heads=GTZAN["n_heads"], d_ff=GTZAN["d_ff"], dropout=0.0)
     cfg = ModelConfig(n_classes=10, token_dim=GTZAN["token_dim"], embedder_width=embedder_width,
                       encoder=EncoderConfig(layer=layer, n_layers=blocks, window=window))
-    return OnlineModel(AudioClassifier(cfg).eval(), [f"g{i}" for i in range(10)], Frontend(GTZAN["hop_frames"]))
+    return OnlineModel(AudioClassifier(cfg).eval(), [f"g{i}" for i in range(10)],
+                       FrontendConfig(hop_frames=GTZAN["hop_frames"]))
 
 
 class _Regular:

@@ -17,6 +17,7 @@ before the clock starts.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict
 import time
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def run(clips: int = 16, rounds: int = 2) -> dict:
         with tempfile.TemporaryDirectory(prefix="coaudio-bench-") as tmp:
             folder = Path(tmp)
             checkpoint = folder / "model.safetensors"
-            save_checkpoint(checkpoint, online.model.eval(), online.labels, {"frontend": online.frontend.to_dict()})
+            save_checkpoint(checkpoint, online.model.eval(), online.labels, {"frontend": asdict(online.frontend)})
             paths = _clips(folder, clips)
             inputs = [(p, p.name) for p in paths]
             audio = clips * CLIP_SECONDS

@@ -36,7 +36,7 @@ KINDS = ("logmel", "vggish")
 @dataclass(frozen=True)
 class FeatureConfig:
     kind: str = "logmel"  # "logmel": frames (F, 64); "vggish": embeddings (P, 128)
-    patch_hop_frames: int = PATCH_FRAMES  # vggish only: frames between patch starts
+    hop_frames: int = PATCH_FRAMES  # vggish only: frames between patch starts
     vggish_weights: str = ""  # vggish only: local weight file
     vggish_pca: str = ""  # vggish only: optional PCA file; embeddings are postprocessed
 
@@ -45,11 +45,13 @@ class FeatureConfig:
             raise ValueError(f"feature kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == "vggish" and not self.vggish_weights:
             raise ValueError("vggish features need a local weight file (vggish_weights)")
-        if self.patch_hop_frames < 1:
-            raise ValueError(f"patch_hop_frames must be >= 1, got {self.patch_hop_frames}")
+        if self.hop_frames < 1:
+            raise ValueError(f"hop_frames must be >= 1, got {self.hop_frames}")
 
     def key(self) -> str:
         settings = asdict(self)
+        # hashed under the name entries were first stored with, so existing caches stay valid
+        settings["patch_hop_frames"] = settings.pop("hop_frames")
         for name in ("vggish_weights", "vggish_pca"):  # identify weight files by content
             if settings[name]:
                 settings[name] = _file_digest(Path(settings[name]))
@@ -117,7 +119,7 @@ def compute(audio: Path, config: FeatureConfig) -> torch.Tensor:
     frames = stream_log_mel(audio)
     if config.kind == "logmel":
         return frames
-    return vggish_embed(config.vggish_weights, config.vggish_pca)(patches(frames, config.patch_hop_frames))
+    return vggish_embed(config.vggish_weights, config.vggish_pca)(patches(frames, config.hop_frames))
 
 
 def vggish_embed(weights: str, pca: str = ""):

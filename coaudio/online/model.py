@@ -1,8 +1,9 @@
 """A trained classifier plus the front-end settings it was trained with.
 
-A checkpoint written by ``coaudio train`` carries its front end in ``info["frontend"]``
-(hop between tokens, feature kind, VGGish files). Older checkpoints are completed from the
-``config.json`` of the run folder they sit in.
+A checkpoint written by ``coaudio train`` carries its front end in ``info["frontend"]``: a
+:class:`~coaudio.features.frontend.FrontendConfig`, loaded strictly (an unknown or missing key
+is an error naming it; older spellings are migrated). Checkpoints older still are completed
+from the ``config.json`` of the run folder they sit in.
 """
 
 from __future__ import annotations
@@ -16,50 +17,12 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES, SAMPLE_RATE, WINDOW_SAMPLES
+from coaudio.features.frontend import FrontendConfig, migrate, migrate_data
 from coaudio.models.classifier import AudioClassifier
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "best.safetensors"  # what a run folder is resolved to
-
-
-@dataclass(frozen=True)
-class Frontend:
-    """How audio becomes the model's tokens."""
-
-    hop_frames: int = 25  # 10 ms frames between tokens; each token is a 96-frame patch
-    features: str = "logmel"  # "logmel": patches into the learned embedder; "vggish": embeddings
-    vggish_weights: str = ""
-    vggish_pca: str = ""
-
-    @property
-    def hop_s(self) -> float:
-        return self.hop_frames * HOP_SAMPLES / SAMPLE_RATE
-
-    def hop_end_s(self, hop: int) -> float:
-        """Stream time at which hop ``hop``'s audio is complete (its last frame's last sample)."""
-        return ((hop * self.hop_frames + PATCH_FRAMES - 1) * HOP_SAMPLES + WINDOW_SAMPLES) / SAMPLE_RATE
-
-    @property
-    def patch_s(self) -> float:
-        """Audio one token needs: a whole patch of frames."""
-        return self.hop_end_s(0)
-
-    def hop_start_s(self, hop: int) -> float:
-        return hop * self.hop_frames * HOP_SAMPLES / SAMPLE_RATE
-
-    def window_start_s(self, hop: int, window: int) -> float:
-        """Stream time where the prediction of hop ``hop`` starts: its oldest of <= ``window`` tokens."""
-        return self.hop_start_s(max(0, hop - window + 1))
-
-    @classmethod
-    def from_recipe_data(cls, data: dict) -> "Frontend":
-        return cls(hop_frames=int(data.get("token_hop_frames", 25)), features=data.get("features", "logmel"),
-                   vggish_weights=data.get("vggish_weights", ""), vggish_pca=data.get("vggish_pca", ""))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -69,7 +32,7 @@ class OnlineModel:
 
     model: AudioClassifier
     labels: list[str]
-    frontend: Frontend
+    frontend: FrontendConfig
     embed: Callable[[Tensor], Tensor] | None = None
     source: str = ""  # the checkpoint file
 
@@ -81,7 +44,7 @@ class OnlineModel:
         """Identity of weights + labels + front end: equal fingerprints give equal outputs."""
         import hashlib
 
-        digest = hashlib.sha256(json.dumps([self.labels, self.frontend.to_dict()]).encode())
+        digest = hashlib.sha256(json.dumps([self.labels, asdict(self.frontend)]).encode())
         for name, tensor in sorted(self.model.state_dict().items()):
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -106,25 +69,34 @@ def load_online(path: str | Path, map_location: str = "cpu") -> OnlineModel:
 
     file = resolve_checkpoint(path)
     model, labels, info = load_checkpoint(file, map_location=map_location)
-    frontend = _frontend(file, info)
+    frontend = frontend_of(file, info)
     embed = None
-    if frontend.features == "vggish":
+    if frontend.kind == "vggish":
         from coaudio.features.cache import vggish_embed
 
-        embed = vggish_embed(frontend.vggish_weights, frontend.vggish_pca)
-    if (model.cfg.inputs == "patches") != (frontend.features == "logmel"):
-        raise ValueError(f"{file}: model inputs {model.cfg.inputs!r} do not match features {frontend.features!r}")
+        embed = vggish_embed(frontend.weights, frontend.pca)
+    if model.cfg.inputs != frontend.model_inputs:
+        raise ValueError(f"{file}: the model reads {model.cfg.inputs}, its {frontend.kind} front end gives "
+                         f"{frontend.model_inputs}")
     return OnlineModel(model, labels, frontend, embed, str(file))
 
 
-def _frontend(file: Path, info: dict) -> Frontend:
+def frontend_of(file: Path, info: dict) -> FrontendConfig:
+    """The front end a checkpoint was trained with (see the module docstring)."""
+    from coaudio.config import ConfigError, from_dict
+
     if "frontend" in info:
-        return Frontend(**info["frontend"])
+        saved = migrate(info["frontend"])
+        missing = [key for key in ("kind", "hop_frames") if key not in saved]  # no default may stand in
+        if missing:
+            raise ConfigError(f"{file}: frontend.{missing[0]}: missing from the checkpoint's front end")
+        return from_dict(FrontendConfig, saved, "frontend")
     config = file.parent / "config.json"
     if config.is_file():
-        return Frontend.from_recipe_data(json.loads(config.read_text())["recipe"]["data"])
-    log.warning("%s has no front-end settings and no run config beside it; assuming %s", file, Frontend())
-    return Frontend()
+        data = migrate_data(json.loads(config.read_text())["recipe"]["data"])
+        return from_dict(FrontendConfig, data.get("frontend", {}), "frontend")
+    log.warning("%s has no front-end settings and no run config beside it; assuming %s", file, FrontendConfig())
+    return FrontendConfig()
 
 
 def probabilities(logits: Tensor) -> Tensor:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from coaudio.continual import EncoderConfig, LayerConfig
+from coaudio.features.frontend import FrontendConfig, migrate_data
 
 
-FEATURES = ("logmel", "vggish")
 SPLITS = ("random", "filtered")
 
 
@@ -19,19 +19,18 @@ def _at_least(config, lowest: int, *names: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    features: str = "logmel"  # "logmel": patches through the learned embedder; "vggish": embeddings
-    vggish_weights: str = ""  # vggish only: local weight file (see coaudio.features.embed)
-    vggish_pca: str = ""  # vggish only: optional PCA file (embeddings are then postprocessed)
-    token_hop_frames: int = 25  # 10 ms frames between tokens (0.25 s); a token is a 96-frame patch
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)  # how audio becomes tokens
     split: str = "random"  # "random" (seeded 80/10/10), "filtered" (GTZAN fault-filtered)
     min_window: int = 1  # shortest training window, in tokens (short ones train early hops)
     windows_per_clip: int = 4  # random windows drawn from each clip per epoch
     eval_stride: int = 4  # clip prediction = mean probability over windows every this many hops
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "token_hop_frames", "min_window", "windows_per_clip", "eval_stride")
+        _at_least(self, 1, "min_window", "windows_per_clip", "eval_stride")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+
+    migrate_dict = staticmethod(migrate_data)  # older recipes kept the front end's fields in [data]
 
 
 @dataclass(frozen=True)
@@ -70,19 +69,10 @@ class Recipe:
     train: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        if self.data.features not in FEATURES:
-            raise ValueError(f"data.features must be one of {FEATURES}, got {self.data.features!r}")
-        if self.data.features == "vggish":
-            if not self.data.vggish_weights:
-                raise ValueError("data.features = vggish needs data.vggish_weights (a local file)")
-            if self.model.token_dim != 128:
-                raise ValueError("VGGish embeddings are 128-d: set model.token_dim = 128")
+        width = self.data.frontend.token_dim
+        if width is not None and self.model.token_dim != width:
+            raise ValueError(f"{self.data.frontend.kind} tokens are {width}-d: set model.token_dim = {width}")
 
-    def feature_config(self):
-        """How clips are turned into features in the cache."""
-        from coaudio.features.cache import FeatureConfig
-
-        if self.data.features == "logmel":
-            return FeatureConfig()
-        return FeatureConfig(kind="vggish", patch_hop_frames=self.data.token_hop_frames,
-                             vggish_weights=self.data.vggish_weights, vggish_pca=self.data.vggish_pca)
+    @property
+    def frontend(self) -> FrontendConfig:
+        return self.data.frontend

@@ -1,6 +1,6 @@
 """Clips as token sequences, and the windows the model is trained and evaluated on.
 
-A clip's tokens are its 96-frame log-mel patches every ``token_hop_frames`` frames, covering
+A clip's tokens are its 96-frame log-mel patches every ``frontend.hop_frames`` frames, covering
 the whole clip. A training example is a window of ``L`` consecutive tokens ending anywhere in
 the clip, with ``L`` drawn from ``[min_window, n]``, so the model also learns to classify from
 the first hops of a stream. Batches are left-padded: the newest token is always last, padding
@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from coaudio.data.tracks import Track
-from coaudio.features.cache import FeatureConfig, extract, load_entry
+from coaudio.features.cache import extract, load_entry
+from coaudio.features.frontend import FrontendConfig
 from coaudio.features.logmel import PATCH_FRAMES, patches
 
 
@@ -35,12 +36,12 @@ class Window:
     length: int  # tokens in the window
 
 
-def load_clips(tracks: list[Track], labels: list[str], cache: Path, hop_frames: int,
-               jobs: int = 2, config: FeatureConfig | None = None) -> tuple[list[Clip], list[str]]:
-    """Features of ``tracks`` through the feature cache, as tokens: log-mel patches every
-    ``hop_frames`` frames, or (``config.kind == "vggish"``) VGGish embeddings of those patches.
-    Returns the clips and the messages of tracks that could not be used (left out)."""
-    config = config or FeatureConfig()
+def load_clips(tracks: list[Track], labels: list[str], cache: Path, frontend: FrontendConfig,
+               jobs: int = 2) -> tuple[list[Clip], list[str]]:
+    """Features of ``tracks`` through the feature cache, as the tokens of ``frontend``: log-mel
+    patches every ``hop_frames`` frames, or VGGish embeddings of those patches. Returns the
+    clips and the messages of tracks that could not be used (left out)."""
+    config = frontend.cache_config()
     summary = extract([t.path for t in tracks], cache, config, jobs=jobs)
     failed = {o.path: o.error for o in summary.failed}
     clips, problems = [], [f"{path}: {error}" for path, error in failed.items()]
@@ -49,7 +50,7 @@ def load_clips(tracks: list[Track], labels: list[str], cache: Path, hop_frames: 
         if str(track.path) in failed:
             continue
         entry = load_entry(cache, config, track.path)
-        tokens = patches(entry, hop_frames) if config.kind == "logmel" else entry
+        tokens = patches(entry, frontend.hop_frames) if frontend.kind == "learned" else entry
         if tokens.shape[0] == 0:
             problems.append(f"{track.path}: shorter than one {PATCH_FRAMES}-frame patch")
             continue

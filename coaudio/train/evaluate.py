@@ -21,9 +21,9 @@ import torch
 
 from coaudio.audio import stream_audio
 from coaudio.bench.flops import counted_flops
-from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES, SAMPLE_RATE
+from coaudio.features.logmel import PATCH_FRAMES
 from coaudio.models.classifier import AudioClassifier
-from coaudio.online.model import Frontend, OnlineModel
+from coaudio.online.model import OnlineModel
 from coaudio.online.session import Session
 from coaudio.threads import per_hop
 from coaudio.train.config import Recipe
@@ -75,15 +75,15 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
                      compare_clips: int = 3, embed=None) -> StreamingReport:
     """``embed``: for a model on precomputed tokens, the function that turns streamed patches
     ``(1, 96, 64)`` into tokens (VGGish); its cost is not part of the step timings or FLOPs."""
-    hop_frames, window = recipe.data.token_hop_frames, recipe.model.encoder.window
-    report = StreamingReport(hop_s=hop_frames * HOP_SAMPLES / SAMPLE_RATE)
+    frontend, window = recipe.frontend, recipe.model.encoder.window
+    report = StreamingReport(hop_s=frontend.hop_s)
     hits: dict[int, list[bool]] = {}
     step_us, regular_us = [], []
     model.eval()
     with torch.inference_mode(), per_hop():  # as coaudio stream runs: one thread (coaudio.threads)
         for index, (path, label) in enumerate(zip(paths, labels)):
             compare = index < compare_clips
-            for hop, logits, history, dt in _stream_clip(model, path, hop_frames, window, embed):
+            for hop, logits, history, dt in _stream_clip(model, path, frontend, window, embed):
                 step_us.append(dt)
                 hits.setdefault(hop, []).append(int(logits.argmax()) == label)
                 if compare:
@@ -92,7 +92,6 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
                     regular_us.append((time.perf_counter() - start) * 1e6)
                     report.max_logit_diff = max(report.max_logit_diff, float((regular[0] - logits).abs().max()))
                     report.compared_hops += 1
-        frontend = Frontend(hop_frames)  # hop end times as coaudio stream and classify report them
         report.curve = [{"hop": h, "time_s": frontend.hop_end_s(h),
                          "accuracy": sum(v) / len(v), "clips": len(v)} for h, v in sorted(hits.items())]
         report.continual_us = statistics.median(step_us) if step_us else 0.0
@@ -101,10 +100,10 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
     return report
 
 
-def _stream_clip(model, path, hop_frames, window, embed=None):
+def _stream_clip(model, path, frontend, window, embed=None):
     """Yields (hop, logits (C,), the last <= n tokens, step microseconds) per hop, through the
     very :class:`~coaudio.online.session.Session` that ``coaudio stream`` uses."""
-    online = OnlineModel(model, [str(i) for i in range(model.cfg.n_classes)], Frontend(hop_frames), embed)
+    online = OnlineModel(model, [str(i) for i in range(model.cfg.n_classes)], frontend, embed)
     info, blocks = stream_audio(path, block_seconds=online.frontend.hop_s)  # as coaudio stream reads
     session = Session(online, info.sample_rate)
     history: deque = deque(maxlen=window)

@@ -35,7 +35,6 @@ from safetensors import safe_open
 from coaudio.config import ConfigError, to_dict
 from coaudio.models.checkpoint import differences, save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
-from coaudio.online.model import Frontend
 from coaudio.safeio import save_safetensors_atomically, write_text_atomically
 from coaudio.threads import batch_threads, local_processes, set_threads
 from coaudio.train.config import Recipe
@@ -56,7 +55,7 @@ class EpochReport:
 
 def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
     shape = recipe.model
-    inputs = "patches" if recipe.data.features == "logmel" else "tokens"
+    inputs = recipe.frontend.model_inputs
     return AudioClassifier(ModelConfig(n_classes=n_classes, inputs=inputs, token_dim=shape.token_dim,
                                        embedder_width=shape.embedder_width, encoder=shape.encoder))
 
@@ -136,7 +135,7 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
     log.info("training with %d torch thread(s)", threads)
     if rank == 0:
         _write_config(out, recipe, labels, splits, resume, data_root)
-    frontend = Frontend.from_recipe_data(to_dict(recipe.data)).to_dict()  # what streaming needs
+    frontend = to_dict(recipe.frontend)  # what streaming needs, stored in every checkpoint
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)

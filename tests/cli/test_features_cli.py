@@ -72,7 +72,7 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path):
 
 
 def test_config_change_uses_a_separate_cache_folder(tmp_path):
-    assert FeatureConfig().key() != FeatureConfig(patch_hop_frames=48).key()
+    assert FeatureConfig().key() != FeatureConfig(hop_frames=48).key()
     assert FeatureConfig().key() == FeatureConfig().key()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from coaudio.continual import EncoderConfig, LayerConfig
 from coaudio.features.logmel import log_mel, patches
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
-from coaudio.online.model import Frontend
+from coaudio.features.frontend import FrontendConfig
 
 LABELS = ["chimes", "drone", "fourfloor", "noiserock", "waltz"]
 
@@ -26,7 +27,7 @@ def make_checkpoint(path: Path, hop_frames: int = 20, window: int = 6, n_layers:
     layer = LayerConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0)
     model = AudioClassifier(ModelConfig(n_classes=len(LABELS), token_dim=32, embedder_width=4,
                                         encoder=EncoderConfig(layer=layer, n_layers=n_layers, window=window)))
-    save_checkpoint(path, model.eval(), LABELS, {"epoch": 1, "frontend": Frontend(hop_frames).to_dict()})
+    save_checkpoint(path, model.eval(), LABELS, {"epoch": 1, "frontend": asdict(FrontendConfig(hop_frames=hop_frames))})
     return path
 
 

@@ -130,7 +130,7 @@ def test_the_microphone_hears_the_fed_signal_and_streams_it(mic, checkpoint, tmp
     hops = hops_of(done.stdout)
     assert len(hops) == 11  # patches end at 0.975 + 0.2 k s <= 3 s
     replay = hops_of(coaudio("stream", checkpoint, tmp_path / "heard.wav", "--top-k", 5).stdout)
-    assert (probs_of(hops) - probs_of(replay)).abs().max() == 0
+    assert (probs_of(hops) - probs_of(replay)).abs().max() <= 1e-5  # batched embedding: last bits may differ
     summary = done.stderr.decode()
     assert "microphone: 3.00 s recorded at 16000 Hz; 0 gap(s)" in summary
     assert "11 hops over 3.00 s" in summary

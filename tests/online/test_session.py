@@ -8,7 +8,8 @@ import torch
 
 from coaudio.features.stream import resample
 from coaudio.online.mic import DropDetector
-from coaudio.online.model import Frontend, OnlineModel, load_online
+from coaudio.features.frontend import FrontendConfig
+from coaudio.online.model import OnlineModel, load_online
 from coaudio.online.session import Session
 from tests.online.helpers import LABELS, make_checkpoint, tone_mix, window_probs
 
@@ -76,7 +77,7 @@ def test_an_old_checkpoint_takes_its_front_end_from_the_run_config(tmp_path):
     run = tmp_path / "run"
     save_checkpoint(run / "best.safetensors", model, labels, {"epoch": 3})  # no "frontend"
     (run / "config.json").write_text(json.dumps({"recipe": {"data": {"token_hop_frames": 7}}}))
-    assert load_online(run).frontend == Frontend(hop_frames=7)
+    assert load_online(run).frontend == FrontendConfig(hop_frames=7)
     with pytest.raises(FileNotFoundError, match="without best.safetensors"):
         load_online(tmp_path)
 

@@ -15,6 +15,7 @@ import pytest
 import soundfile
 import torch
 
+from coaudio.features.frontend import FrontendConfig
 from tests.online.helpers import LABELS, batch_probs, coaudio, hops_of, make_checkpoint, probs_of, tone_mix
 
 FILES = [("wav", "WAV", "PCM_16", 44_100, 2), ("flac", "FLAC", "PCM_24", 48_000, 1),
@@ -56,7 +57,8 @@ def test_streaming_equals_evaluate_streaming(tmp_path, checkpoint):
 
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 22_050, 1)
     model, _, _ = load_checkpoint(checkpoint)
-    evaluated = [torch.softmax(logits, -1) for _, logits, _, _ in _stream_clip(model, str(audio), 20, 6)]
+    evaluated = [torch.softmax(logits, -1) for _, logits, _, _ in
+                 _stream_clip(model, str(audio), FrontendConfig(hop_frames=20), 6)]
     streamed = probs_of(hops_of(coaudio("stream", checkpoint, audio, "--top-k", 5).stdout))
     assert (torch.stack(evaluated) - streamed).abs().max() < 1e-6
 
@@ -81,7 +83,10 @@ def test_stdin_from_a_real_pipe(tmp_path, checkpoint, kind):
     assert done.returncode == 0, done.stderr.decode()
     got = hops_of(done.stdout)
     assert len(got) == len(reference)
-    assert (probs_of(got) - probs_of(reference)).abs().max() == 0  # same samples, same bits
+    # the same samples; a pipe delivers them in other pieces, and patches completed together are
+    # embedded in one batch, which may round differently in the last bits
+    assert (probs_of(got) - probs_of(reference)).abs().max() <= 1e-5
+    assert [h["label"] for h in got] == [h["label"] for h in reference]
 
 
 def test_raw_stereo_f32_at_another_rate(tmp_path, checkpoint):
@@ -91,7 +96,7 @@ def test_raw_stereo_f32_at_another_rate(tmp_path, checkpoint):
     done = coaudio("stream", checkpoint, "-", "--format", "f32le", "--sr", 11_025, "--channels", 2,
                    "--top-k", 5, input=audio.astype("<f4").tobytes())
     assert done.returncode == 0, done.stderr.decode()
-    assert (probs_of(hops_of(done.stdout)) - probs_of(reference)).abs().max() == 0
+    assert (probs_of(hops_of(done.stdout)) - probs_of(reference)).abs().max() <= 1e-5
 
 
 def test_duration_wait_and_record(tmp_path, checkpoint):

@@ -110,7 +110,7 @@ def _print_table(out: Console, folder, split: str, done: Evaluated) -> None:
 
 
 def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, split: str):
-    from coaudio.train.evaluate import streaming_report
+    from coaudio.online.evaluation import streaming_report
 
     model, recipe, clips = done.model, done.recipe, done.clips
     with err.status("streaming every clip hop by hop"):
@@ -119,7 +119,7 @@ def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, 
             from coaudio.features.cache import vggish_embed
 
             embed = vggish_embed(recipe.frontend.weights, recipe.frontend.pca)
-        stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe,
+        stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe.frontend,
                                   compare_clips, embed)
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
     out.print(f"streaming ({split} split): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "

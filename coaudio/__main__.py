@@ -1,6 +1,17 @@
-"""``python -m coaudio``: the same command-line interface as the ``coaudio`` script."""
+"""``python -m coaudio``: the same command-line interface as the ``coaudio`` script.
 
-from coaudio_cli.main import main
+The library works without the command-line layer (Typer and rich, installed as
+``coaudio_cli``); if that is missing, say so instead of failing with a traceback.
+"""
+
+import sys
+
+try:
+    from coaudio_cli.main import main
+except ImportError as exc:
+    sys.stderr.write(f"error: the coaudio command line is not installed here ({exc}); "
+                     "install the whole package: pip install coaudio\n")
+    sys.exit(1)
 
 if __name__ == "__main__":
     main()

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from coaudio.features.logmel import SAMPLE_RATE
-from coaudio.features.stream import resample
+SAMPLE_RATE = 16_000  # what read_audio resamples to by default: the log-mel front end's rate
+RESAMPLE_QUALITY = "HQ"  # soxr quality, offline here and streaming in coaudio.features.stream
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +149,14 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     same resampler the streaming front end uses)."""
     info, blocks = stream_audio(path)
     return resample(np.concatenate(list(blocks)), info.sample_rate, sample_rate)
+
+
+def resample(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Offline resampling (to 16 kHz by default) with the resampler the streaming front end
+    uses (soxr, :data:`RESAMPLE_QUALITY`), so both give the same samples."""
+    import soxr
+
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if sample_rate == target_rate:
+        return samples
+    return soxr.resample(samples, sample_rate, target_rate, quality=RESAMPLE_QUALITY).astype(np.float32)

@@ -29,7 +29,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from coaudio.bench.flops import analytic_flops, counted_flops
+from coaudio.continual.flops import analytic_flops, counted_flops
 from coaudio.bench.reference import reference_stepper
 from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
 

@@ -7,7 +7,7 @@ its command runs it, with the command's thread policy (:mod:`coaudio.threads`):
 
 * ``stream``: :class:`~coaudio.online.session.Session`, one push per 0.25 s block, on one
   thread (``coaudio stream``'s default);
-* ``evaluate --streaming``: :func:`coaudio.train.evaluate.streaming_report`, which sets its
+* ``evaluate --streaming``: :func:`coaudio.online.evaluation.streaming_report`, which sets its
   own thread count;
 * ``classify``: :func:`coaudio.online.classify.classify_file` on one thread, as each worker;
 * ``stream, torch default threads``: the stream path on as many threads as usable cores,
@@ -61,15 +61,9 @@ def _stream_ms(online, path: Path) -> list[float]:
 
 
 def _evaluate_ms(online, path: Path) -> list[float]:
-    from coaudio.continual import EncoderConfig
-    from coaudio.train.config import DataConfig, ModelShape, Recipe
-    from coaudio.train.evaluate import streaming_report
+    from coaudio.online.evaluation import streaming_report
 
-    cfg = online.model.cfg
-    recipe = Recipe(data=DataConfig(frontend=online.frontend),
-                    model=ModelShape(token_dim=cfg.token_dim, embedder_width=cfg.embedder_width,
-                                     encoder=EncoderConfig(**{**cfg.encoder.__dict__})))
-    report = streaming_report(online.model, [str(path)], [0], recipe, compare_clips=0)
+    report = streaming_report(online.model, [str(path)], [0], online.frontend, compare_clips=0)
     return [report.continual_us / 1e3]  # the report keeps the median per hop
 
 

@@ -24,7 +24,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from coaudio.bench.flops import counted_flops
+from coaudio.continual.flops import counted_flops
 from coaudio.continual import EncoderConfig, LayerConfig
 from coaudio.features.logmel import PATCH_FRAMES
 from coaudio.features.stream import StreamingLogMel

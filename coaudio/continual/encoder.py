@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from coaudio.continual import native
 from coaudio.continual.layer import EncoderLayer, LayerConfig
+from coaudio.continual.positional import KINDS as POSITIONAL_KINDS
 from coaudio.continual.positional import PositionalEncoding
 from coaudio.continual.retroactive import init_retroactive_state, retroactive_step
 from coaudio.continual.single_output import (
@@ -51,6 +52,10 @@ class EncoderConfig:
             raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.positional not in POSITIONAL_KINDS:
+            raise ValueError(f"positional must be one of {POSITIONAL_KINDS}, got {self.positional!r}")
+        if self.period < 0:
+            raise ValueError(f"period must be >= 0, got {self.period}")
 
     @property
     def table_size(self) -> int:

@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-SAMPLE_RATE = 16_000  # Hz
+from coaudio.audio import (
+    SAMPLE_RATE,  # 16 kHz: VGGish's rate, and what read_audio gives by default
+)
+
 WINDOW_SAMPLES = 400  # 25 ms
 HOP_SAMPLES = 160  # 10 ms, i.e. 100 frames per second
 FFT_SIZE = 512  # smallest power of two >= WINDOW_SAMPLES

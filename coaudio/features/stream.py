@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from coaudio.audio import RESAMPLE_QUALITY
 from coaudio.features.logmel import (
     HOP_SAMPLES,
     N_MELS,
@@ -26,8 +27,6 @@ from coaudio.features.logmel import (
     frame_count,
     log_mel,
 )
-
-RESAMPLE_QUALITY = "HQ"  # soxr quality; the offline path uses the same
 
 
 class LogMelState(NamedTuple):
@@ -126,12 +125,3 @@ class StreamingLogMel:
         new_patches, self._patch = patch_step(frames, self._patch, self.hop_frames)
         return frames, new_patches
 
-
-def resample(samples: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Offline resampling (to 16 kHz by default) with the resampler of :class:`StreamingLogMel`."""
-    import soxr
-
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if sample_rate == target_rate:
-        return samples
-    return soxr.resample(samples, sample_rate, target_rate, quality=RESAMPLE_QUALITY).astype(np.float32)

@@ -69,6 +69,9 @@ class Recipe:
     train: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
+        if self.model.encoder.positional == "absolute":  # the regular baseline cannot step
+            raise ValueError("model.encoder.positional = absolute gives a model that cannot stream (its "
+                             "positions move with the window); use recycling, the default")
         width = self.data.frontend.token_dim
         if width is not None and self.model.token_dim != width:
             raise ValueError(f"{self.data.frontend.kind} tokens are {width}-d: set model.token_dim = {width}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coaudio.bench.flops import analytic_flops, counted_flops
+from coaudio.continual.flops import analytic_flops, counted_flops
 from tests.continual.helpers import make_encoder
 
 

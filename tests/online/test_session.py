@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from coaudio.features.stream import resample
+from coaudio.audio import resample
 from coaudio.online.mic import DropDetector
 from coaudio.features.frontend import FrontendConfig
 from coaudio.online.model import OnlineModel, load_online

@@ -53,7 +53,7 @@ def test_a_file_streams_exactly_what_the_batch_model_predicts(tmp_path, checkpoi
 def test_streaming_equals_evaluate_streaming(tmp_path, checkpoint):
     """``coaudio evaluate --streaming`` walks every clip through the same session."""
     from coaudio.models.checkpoint import load_checkpoint
-    from coaudio.train.evaluate import _stream_clip
+    from coaudio.online.evaluation import _stream_clip
 
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 22_050, 1)
     model, _, _ = load_checkpoint(checkpoint)

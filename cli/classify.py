@@ -63,9 +63,9 @@ def classify_cli(
     from coaudio.threads import batch_threads
 
     err = err_console()
-    fmt = output_format(fmt, output, sys.stdout.isatty())
     if output is not None and output.is_dir():
         raise typer.BadParameter(f"{output} is a folder; give a file name", param_hint="'-o'")
+    fmt = output_format(fmt, output, sys.stdout.isatty())
     if output is not None and not output.parent.is_dir():
         raise typer.BadParameter(f"the folder {output.parent} does not exist", param_hint="'-o'")
     try:

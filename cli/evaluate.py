@@ -52,9 +52,9 @@ def evaluate_cli(
     except RunError as exc:
         fail(exc)
     if not files.found:
-        fail(missing_data_message(folder, split, files))
+        fail(missing_data_message(folder, split, files, data))
     if files.missing:
-        err.print(f"[yellow]warning[/yellow]: {missing_data_message(folder, split, files)}; evaluating the "
+        err.print(f"[yellow]warning[/yellow]: {missing_data_message(folder, split, files, data)}; evaluating the "
                   f"{len(files.found)} that were found", highlight=False, soft_wrap=True)
     eval_dir = folder.path / "eval"
     try:
@@ -127,7 +127,7 @@ def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, 
               f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
               f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
               f"{stream.regular_us:.0f} us regular (1 thread); FLOPs {stream.continual_flops / 1e6:.2f} M vs "
-              f"{stream.regular_flops / 1e6:.1f} M per prediction", highlight=False)
+              f"{stream.regular_flops / 1e6:.1f} M per prediction", highlight=False, soft_wrap=True)
     return stream
 
 

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from coaudio_cli.errors import interrupted
 from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -69,7 +70,11 @@ def features_cli(
             elapsed = progress.tasks[task].elapsed or 1e-9
             progress.update(task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.1f} files/s")
 
-        summary = extract(files, cache, config, jobs=jobs, fail_fast=not keep_going, on_done=done)
+        try:
+            summary = extract(files, cache, config, jobs=jobs, fail_fast=not keep_going, on_done=done)
+        except KeyboardInterrupt:
+            interrupted(f"interrupted: the files extracted so far are in {cache}; running the same command "
+                        "again extracts only the rest")
 
     for outcome in summary.failed:
         err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)

@@ -44,7 +44,7 @@ def stream_cli(
     top_k: int = typer.Option(1, "--top-k", min=1, help="Classes per hop in the output."),
     jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."),
     warmup: Warmup = typer.Option(Warmup.predict, help="predict: from the first hop on the shorter window; wait: only once the window is full."),
-    duration: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds of audio."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds of audio."),
     realtime: bool = typer.Option(False, "--realtime", help="File/stdin: pace the input at real time (demos)."),
     record: Optional[Path] = typer.Option(None, help="Also write the audio that was classified to this WAV file."),
     threads: int = typer.Option(1, min=1, help="torch intra-op threads (one is fastest for single hops)."),

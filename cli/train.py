@@ -50,7 +50,7 @@ def folder_cli(
         tracks = list_labelled(root)
     except DatasetError as exc:
         fail(exc)
-    cfg = _recipe(recipe, set_, threads)
+    cfg = _recipe(recipe, set_, threads, out if resume else None)
     _run(cfg, random_split(tracks, seed=cfg.train.seed), out, RunOptions(root, resume, force, cache, jobs))
 
 
@@ -68,21 +68,27 @@ def gtzan_cli(
         tracks = list_tracks(root)
     except GTZANError as exc:
         fail(exc)
-    cfg = _recipe(recipe, set_, threads)
+    cfg = _recipe(recipe, set_, threads, out if resume else None)
     splits = filtered_split(tracks) if cfg.data.split == "filtered" else random_split(tracks, seed=cfg.train.seed)
     _run(cfg, splits, out, RunOptions(root, resume, force, cache, jobs))
 
 
-def _recipe(spec: Optional[str], overrides: List[str], threads: int = 0):
+def _recipe(spec: Optional[str], overrides: List[str], threads: int = 0, resuming: Optional[Path] = None):
     """The recipe to train with: ``spec`` is a file path (which wins) or a shipped recipe's
-    name; None means the built-in defaults. Any problem is a one-line error (exit 1)."""
+    name; None means the built-in defaults, or, when ``resuming`` a run, the run's own recipe.
+    Any problem is a one-line error (exit 1)."""
     from coaudio import recipes
     from coaudio.config import ConfigError, from_dict, load, merge, parse_overrides, to_dict
     from coaudio.train.config import Recipe
 
     try:
         if spec is None:
-            recipe = from_dict(Recipe, merge(to_dict(Recipe()), parse_overrides(overrides)))
+            base = to_dict(Recipe())
+            if resuming is not None and (resuming / "config.json").is_file():
+                import json
+
+                base = json.loads((resuming / "config.json").read_text())["recipe"]
+            recipe = from_dict(Recipe, merge(base, parse_overrides(overrides)))
         else:
             with recipes.locate(spec) as path:
                 recipe = load(Recipe, path, overrides)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from coaudio.config import ConfigError, to_dict
+from coaudio.config import ConfigError, from_dict, to_dict
 from coaudio.models.checkpoint import differences, save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.safeio import save_safetensors_atomically, write_text_atomically
@@ -244,7 +244,8 @@ def check_resumable(out: Path, recipe: Recipe, labels: list[str]) -> int:
         return 0
     saved = json.loads(path.read_text())
     free = lambda r: {**r, "train": {**r["train"], "epochs": None, "threads": None}}  # noqa: E731
-    changed = differences(free(saved["recipe"]), free(to_dict(recipe)), names=("run", "now"))
+    then = to_dict(from_dict(Recipe, saved["recipe"]))  # in today's spelling (older runs are migrated)
+    changed = differences(free(then), free(to_dict(recipe)), names=("run", "now"))
     if saved["labels"] != labels:
         changed = "; ".join(filter(None, [changed, f"labels: run {saved['labels']}, now {labels}"]))
     if changed:

@@ -140,10 +140,12 @@ def _suffixes_under(base: Path, recorded: str) -> list[Path]:
     return [base.joinpath(*parts[i:]) for i in range(len(parts)) if parts[i] not in ("/", "..", ".")]
 
 
-def missing_data_message(run: RunFolder, split: str, files: SplitFiles) -> str:
+def missing_data_message(run: RunFolder, split: str, files: SplitFiles, data=None) -> str:
     """One line: which files are missing, where they were looked for, how to point at them."""
     total = len(files.found) + len(files.missing)
     shown = ", ".join(files.missing[:3]) + (", ..." if len(files.missing) > 3 else "")
+    advice = (f"--data {data} must be the dataset folder itself (the one given to coaudio train, "
+              "moved)" if data is not None else "if the data moved, point evaluate at the dataset folder "
+              "with --data DIR")
     return (f"{len(files.missing)} of the {total} {split} files of {run.path} were not found ({shown}; "
-            f"looked in {', '.join(files.searched)}); {run.data_hint()}: if the data moved, point "
-            f"evaluate at the dataset folder with --data DIR")
+            f"looked in {', '.join(files.searched)}); {run.data_hint()}: {advice}")

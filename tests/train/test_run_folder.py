@@ -138,6 +138,11 @@ def test_resume_says_what_it_found_and_names_changed_settings(project):
                      "--set", "train.lr=0.1", *BASE, cwd=project)
     assert other.returncode == 1 and "train.lr: run 0.002, now 0.1" in other.stderr
     assert other.stderr.count("\n") == 1
+    # without --recipe or --set, --resume continues with the run's own recipe
+    longer = _coaudio("train", "folder", "data", "--out", "runs/d", "--resume", "--set", "train.epochs=2",
+                      "--jobs", 1, cwd=project)
+    assert longer.returncode == 0, longer.stderr
+    assert "resuming runs/d after epoch 1 of 2" in longer.stderr
 
 
 def test_results_are_readable_by_others_and_stale_curves_go(project):

@@ -11,9 +11,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from coaudio_cli.console import err_console
-from rich.table import Table
+
 
 class Suite(str, Enum):
     encoder = "encoder"

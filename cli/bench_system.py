@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Optional
 
 from rich.console import Console
-
-from coaudio_cli.console import err_console
 from rich.table import Table
 
 from coaudio_cli.bench import _cpu_name, _emit_json, _machine
+from coaudio_cli.console import err_console
 
 
 def load_cli(json_out: Optional[str], quick: bool) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 
-from coaudio_cli.console import err_console
-
 from coaudio_cli.classify_output import render
+from coaudio_cli.console import err_console
 from coaudio_cli.errors import fail, interrupted, resume_command
 
 
@@ -40,7 +39,7 @@ def output_format(fmt: Optional[Format], output: Optional[Path], terminal: bool)
 
 def classify_cli(
     checkpoint: Path = typer.Argument(..., help="Checkpoint (.safetensors) or run folder from coaudio train."),
-    paths: List[str] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
+    paths: list[str] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
     glob: Optional[str] = typer.Option(None, "--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Classes per file, best first."),
     timeline: bool = typer.Option(False, "--timeline", help="Also the top class of every hop."),

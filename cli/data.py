@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-
-from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from coaudio_cli.console import err_console, out_console
 from coaudio_cli.errors import fail, interrupted
 
 if TYPE_CHECKING:  # the library is imported inside the commands, keeping --help fast
@@ -29,9 +28,9 @@ def download_cli(
                                         "is not verified (a warning says so)."),
 ) -> None:
     """Download and unpack a dataset archive: resumable, checksum-verified, idempotent."""
-    from coaudio.data.download import GTZAN_SHA256, GTZAN_URL, DownloadError, fetch
-
     import re
+
+    from coaudio.data.download import GTZAN_SHA256, GTZAN_URL, DownloadError, fetch
 
     if dataset != "gtzan":
         raise typer.BadParameter(f"unknown dataset {dataset!r}; known: gtzan", param_hint="'DATASET'")

@@ -9,10 +9,9 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-
-from coaudio_cli.console import err_console, out_console
 from rich.table import Table
 
+from coaudio_cli.console import err_console, out_console
 from coaudio_cli.errors import fail, interrupted
 
 

@@ -6,13 +6,13 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
-
-from coaudio_cli.errors import interrupted
-from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from coaudio_cli.console import err_console, out_console
+from coaudio_cli.errors import interrupted
 
 
 class Kind(str, Enum):
@@ -21,7 +21,7 @@ class Kind(str, Enum):
 
 
 def features_cli(
-    paths: List[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively), "
+    paths: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively), "
                                        "or dataset roots with --dataset."),
     dataset: Optional[str] = typer.Option(None, help="Read PATHS as dataset roots: gtzan (either layout)."),
     cache: Path = typer.Option(..., "--cache", "-c", help="Cache folder (created if needed)."),
@@ -85,7 +85,7 @@ def features_cli(
         raise typer.Exit(1)
 
 
-def _dataset_files(name: str, roots: List[Path]) -> List[Path]:
+def _dataset_files(name: str, roots: list[Path]) -> list[Path]:
     if name != "gtzan":
         raise typer.BadParameter(f"unknown dataset {name!r}; known: gtzan")
     from coaudio.data.gtzan import GTZANError, list_tracks

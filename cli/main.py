@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import typer
 
-from coaudio_cli.errors import INTERRUPTED, interruption_reported
 from coaudio_cli import bench, classify, data, evaluate, features, recipes, stream, train
+from coaudio_cli.errors import INTERRUPTED, interruption_reported
 
 log = logging.getLogger("coaudio_cli")
 

@@ -8,10 +8,9 @@ from dataclasses import asdict
 from typing import Annotated
 
 import typer
-
-from coaudio_cli.console import out_console
 from rich.table import Table
 
+from coaudio_cli.console import out_console
 from coaudio_cli.errors import fail
 
 app = typer.Typer(help="List the shipped training recipes (for coaudio train ... --recipe NAME), "

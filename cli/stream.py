@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, Iterator, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from coaudio_cli.console import err_console, out_console
-
 from coaudio_cli.errors import fail, interrupted
 from coaudio_cli.stream_output import JsonlOutput, LiveOutput, summary_lines
 
@@ -124,7 +124,7 @@ def _open_source(source: str, fmt: str, sr, channels: int, hop_s: float):
     return info.sample_rate, blocks
 
 
-def _mic_blocks(microphone, output) -> Iterator[tuple["np.ndarray", float]]:
+def _mic_blocks(microphone, output) -> Iterator[tuple[np.ndarray, float]]:
     for block, gap in microphone.blocks():
         if gap > 0:
             output.note(f"[yellow]warning[/yellow]: about {gap:.2f} s of audio did not arrive before "

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-
-from coaudio_cli.console import err_console, out_console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from coaudio import distributed
+from coaudio_cli.console import err_console, out_console
 from coaudio_cli.errors import fail, interrupted, resume_command
 
 app = typer.Typer(help="Train a continual transformer classifier.", no_args_is_help=True)
@@ -24,7 +24,7 @@ RecipeFile = Annotated[Optional[str], typer.Option(
     "--recipe", metavar="NAME|FILE",
     help="Recipe TOML file, or a shipped recipe's name (synth, gtzan; see coaudio recipes); "
          "default: built-in defaults.")]
-Overrides = Annotated[List[str], typer.Option(
+Overrides = Annotated[list[str], typer.Option(
     "--set", help="Override a recipe setting, e.g. --set train.epochs=10 (repeatable).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out after an interruption.")]
 Cache = Annotated[Optional[Path], typer.Option(
@@ -73,12 +73,19 @@ def gtzan_cli(
     _run(cfg, splits, out, RunOptions(root, resume, force, cache, jobs))
 
 
-def _recipe(spec: Optional[str], overrides: List[str], threads: int = 0, resuming: Optional[Path] = None):
+def _recipe(spec: Optional[str], overrides: list[str], threads: int = 0, resuming: Optional[Path] = None):
     """The recipe to train with: ``spec`` is a file path (which wins) or a shipped recipe's
     name; None means the built-in defaults, or, when ``resuming`` a run, the run's own recipe.
     Any problem is a one-line error (exit 1)."""
     from coaudio import recipes
-    from coaudio.config import ConfigError, from_dict, load, merge, parse_overrides, to_dict
+    from coaudio.config import (
+        ConfigError,
+        from_dict,
+        load,
+        merge,
+        parse_overrides,
+        to_dict,
+    )
     from coaudio.train.config import Recipe
 
     try:
@@ -151,19 +158,6 @@ def _clear_run(out: Path) -> None:
             path.unlink()
 
 
-def _join_torchrun() -> int:
-    """Join the process group when started by torchrun; returns this process's rank."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0
-    import torch
-    import torch.distributed as dist
-
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank()
-
-
 @dataclass(frozen=True)
 class RunOptions:
     data_root: Path
@@ -174,7 +168,7 @@ class RunOptions:
 
 
 def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
-    rank = _join_torchrun()
+    rank = distributed.join()
     err = err_console(quiet=rank != 0)
     labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
     cfg = _settled(cfg, out, options.resume)
@@ -192,7 +186,7 @@ def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
     err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
               + f"; {cfg.train.threads} torch thread(s)", highlight=False)
     _train_with_progress(cfg, splits, labels, out, options, err)
-    _leave_torchrun()  # not on errors: a failed rank must not wait at a barrier for the others
+    distributed.leave()  # not on errors: a failed rank must not wait at a barrier for the others
     if rank == 0:
         _final_table(cfg, splits, out)
 
@@ -236,12 +230,12 @@ def _load_splits(cfg, track_splits: dict, labels: list[str], out: Path, options:
     cache = options.cache or out.parent / ".coaudio-cache"
     splits = {}
     with err.status("extracting features"):
-        _barrier_unless(rank == 0)  # rank 0 fills the feature cache; the others then read it
+        distributed.barrier(skip=rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
             splits[name], problems = load_clips(tracks, labels, cache, cfg.frontend, options.jobs)
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
-        _barrier_unless(rank != 0)
+        distributed.barrier(skip=rank != 0)
     return splits
 
 
@@ -291,22 +285,3 @@ def _final_table(cfg, splits: dict, out: Path) -> None:
         if splits.get(name):
             table.add_row(name, str(len(splits[name])), f"{accuracy(model, splits[name], cfg):.3f}")
     out_console().print(table)
-
-
-def _leave_torchrun() -> None:
-    """Leave the process group together: a rank that exits while gloo's threads still run
-    aborts ("terminate called without an active exception", SIGABRT), failing the launch."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def _barrier_unless(skip: bool) -> None:
-    """Wait for every rank at this point (a no-op outside torchrun); ``skip`` lets one side
-    pass so that rank 0 can run ahead of the others at a matching pair of calls."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and not skip:
-        dist.barrier()

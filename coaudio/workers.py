@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from multiprocessing import get_context
-from typing import Callable, Iterator
 
 
 def one_thread() -> None:
@@ -40,7 +40,7 @@ def sigint_ignored() -> Iterator[None]:
 
 @contextmanager
 def worker_pool(jobs: int, initializer: Callable[..., None] = one_thread,
-                initargs: tuple = ()) -> Iterator["WorkerPool"]:
+                initargs: tuple = ()) -> Iterator[WorkerPool]:
     """A spawn-based pool of ``jobs`` workers; on leaving (normally or by an exception such as
     KeyboardInterrupt) tasks not yet started are cancelled."""
     executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=initializer,

@@ -24,14 +24,14 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 
-from coaudio.continual.flops import analytic_flops, counted_flops
 from coaudio.bench.reference import reference_stepper
 from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
+from coaudio.continual.flops import analytic_flops, counted_flops
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,14 @@ import numpy as np
 import torch
 
 from coaudio.features.logmel import (
-    FFT_SIZE, HOP_SAMPLES, LOG_OFFSET, MEL_MAX_HZ, MEL_MIN_HZ, N_MELS, SAMPLE_RATE, WINDOW_SAMPLES,
+    FFT_SIZE,
+    HOP_SAMPLES,
+    LOG_OFFSET,
+    MEL_MAX_HZ,
+    MEL_MIN_HZ,
+    N_MELS,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
     log_mel,
 )
 from coaudio.workers import worker_pool

@@ -24,12 +24,12 @@ from collections import deque
 import numpy as np
 import torch
 
-from coaudio.continual.flops import counted_flops
 from coaudio.continual import EncoderConfig, LayerConfig
+from coaudio.continual.flops import counted_flops
+from coaudio.features.frontend import FrontendConfig
 from coaudio.features.logmel import PATCH_FRAMES
 from coaudio.features.stream import StreamingLogMel
 from coaudio.models.classifier import AudioClassifier, ModelConfig
-from coaudio.features.frontend import FrontendConfig
 from coaudio.online.model import OnlineModel
 from coaudio.online.session import Session, p95
 

@@ -17,8 +17,8 @@ before the clock starts.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np

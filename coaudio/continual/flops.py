@@ -9,7 +9,7 @@ Symbols: D = d_model, F = d_ff, n = window, L = layers.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula

@@ -153,7 +153,7 @@ class EncoderLayer(nn.Module):
         return self.finish(rows, o.transpose(1, 2).flatten(2))
 
     @classmethod
-    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> "EncoderLayer":
+    def from_torch(cls, layer: nn.TransformerEncoderLayer) -> EncoderLayer:
         """Copy the weights of a ``torch.nn.TransformerEncoderLayer`` (batch_first or not)."""
         attn = layer.self_attn
         act = layer.activation

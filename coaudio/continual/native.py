@@ -153,7 +153,7 @@ class _Binding:
         ] == self.pointers
 
 
-_BINDINGS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BINDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def binding(encoder, x_t: Tensor) -> _Binding | None:

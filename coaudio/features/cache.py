@@ -13,9 +13,9 @@ import functools
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import torch
 from safetensors import safe_open

@@ -41,7 +41,7 @@ def hertz_to_mel(hz: np.ndarray) -> np.ndarray:
     return MEL_HIGH_Q * np.log1p(np.asarray(hz, dtype=np.float64) / MEL_BREAK_HZ)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mel_matrix() -> np.ndarray:
     """``(N_BINS, N_MELS)`` float64 VGGish filterbank: spectrum @ matrix -> mel bands."""
     bins_mel = hertz_to_mel(np.linspace(0.0, SAMPLE_RATE / 2, N_BINS))
@@ -54,7 +54,7 @@ def mel_matrix() -> np.ndarray:
     return weights
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sparse_bands(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """The filterbank as ``(N_MELS, W)`` bin indices and weights (W = widest band; shorter
     bands are padded with weight 0 on bin 0)."""
@@ -69,7 +69,7 @@ def _sparse_bands(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(index), torch.from_numpy(value).to(dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _window(dtype: torch.dtype) -> Tensor:
     return torch.hann_window(WINDOW_SAMPLES, periodic=True, dtype=torch.float64).to(dtype)
 

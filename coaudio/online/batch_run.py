@@ -10,13 +10,20 @@ single-process run's.
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from coaudio.online.classify import BLOCK_SECONDS, FileResult, classify_files, find_inputs
-from coaudio.features.cache import file_key  # path, size and mtime: an edited file is redone
+from coaudio import distributed
+from coaudio.features.cache import (
+    file_key,  # path, size and mtime: an edited file is redone
+)
+from coaudio.online.classify import (
+    BLOCK_SECONDS,
+    FileResult,
+    classify_files,
+    find_inputs,
+)
 from coaudio.online.journal import Journal, fingerprint
 from coaudio.online.model import load_online, resolve_checkpoint
 
@@ -28,12 +35,8 @@ Progress = Callable[[int, int, float, float], None]  # (done, total, audio secon
 class BatchRun:
     def __init__(self, checkpoint, paths: list[str], pattern: str | None, top_k: int, timeline: bool,
                  jobs: int, journal_root: Path, resume: bool) -> None:
-        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-        self._distributed = self.world > 1
-        if self._distributed:
-            import torch.distributed as dist
-
-            dist.init_process_group("gloo")
+        distributed.join()
+        self.rank, self.world = distributed.rank_and_world()
         self.checkpoint = str(resolve_checkpoint(checkpoint))
         self.online = load_online(self.checkpoint)
         self.inputs = find_inputs(paths, pattern)
@@ -44,7 +47,7 @@ class BatchRun:
         self.journal = Journal(journal_root, fingerprint(self.online.fingerprint(), settings), self.rank)
         if not resume and self.rank == 0:
             self.journal.reset()
-        self._barrier()
+        distributed.barrier()
         self.keys = {shown: _key(path, shown) for path, shown in self.inputs}
         finished = {k for k, r in self.journal.records().items() if r["result"]["status"] == "ok"} if resume else set()
         todo = [(p, s) for p, s in self.inputs if self.keys[s] not in finished]
@@ -71,29 +74,20 @@ class BatchRun:
     def finish(self) -> list[FileResult] | None:
         """Rank 0: every journalled result in input order (files a --fail-fast stop never
         reached are absent). Other ranks: None."""
-        self._barrier()
+        distributed.barrier()
         results = None
         if self.rank == 0:
             records = self.journal.records()
             results = [FileResult.from_dict(records[self.keys[s]]["result"])
                        for _, s in self.inputs if self.keys[s] in records]
             self.complete = len(results) == len(self.inputs)
-        if self._distributed:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        distributed.leave()
         return results
 
     def forget(self) -> None:
         """After the output is safely written: a complete run's journal is not needed."""
         if self.rank == 0 and self.complete:
             self.journal.remove()
-
-    def _barrier(self) -> None:
-        if self._distributed:
-            import torch.distributed as dist
-
-            dist.barrier()
 
 
 def _key(path: Path, shown: str) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import torch
 
@@ -47,7 +47,7 @@ class FileResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "FileResult":
+    def from_dict(cls, data: dict) -> FileResult:
         data = dict(data)
         data["top"] = [tuple(t) for t in data.get("top", [])]
         if data.get("timeline") is not None:

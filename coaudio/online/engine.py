@@ -24,8 +24,8 @@ step of a row depends only on that row's state and token. ``coaudio stream``, ``
 from __future__ import annotations
 
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Hashable
 
 import numpy as np
 import torch

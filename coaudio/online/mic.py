@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
@@ -151,7 +151,7 @@ class Microphone:
         raise MicError(f"input device {device if device is not None else '(default)'} cannot record "
                        f"{channels} channel(s) at {wanted or PREFERRED_RATE} Hz: {error}")
 
-    def __enter__(self) -> "Microphone":
+    def __enter__(self) -> Microphone:
         def callback(indata, frames, time_info, status) -> None:  # PortAudio's thread: copy only
             self._queue.put((time.monotonic(), indata.copy(), bool(status.input_overflow)))
 

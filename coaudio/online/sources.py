@@ -14,8 +14,9 @@ from __future__ import annotations
 import io
 import logging
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import numpy as np
 

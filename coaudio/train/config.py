@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from coaudio.continual import EncoderConfig, LayerConfig
 from coaudio.features.frontend import FrontendConfig, migrate_data
 
-
 SPLITS = ("random", "filtered")
 
 

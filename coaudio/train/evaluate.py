@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 from coaudio.models.classifier import AudioClassifier
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip

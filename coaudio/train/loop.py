@@ -24,15 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
 from coaudio.config import ConfigError, from_dict, to_dict
+from coaudio.distributed import rank_and_world
 from coaudio.models.checkpoint import differences, save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.safeio import save_safetensors_atomically, write_text_atomically
@@ -112,22 +113,13 @@ def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:
     return int(meta["epoch"]), json.loads(meta["best"]), json.loads(meta["history"])
 
 
-def distributed() -> tuple[int, int]:
-    """``(rank, world size)``; (0, 1) outside torchrun."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out: Path,
           resume: bool = False, on_epoch: Callable[[EpochReport], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None, data_root: Path | None = None) -> list[dict]:
     """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history.
     ``data_root``: the dataset folder the clips came from (recorded so that evaluation can
     find the files again from any directory; default: the clips' common folder)."""
-    rank, world = distributed()
+    rank, world = rank_and_world()
     out.mkdir(parents=True, exist_ok=True)
     opt = recipe.train
     threads = batch_threads(opt.threads, local_processes())
@@ -175,7 +167,7 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
 def _epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
     """One pass; ``net`` is ``model`` or its DistributedDataParallel wrapper."""
     data, opt = recipe.data, recipe.train
-    rank, world = distributed()
+    rank, world = rank_and_world()
     generator = torch.Generator().manual_seed(opt.seed * 1_000_003 + epoch)
     windows = training_windows(splits["train"], recipe.model.encoder.window, data.min_window,
                                data.windows_per_clip, generator)

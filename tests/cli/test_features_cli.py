@@ -10,9 +10,9 @@ import numpy as np
 import soundfile
 import torch
 
+from coaudio.audio import read_audio
 from coaudio.features.cache import FeatureConfig, file_key, find_audio, load_entry
 from coaudio.features.logmel import log_mel
-from coaudio.audio import read_audio
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -15,7 +15,15 @@ import soundfile
 import torch
 
 from coaudio.data import synth
-from coaudio.data.synth import COMPLETE, GENRES, INCOMPLETE, SynthConfig, SynthError, synthesize, write_dataset
+from coaudio.data.synth import (
+    COMPLETE,
+    GENRES,
+    INCOMPLETE,
+    SynthConfig,
+    SynthError,
+    synthesize,
+    write_dataset,
+)
 from coaudio.data.tracks import DatasetError, list_labelled
 from coaudio.features.cache import find_audio
 from coaudio.features.logmel import log_mel

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from coaudio.audio import resample
 from coaudio.features import logmel
 from coaudio.features.logmel import log_mel, mel_matrix, patches
 from coaudio.features.stream import (
@@ -17,7 +18,6 @@ from coaudio.features.stream import (
     init_patch_state,
     log_mel_step,
     patch_step,
-    resample,
 )
 
 

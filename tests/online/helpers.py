@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +13,10 @@ import torch
 
 from coaudio.audio import read_audio
 from coaudio.continual import EncoderConfig, LayerConfig
+from coaudio.features.frontend import FrontendConfig
 from coaudio.features.logmel import log_mel, patches
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
-from coaudio.features.frontend import FrontendConfig
 
 LABELS = ["chimes", "drone", "fourfloor", "noiserock", "waltz"]
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from coaudio.audio import resample
-from coaudio.online.mic import DropDetector
 from coaudio.features.frontend import FrontendConfig
+from coaudio.online.mic import DropDetector
 from coaudio.online.model import OnlineModel, load_online
 from coaudio.online.session import Session
 from tests.online.helpers import LABELS, make_checkpoint, tone_mix, window_probs

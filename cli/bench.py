@@ -32,24 +32,31 @@ def _ints(text: str, name: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{name} must be comma-separated integers, got {text!r}")
+        raise typer.BadParameter(f"{name} must be comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
         raise typer.BadParameter(f"{name} must be positive integers, got {text!r}")
     return values
 
 
 def bench_cli(
-    suite: Suite = typer.Option(Suite.encoder, help="encoder (continual vs regular steps), stream (the whole "
-                                "per-hop pipeline from audio), classify (files per second), frontend (log-mel "
-                                "throughput), load (per-hop latency beside a multi-threaded torch job) or "
-                                "startup (command start-up time)."),
-    models: str = typer.Option("gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."),
+    suite: Suite = typer.Option(
+        Suite.encoder,
+        help="encoder (continual vs regular steps), stream (the whole "
+        "per-hop pipeline from audio), classify (files per second), frontend (log-mel "
+        "throughput), load (per-hop latency beside a multi-threaded torch job) or "
+        "startup (command start-up time).",
+    ),
+    models: str = typer.Option(
+        "gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."
+    ),
     blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
     windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
     threads: int = typer.Option(1, min=1, help="Intra-op threads (torch.set_num_threads)."),
     rounds: int = typer.Option(5, min=1, help="Interleaved timing rounds per configuration."),
     quick: bool = typer.Option(False, "--quick", help="Only the GTZAN shape at n=120, 3 rounds."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write a JSON document to this file ('-' = stdout)."),
+    json_out: Optional[str] = typer.Option(
+        None, "--json", help="Write a JSON document to this file ('-' = stdout)."
+    ),
 ) -> None:
     """Time continual vs regular steps and count their FLOPs; --suite stream: the whole
     per-hop pipeline (audio -> log-mel -> embed -> prediction); --suite frontend: log-mel
@@ -59,8 +66,13 @@ def bench_cli(
     if suite is Suite.classify:
         return _classify(json_out, clips=8 if quick else 16)
     if suite is Suite.stream:
-        return _stream(_ints(blocks, "--blocks"), _ints("120" if quick else windows, "--windows"), threads,
-                       json_out, measured_hops=100 if quick else 300)
+        return _stream(
+            _ints(blocks, "--blocks"),
+            _ints("120" if quick else windows, "--windows"),
+            threads,
+            json_out,
+            measured_hops=100 if quick else 300,
+        )
     if suite is Suite.load:
         from coaudio_cli.bench_system import load_cli
 
@@ -128,19 +140,41 @@ def _cpu_name() -> str:
 
 def _table(records: list[dict], threads: int) -> Table:
     table = Table(title=f"per-step latency, {threads} thread(s), batch 1, float32 ({_cpu_name()})")
-    for column in ["model", "blocks", "n", "regular us", "reg-last us", "continual us", "kernel",
-                   "torch-step us", "speedup",
-                   "vs last", "regular MFLOPs", "continual MFLOPs", "FLOPs ratio", "max |diff|",
-                   "co-inference us", "vs co-inference"]:
+    for column in [
+        "model",
+        "blocks",
+        "n",
+        "regular us",
+        "reg-last us",
+        "continual us",
+        "kernel",
+        "torch-step us",
+        "speedup",
+        "vs last",
+        "regular MFLOPs",
+        "continual MFLOPs",
+        "FLOPs ratio",
+        "max |diff|",
+        "co-inference us",
+        "vs co-inference",
+    ]:
         table.add_column(column, justify="right")
     for r in records:
         table.add_row(
-            r["model"], str(r["blocks"]), str(r["n"]),
-            f"{r['regular_us']:.0f}", f"{r['regular_last_us']:.0f}", f"{r['continual_us']:.1f}",
-            r["kernel"], f"{r['continual_torch_us']:.1f}",
-            f"{r['speedup']:.1f}x", f"{r['speedup_vs_last']:.1f}x",
-            f"{r['regular_flops'] / 1e6:.2f}", f"{r['continual_flops'] / 1e6:.3f}",
-            f"{r['flops_ratio']:.1f}x", f"{r['max_abs_diff']:.1e}",
+            r["model"],
+            str(r["blocks"]),
+            str(r["n"]),
+            f"{r['regular_us']:.0f}",
+            f"{r['regular_last_us']:.0f}",
+            f"{r['continual_us']:.1f}",
+            r["kernel"],
+            f"{r['continual_torch_us']:.1f}",
+            f"{r['speedup']:.1f}x",
+            f"{r['speedup_vs_last']:.1f}x",
+            f"{r['regular_flops'] / 1e6:.2f}",
+            f"{r['continual_flops'] / 1e6:.3f}",
+            f"{r['flops_ratio']:.1f}x",
+            f"{r['max_abs_diff']:.1e}",
             "-" if r["reference_us"] is None else f"{r['reference_us']:.0f}",
             "-" if r["speedup_vs_reference"] is None else f"{r['speedup_vs_reference']:.1f}x",
         )
@@ -159,13 +193,19 @@ def _frontend(json_out: Optional[str]) -> None:
     table = Table(title=f"log-mel throughput, x real time ({record['audio_s']:.0f} s of audio in 30 s clips)")
     for column in ["coaudio 1 core", "coaudio 2 cores", "librosa 1 core", "vs librosa", "8.3 h on 2 cores"]:
         table.add_column(column, justify="right")
-    table.add_row(f"{record['coaudio_1core_xrt']:.0f}x", f"{record['coaudio_2core_xrt']:.0f}x",
-                  f"{record['librosa_1core_xrt']:.0f}x", f"{record['speedup_vs_librosa']:.1f}x",
-                  f"{record['gtzan_8_3h_2core_s']:.0f} s")
+    table.add_row(
+        f"{record['coaudio_1core_xrt']:.0f}x",
+        f"{record['coaudio_2core_xrt']:.0f}x",
+        f"{record['librosa_1core_xrt']:.0f}x",
+        f"{record['speedup_vs_librosa']:.1f}x",
+        f"{record['gtzan_8_3h_2core_s']:.0f} s",
+    )
     Console(width=160).print(table)
 
 
-def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optional[str], measured_hops: int) -> None:
+def _stream(
+    blocks: list[int], windows: list[int], threads: int, json_out: Optional[str], measured_hops: int
+) -> None:
     from coaudio.bench import pipeline
 
     err = err_console()
@@ -178,19 +218,46 @@ def _stream(blocks: list[int], windows: list[int], threads: int, json_out: Optio
     document = {"machine": _machine(), "threads": threads, "stream": records}
     if _emit_json(document, json_out, err):
         return
-    table = Table(title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "
-                        f"{threads} thread(s) ({_cpu_name()})")
-    for column in ["blocks", "n", "continual us", "p95 us", "RTF", "regular us", "speedup", "cached-token us",
-                   "speedup", "continual MFLOPs", "regular MFLOPs", "FLOPs ratio", "cached MFLOPs", "FLOPs ratio",
-                   "max |diff|"]:
+    table = Table(
+        title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "
+        f"{threads} thread(s) ({_cpu_name()})"
+    )
+    for column in [
+        "blocks",
+        "n",
+        "continual us",
+        "p95 us",
+        "RTF",
+        "regular us",
+        "speedup",
+        "cached-token us",
+        "speedup",
+        "continual MFLOPs",
+        "regular MFLOPs",
+        "FLOPs ratio",
+        "cached MFLOPs",
+        "FLOPs ratio",
+        "max |diff|",
+    ]:
         table.add_column(column, justify="right")
     for r in records:
-        table.add_row(str(r["blocks"]), str(r["window"]), f"{r['continual_us']:.0f}", f"{r['continual_p95_us']:.0f}",
-                      f"{r['continual_rtf']:.4f}", f"{r['regular_us']:.0f}", f"{r['speedup_vs_regular']:.1f}x",
-                      f"{r['regular_cached_us']:.0f}", f"{r['speedup_vs_regular_cached']:.2f}x",
-                      f"{r['continual_mflops']:.1f}", f"{r['regular_mflops']:.0f}",
-                      f"{r['flops_ratio_vs_regular']:.0f}x", f"{r['regular_cached_mflops']:.1f}",
-                      f"{r['flops_ratio_vs_regular_cached']:.1f}x", f"{r['max_abs_diff']:.1e}")
+        table.add_row(
+            str(r["blocks"]),
+            str(r["window"]),
+            f"{r['continual_us']:.0f}",
+            f"{r['continual_p95_us']:.0f}",
+            f"{r['continual_rtf']:.4f}",
+            f"{r['regular_us']:.0f}",
+            f"{r['speedup_vs_regular']:.1f}x",
+            f"{r['regular_cached_us']:.0f}",
+            f"{r['speedup_vs_regular_cached']:.2f}x",
+            f"{r['continual_mflops']:.1f}",
+            f"{r['regular_mflops']:.0f}",
+            f"{r['flops_ratio_vs_regular']:.0f}x",
+            f"{r['regular_cached_mflops']:.1f}",
+            f"{r['flops_ratio_vs_regular_cached']:.1f}x",
+            f"{r['max_abs_diff']:.1e}",
+        )
     Console(width=240).print(table)
 
 
@@ -203,10 +270,16 @@ def _classify(json_out: Optional[str], clips: int) -> None:
     document = {"machine": _machine(), "classify": record}
     if _emit_json(document, json_out, err):
         return
-    table = Table(title=f"coaudio classify throughput, x real time ({record['audio_s']:.0f} s of 30 s clips; "
-                        "GTZAN shape n=120, default embedder)")
+    table = Table(
+        title=f"coaudio classify throughput, x real time ({record['audio_s']:.0f} s of 30 s clips; "
+        "GTZAN shape n=120, default embedder)"
+    )
     for column in ["continual 1 core", "continual 2 cores", "regular 1 core", "continual vs regular"]:
         table.add_column(column, justify="right")
-    table.add_row(f"{record['continual_1core_xrt']:.0f}x", f"{record['continual_2core_xrt']:.0f}x",
-                  f"{record['regular_1core_xrt']:.0f}x", f"{record['speedup_vs_regular_1core']:.2f}x")
+    table.add_row(
+        f"{record['continual_1core_xrt']:.0f}x",
+        f"{record['continual_2core_xrt']:.0f}x",
+        f"{record['regular_1core_xrt']:.0f}x",
+        f"{record['speedup_vs_regular_1core']:.2f}x",
+    )
     Console(width=160).print(table)

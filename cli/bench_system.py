@@ -20,13 +20,28 @@ def load_cli(json_out: Optional[str], quick: bool) -> None:
         record = load.run(rounds=1 if quick else 3)
     if _emit_json({"machine": _machine(), "load": record}, json_out, err):
         return
-    table = Table(title=f"per-hop latency, quiet vs beside a {record['load_threads']}-thread torch training job "
-                        f"({record['usable_cores']} usable cores, {_cpu_name()}; target: loaded <= 3x quiet)")
-    for column in ["path", "quiet median ms", "quiet p95 ms", "loaded median ms", "loaded p95 ms", "loaded / quiet"]:
+    table = Table(
+        title=f"per-hop latency, quiet vs beside a {record['load_threads']}-thread torch training job "
+        f"({record['usable_cores']} usable cores, {_cpu_name()}; target: loaded <= 3x quiet)"
+    )
+    for column in [
+        "path",
+        "quiet median ms",
+        "quiet p95 ms",
+        "loaded median ms",
+        "loaded p95 ms",
+        "loaded / quiet",
+    ]:
         table.add_column(column, justify="right")
     for r in record["rows"]:
-        table.add_row(r["path"], f"{r['quiet']['median_ms']:.2f}", f"{r['quiet']['p95_ms']:.2f}",
-                      f"{r['loaded']['median_ms']:.2f}", f"{r['loaded']['p95_ms']:.2f}", f"{r['ratio']:.2f}x")
+        table.add_row(
+            r["path"],
+            f"{r['quiet']['median_ms']:.2f}",
+            f"{r['quiet']['p95_ms']:.2f}",
+            f"{r['loaded']['median_ms']:.2f}",
+            f"{r['loaded']['p95_ms']:.2f}",
+            f"{r['ratio']:.2f}x",
+        )
     Console(width=200).print(table)
     verdict = "within" if load.rows_within(record) else "NOT within"
     err.print(f"pinned paths {verdict} 3x of their quiet latency (the last row is the unpinned contrast)")
@@ -41,8 +56,10 @@ def startup_cli(json_out: Optional[str], quick: bool) -> None:
         record = startup.run(repeats=3 if quick else 7)
     if _emit_json({"machine": _machine(), "startup": record}, json_out, err):
         return
-    table = Table(title=f"command start-up, median of {record['repeats']} runs ({record['program']}; "
-                        f"python alone {record['python_s']:.2f} s, import torch {record['import_torch_s']:.2f} s)")
+    table = Table(
+        title=f"command start-up, median of {record['repeats']} runs ({record['program']}; "
+        f"python alone {record['python_s']:.2f} s, import torch {record['import_torch_s']:.2f} s)"
+    )
     for column in ["command", "seconds"]:
         table.add_column(column, justify="right")
     for r in record["rows"]:

@@ -33,24 +33,41 @@ def output_format(fmt: Optional[Format], output: Optional[Path], terminal: bool)
         return Format.table if terminal else Format.jsonl
     if output.suffix.lower() in EXTENSIONS:
         return EXTENSIONS[output.suffix.lower()]
-    raise typer.BadParameter(f"cannot tell the format from the extension of {output} (.csv, .jsonl, "
-                             ".ndjson or .txt); give --format", param_hint="'-o'")
+    raise typer.BadParameter(
+        f"cannot tell the format from the extension of {output} (.csv, .jsonl, "
+        ".ndjson or .txt); give --format",
+        param_hint="'-o'",
+    )
 
 
 def classify_cli(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint (.safetensors) or run folder from coaudio train."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint (.safetensors) or run folder from coaudio train."
+    ),
     paths: list[str] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
-    glob: Optional[str] = typer.Option(None, "--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."),
+    glob: Optional[str] = typer.Option(
+        None, "--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."
+    ),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Classes per file, best first."),
     timeline: bool = typer.Option(False, "--timeline", help="Also the top class of every hop."),
-    fmt: Optional[Format] = typer.Option(None, "--format", help="Output format. Default: from -o's extension "
-                                         "(.csv, .jsonl/.ndjson, .txt for a table); without -o, a table on a "
-                                         "terminal and JSON lines otherwise."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write results here instead of stdout."),
+    fmt: Optional[Format] = typer.Option(
+        None,
+        "--format",
+        help="Output format. Default: from -o's extension "
+        "(.csv, .jsonl/.ndjson, .txt for a table); without -o, a table on a "
+        "terminal and JSON lines otherwise.",
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="Write results here instead of stdout."
+    ),
     jobs: int = typer.Option(0, min=0, help="Worker processes (0: one per idle core, at least one)."),
-    resume: bool = typer.Option(False, "--resume", help="Skip files an interrupted run with the same model and settings finished."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Skip files an interrupted run with the same model and settings finished."
+    ),
     journal: Path = typer.Option(Path(".coaudio-journal"), help="Folder of the resume journal."),
-    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first file that cannot be classified."),
+    fail_fast: bool = typer.Option(
+        False, "--fail-fast", help="Stop at the first file that cannot be classified."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Classify every audio file under PATHS in one continual pass per file.
@@ -77,8 +94,10 @@ def classify_cli(
     try:
         run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast)
     except KeyboardInterrupt:
-        interrupted(f"\ninterrupted: finished files are in the journal ({journal}); continue with:\n"
-                    f"  {resume_command()}")
+        interrupted(
+            f"\ninterrupted: finished files are in the journal ({journal}); continue with:\n"
+            f"  {resume_command()}"
+        )
     except OSError as exc:  # the journal cannot be written (disk full, permissions)
         fail(OSError(f"cannot write the journal in {journal}: {exc}"))
     results = run.finish()
@@ -91,15 +110,20 @@ def classify_cli(
         try:
             write_text_atomically(output, text)
         except OSError as exc:
-            fail(f"cannot write {output}: {exc.strerror or exc}; the results are in the journal ({journal}), "
-                 "so --resume with another -o finishes without redoing them")
+            fail(
+                f"cannot write {output}: {exc.strerror or exc}; the results are in the journal ({journal}), "
+                "so --resume with another -o finishes without redoing them"
+            )
     run.forget()
     failed = [r for r in results if r.status != "ok"]
     for r in failed:
         err.print(f"[red]failed[/red] {r.path}: {r.error}", highlight=False, soft_wrap=True)
     audio_h = sum(r.duration_s for r in results) / 3600
-    err.print(f"{len(results) - len(failed)} of {len(results)} files classified ({audio_h:.2f} h of audio), "
-              f"{len(failed)} failed" + (f"; wrote {output}" if output else ""), highlight=False)
+    err.print(
+        f"{len(results) - len(failed)} of {len(results)} files classified ({audio_h:.2f} h of audio), "
+        f"{len(failed)} failed" + (f"; wrote {output}" if output else ""),
+        highlight=False,
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -108,8 +132,15 @@ def _progress(err: Console):
     """A callback(done, total, audio_s, elapsed_s) drawing a bar with files/s and audio h/s."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err, transient=False)
+    bar = Progress(
+        TextColumn("classifying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
     state: dict = {}
 
     def update(done: int, total: int, audio_s: float, elapsed_s: float) -> None:
@@ -118,8 +149,11 @@ def _progress(err: Console):
             state["task"] = bar.add_task("files", total=total, rate="")
         speed = elapsed_s and done / elapsed_s
         hours = elapsed_s and audio_s / 3600 / elapsed_s
-        bar.update(state["task"], completed=done, rate=f"{speed:.1f} files/s, {hours * 3600:.0f}x real time "
-                                                        f"({hours:.3f} audio h/s)")
+        bar.update(
+            state["task"],
+            completed=done,
+            rate=f"{speed:.1f} files/s, {hours * 3600:.0f}x real time ({hours:.3f} audio h/s)",
+        )
         if done >= total:
             bar.stop()
 

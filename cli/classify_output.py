@@ -19,29 +19,65 @@ TIMELINE_COLUMNS = ["path", "hop", "start_s", "end_s", "label", "confidence", "e
 
 
 def file_row(r: FileResult) -> dict:
-    label, confidence = (r.top[0] if r.top else ("", None))
-    return {"path": r.path, "status": r.status, "duration_s": round(r.duration_s, 3), "hops": r.hops,
-            "label": label, "confidence": None if confidence is None else round(confidence, 6),
-            "top": ";".join(f"{name}:{p:.6f}" for name, p in r.top), "error": r.error}
+    label, confidence = r.top[0] if r.top else ("", None)
+    return {
+        "path": r.path,
+        "status": r.status,
+        "duration_s": round(r.duration_s, 3),
+        "hops": r.hops,
+        "label": label,
+        "confidence": None if confidence is None else round(confidence, 6),
+        "top": ";".join(f"{name}:{p:.6f}" for name, p in r.top),
+        "error": r.error,
+    }
 
 
 def timeline_rows(r: FileResult) -> list[dict]:
     if r.status != "ok":
-        return [{"path": r.path, "hop": "", "start_s": "", "end_s": "", "label": "", "confidence": "",
-                 "error": r.error}]
-    return [{"path": r.path, "hop": k, "start_s": round(start, 4), "end_s": round(end, 4), "label": label,
-             "confidence": round(p, 6), "error": ""} for k, (start, end, label, p) in enumerate(r.timeline or [])]
+        return [
+            {
+                "path": r.path,
+                "hop": "",
+                "start_s": "",
+                "end_s": "",
+                "label": "",
+                "confidence": "",
+                "error": r.error,
+            }
+        ]
+    return [
+        {
+            "path": r.path,
+            "hop": k,
+            "start_s": round(start, 4),
+            "end_s": round(end, 4),
+            "label": label,
+            "confidence": round(p, 6),
+            "error": "",
+        }
+        for k, (start, end, label, p) in enumerate(r.timeline or [])
+    ]
 
 
 def json_record(r: FileResult, timeline: bool) -> dict:
-    label, confidence = (r.top[0] if r.top else (None, None))
-    record = {"path": r.path, "status": r.status, "duration_s": round(r.duration_s, 3),
-              "sample_rate": r.sample_rate, "channels": r.channels, "hops": r.hops, "label": label,
-              "confidence": None if confidence is None else round(confidence, 6),
-              "top": [{"label": name, "p": round(p, 6)} for name, p in r.top], "error": r.error}
+    label, confidence = r.top[0] if r.top else (None, None)
+    record = {
+        "path": r.path,
+        "status": r.status,
+        "duration_s": round(r.duration_s, 3),
+        "sample_rate": r.sample_rate,
+        "channels": r.channels,
+        "hops": r.hops,
+        "label": label,
+        "confidence": None if confidence is None else round(confidence, 6),
+        "top": [{"label": name, "p": round(p, 6)} for name, p in r.top],
+        "error": r.error,
+    }
     if timeline:
-        record["timeline"] = [{"start_s": round(s, 4), "end_s": round(e, 4), "label": name, "p": round(p, 6)}
-                              for s, e, name, p in (r.timeline or [])]
+        record["timeline"] = [
+            {"start_s": round(s, 4), "end_s": round(e, 4), "label": name, "p": round(p, 6)}
+            for s, e, name, p in (r.timeline or [])
+        ]
     return record
 
 

@@ -22,10 +22,15 @@ app = typer.Typer(help="Datasets: download GTZAN, make the built-in synthetic se
 def download_cli(
     dataset: str = typer.Argument(..., help="Dataset name: gtzan."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to unpack into."),
-    url: str = typer.Option("", help="Archive URL (GTZAN mirrors change; default: the original marsyas archive)."),
-    sha256: str = typer.Option("", help="Expected SHA-256 of the archive (64 hex digits). Without --url the "
-                                        "original archive's is used; with --url and no --sha256 the archive "
-                                        "is not verified (a warning says so)."),
+    url: str = typer.Option(
+        "", help="Archive URL (GTZAN mirrors change; default: the original marsyas archive)."
+    ),
+    sha256: str = typer.Option(
+        "",
+        help="Expected SHA-256 of the archive (64 hex digits). Without --url the "
+        "original archive's is used; with --url and no --sha256 the archive "
+        "is not verified (a warning says so).",
+    ),
 ) -> None:
     """Download and unpack a dataset archive: resumable, checksum-verified, idempotent."""
     import re
@@ -39,8 +44,13 @@ def download_cli(
     url = url or GTZAN_URL
     digest = sha256 or (GTZAN_SHA256 if url == GTZAN_URL else "")
     err = err_console()
-    progress = Progress(TextColumn("download"), BarColumn(), TextColumn("{task.fields[mb]}"),
-                        console=err, disable=not err.is_terminal)
+    progress = Progress(
+        TextColumn("download"),
+        BarColumn(),
+        TextColumn("{task.fields[mb]}"),
+        console=err,
+        disable=not err.is_terminal,
+    )
     try:
         with progress:
             task = progress.add_task("bytes", total=None, mb="")
@@ -56,10 +66,17 @@ def download_cli(
     except KeyboardInterrupt:
         interrupted("interrupted: run the same command again to resume the download")
     if not digest:
-        err.print("warning: no --sha256 given with --url, so the archive was not verified", highlight=False,
-                  markup=False)
-    out_console().print(f"{'installed' if fetched else 'already installed'}: {dataset} in {out}", highlight=False,
-                    markup=False, soft_wrap=True)
+        err.print(
+            "warning: no --sha256 given with --url, so the archive was not verified",
+            highlight=False,
+            markup=False,
+        )
+    out_console().print(
+        f"{'installed' if fetched else 'already installed'}: {dataset} in {out}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 @app.command("synth")
@@ -68,8 +85,12 @@ def synth_cli(
     per_genre: int = typer.Option(40, min=1, help="Clips per genre."),
     seconds: float = typer.Option(10.0, min=1.0, max=600.0, help="Clip length in seconds."),
     seed: int = typer.Option(0, help="Random seed; the same seed always gives the same files."),
-    force: bool = typer.Option(False, "--force", help="Replace a synthetic set made with other settings, "
-                               "or write into a folder that holds other files."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace a synthetic set made with other settings, "
+        "or write into a folder that holds other files.",
+    ),
 ) -> None:
     """Write the synthetic genre dataset (5 genres; deterministic; seconds to make).
 
@@ -79,13 +100,18 @@ def synth_cli(
 
     err = err_console()
     total = per_genre * len(GENRES)
-    progress = Progress(TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err,
-                        disable=not err.is_terminal)
+    progress = Progress(
+        TextColumn("synth"), BarColumn(), MofNCompleteColumn(), console=err, disable=not err.is_terminal
+    )
     try:
         with progress:
             task = progress.add_task("clips", total=total)
-            result = write_dataset(out, SynthConfig(per_genre, seconds, seed),
-                                   on_clip=lambda _: progress.advance(task), force=force)
+            result = write_dataset(
+                out,
+                SynthConfig(per_genre, seconds, seed),
+                on_clip=lambda _: progress.advance(task),
+                force=force,
+            )
     except SynthError as exc:
         fail(exc)
     except OSError as exc:  # permissions, a full disk
@@ -98,18 +124,35 @@ def synth_cli(
 def _report_synth(result: SynthResult, out: Path, shape: str, err: Console) -> None:
     """The outcome on stdout; what was resumed or left alone on stderr."""
     if result.already_complete:
-        out_console().print(f"already complete: {len(result.paths)} clips ({shape}) in {out}", highlight=False,
-                        markup=False, soft_wrap=True)
+        out_console().print(
+            f"already complete: {len(result.paths)} clips ({shape}) in {out}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
         return
     if result.kept:
-        err.print(f"resumed an unfinished run: kept the {_count(result.kept, 'clip')} already in {out}",
-                  highlight=False, markup=False, soft_wrap=True)
+        err.print(
+            f"resumed an unfinished run: kept the {_count(result.kept, 'clip')} already in {out}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if result.others:
-        err.print(f"warning: left {_count(len(result.others), 'file')} in {out} that coaudio did not write "
-                  f"(e.g. {result.others[0].relative_to(out)})", highlight=False, markup=False, soft_wrap=True)
+        err.print(
+            f"warning: left {_count(len(result.others), 'file')} in {out} that coaudio did not write "
+            f"(e.g. {result.others[0].relative_to(out)})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     kept = f", kept {result.kept}" if result.kept else ""
-    out_console().print(f"wrote {_count(result.written, 'clip')}{kept} ({shape}) to {out}", highlight=False, markup=False,
-                    soft_wrap=True)
+    out_console().print(
+        f"wrote {_count(result.written, 'clip')}{kept} ({shape}) to {out}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def _count(n: int, noun: str) -> str:

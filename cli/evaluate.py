@@ -29,10 +29,18 @@ class Evaluated:
 def evaluate_cli(
     run: Path = typer.Argument(..., help="Run folder from coaudio train (works from any directory)."),
     split: str = typer.Option("test", help="train, valid or test."),
-    data: Optional[Path] = typer.Option(None, "--data", file_okay=False,
-                                        help="Where the run's dataset folder is now, if it moved since training."),
-    streaming: bool = typer.Option(False, "--streaming", help="Also run every clip hop by hop through the continual step."),
-    compare_clips: int = typer.Option(3, min=0, help="Clips whose every hop is also recomputed regularly (check + timing)."),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        file_okay=False,
+        help="Where the run's dataset folder is now, if it moved since training.",
+    ),
+    streaming: bool = typer.Option(
+        False, "--streaming", help="Also run every clip hop by hop through the continual step."
+    ),
+    compare_clips: int = typer.Option(
+        3, min=0, help="Clips whose every hop is also recomputed regularly (check + timing)."
+    ),
     cache: Path = typer.Option(None, help="Feature cache (default: <run>/../.coaudio-cache)."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix (table + PNG) on a split;
@@ -53,8 +61,12 @@ def evaluate_cli(
     if not files.found:
         fail(missing_data_message(folder, split, files, data))
     if files.missing:
-        err.print(f"[yellow]warning[/yellow]: {missing_data_message(folder, split, files, data)}; evaluating the "
-                  f"{len(files.found)} that were found", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]warning[/yellow]: {missing_data_message(folder, split, files, data)}; evaluating the "
+            f"{len(files.found)} that were found",
+            highlight=False,
+            soft_wrap=True,
+        )
     eval_dir = folder.path / "eval"
     try:
         done = _batch(folder, checkpoint, split, files, cache, err)
@@ -81,16 +93,27 @@ def _batch(folder, checkpoint: Path, split: str, files, cache: Optional[Path], e
         fail(exc)
     set_threads(batch_threads())
     with err.status(f"evaluating {len(files.found)} {split} clips"):
-        clips, problems = load_clips(files.found, folder.labels, cache or folder.default_cache, recipe.frontend)
+        clips, problems = load_clips(
+            files.found, folder.labels, cache or folder.default_cache, recipe.frontend
+        )
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)
     if not clips:
-        fail(f"none of the {len(files.found)} {split} files could be read (see the messages above); "
-             f"nothing was evaluated and {folder.path / 'eval'} was left as it was")
+        fail(
+            f"none of the {len(files.found)} {split} files could be read (see the messages above); "
+            f"nothing was evaluated and {folder.path / 'eval'} was left as it was"
+        )
     report = batch_report(model, clips, recipe, folder.labels)
-    document = {"split": split, "checkpoint_epoch": info["epoch"], "clips": len(clips),
-                "missing": files.missing, "unreadable": problems, "accuracy": report.accuracy,
-                "per_class": report.per_class, "confusion": report.confusion}
+    document = {
+        "split": split,
+        "checkpoint_epoch": info["epoch"],
+        "clips": len(clips),
+        "missing": files.missing,
+        "unreadable": problems,
+        "accuracy": report.accuracy,
+        "per_class": report.per_class,
+        "confusion": report.confusion,
+    }
     return Evaluated(report, model, recipe, clips, document)
 
 
@@ -98,13 +121,20 @@ def _print_table(out: Console, folder, split: str, done: Evaluated) -> None:
     report, document = done.report, done.document
     left_out = len(document["missing"]) + len(document["unreadable"])
     note = f" ({left_out} left out)" if left_out else ""
-    table = Table(title=f"{folder.path} ({split} split, best checkpoint from epoch {document['checkpoint_epoch']}): "
-                        f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}")
+    table = Table(
+        title=f"{folder.path} ({split} split, best checkpoint from epoch {document['checkpoint_epoch']}): "
+        f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}"
+    )
     for column in ("label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in report.per_class:
-        table.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
-                      str(row["support"]))
+        table.add_row(
+            row["label"],
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(row["support"]),
+        )
     out.print(table)
 
 
@@ -118,15 +148,20 @@ def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, 
             from coaudio.features.cache import vggish_embed
 
             embed = vggish_embed(recipe.frontend.weights, recipe.frontend.pca)
-        stream = streaming_report(model, [c.path for c in clips], [c.label for c in clips], recipe.frontend,
-                                  compare_clips, embed)
+        stream = streaming_report(
+            model, [c.path for c in clips], [c.label for c in clips], recipe.frontend, compare_clips, embed
+        )
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
-    out.print(f"streaming ({split} split): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
-              f"({stream.curve[0]['time_s']:.2f} s), {final:.3f} at the last; "
-              f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
-              f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
-              f"{stream.regular_us:.0f} us regular (1 thread); FLOPs {stream.continual_flops / 1e6:.2f} M vs "
-              f"{stream.regular_flops / 1e6:.1f} M per prediction", highlight=False, soft_wrap=True)
+    out.print(
+        f"streaming ({split} split): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
+        f"({stream.curve[0]['time_s']:.2f} s), {final:.3f} at the last; "
+        f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
+        f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
+        f"{stream.regular_us:.0f} us regular (1 thread); FLOPs {stream.continual_flops / 1e6:.2f} M vs "
+        f"{stream.regular_flops / 1e6:.1f} M per prediction",
+        highlight=False,
+        soft_wrap=True,
+    )
     return stream
 
 

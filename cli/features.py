@@ -21,19 +21,28 @@ class Kind(str, Enum):
 
 
 def features_cli(
-    paths: list[Path] = typer.Argument(..., help="Audio files and/or folders (searched recursively), "
-                                       "or dataset roots with --dataset."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Audio files and/or folders (searched recursively), or dataset roots with --dataset."
+    ),
     dataset: Optional[str] = typer.Option(None, help="Read PATHS as dataset roots: gtzan (either layout)."),
     cache: Path = typer.Option(..., "--cache", "-c", help="Cache folder (created if needed)."),
     kind: Kind = typer.Option(Kind.logmel, help="logmel (frames, 64 bands) or vggish (128-d embeddings)."),
-    vggish_weights: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
-                                                  help="Local VGGish weights (.pth/.safetensors/.npz)."),
-    vggish_pca: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
-                                              help="Local VGGish PCA parameters; embeddings are then postprocessed."),
+    vggish_weights: Optional[Path] = typer.Option(
+        None, exists=True, dir_okay=False, help="Local VGGish weights (.pth/.safetensors/.npz)."
+    ),
+    vggish_pca: Optional[Path] = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Local VGGish PCA parameters; embeddings are then postprocessed.",
+    ),
     patch_hop: float = typer.Option(0.96, min=0.01, help="Seconds between VGGish patches (vggish only)."),
     jobs: int = typer.Option(2, min=1, help="Worker processes."),
-    keep_going: bool = typer.Option(True, "--keep-going/--fail-fast",
-                                    help="Carry on past files that fail (default), or stop at the first."),
+    keep_going: bool = typer.Option(
+        True,
+        "--keep-going/--fail-fast",
+        help="Carry on past files that fail (default), or stop at the first.",
+    ),
     jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per file on stdout."),
 ) -> None:
     """Extract features into an on-disk cache; re-running only does new or changed files."""
@@ -42,11 +51,13 @@ def features_cli(
     err = err_console()
     try:
         config = FeatureConfig(
-            kind=kind.value, hop_frames=max(1, round(patch_hop * 100)),
-            vggish_weights=str(vggish_weights or ""), vggish_pca=str(vggish_pca or ""),
+            kind=kind.value,
+            hop_frames=max(1, round(patch_hop * 100)),
+            vggish_weights=str(vggish_weights or ""),
+            vggish_pca=str(vggish_pca or ""),
         )
     except ValueError as exc:
-        raise typer.BadParameter(str(exc))
+        raise typer.BadParameter(str(exc)) from None
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise typer.BadParameter(f"no such file or folder: {missing[0]}")
@@ -58,9 +69,15 @@ def features_cli(
         err.print("no audio files found")
         raise typer.Exit(1)
 
-    progress = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err,
-                        disable=not err.is_terminal)
+    progress = Progress(
+        TextColumn("features"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
     with progress:
         task = progress.add_task("files", total=len(files), rate="")
 
@@ -68,18 +85,24 @@ def features_cli(
             if jsonl:
                 sys.stdout.write(json.dumps(outcome.__dict__) + "\n")
             elapsed = progress.tasks[task].elapsed or 1e-9
-            progress.update(task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.1f} files/s")
+            progress.update(
+                task, advance=1, rate=f"{(progress.tasks[task].completed + 1) / elapsed:.1f} files/s"
+            )
 
         try:
             summary = extract(files, cache, config, jobs=jobs, fail_fast=not keep_going, on_done=done)
         except KeyboardInterrupt:
-            interrupted(f"interrupted: the files extracted so far are in {cache}; running the same command "
-                        "again extracts only the rest")
+            interrupted(
+                f"interrupted: the files extracted so far are in {cache}; running the same command "
+                "again extracts only the rest"
+            )
 
     for outcome in summary.failed:
         err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)
-    line = (f"{summary.count('extracted')} extracted, {summary.count('cached')} cached, "
-            f"{len(summary.failed)} failed, {len(files) - len(summary.outcomes)} not attempted")
+    line = (
+        f"{summary.count('extracted')} extracted, {summary.count('cached')} cached, "
+        f"{len(summary.failed)} failed, {len(files) - len(summary.outcomes)} not attempted"
+    )
     (err if jsonl else out_console()).print(line, highlight=False)
     if summary.failed:
         raise typer.Exit(1)
@@ -93,4 +116,4 @@ def _dataset_files(name: str, roots: list[Path]) -> list[Path]:
     try:
         return [track.path for root in roots for track in list_tracks(root)]
     except GTZANError as exc:
-        raise typer.BadParameter(str(exc))
+        raise typer.BadParameter(str(exc)) from None

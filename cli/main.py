@@ -54,9 +54,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log diagnostics (and tracebacks) to stderr."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log diagnostics (and tracebacks) to stderr."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     _VERBOSE["on"] = verbose
     logging.basicConfig(
@@ -131,8 +134,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a defect: still one line, the traceback only with --verbose
         if _VERBOSE["on"]:
             log.exception("internal error")
-        _say(f"internal error ({exc.__class__.__name__}: {exc}); please report it (run with "
-             "--verbose for the traceback)")
+        _say(
+            f"internal error ({exc.__class__.__name__}: {exc}); please report it (run with "
+            "--verbose for the traceback)"
+        )
         return 1
     finally:
         sys.stdout = stdout

@@ -13,8 +13,10 @@ from rich.table import Table
 from coaudio_cli.console import out_console
 from coaudio_cli.errors import fail
 
-app = typer.Typer(help="List the shipped training recipes (for coaudio train ... --recipe NAME), "
-                       "or print one with: coaudio recipes show NAME.")
+app = typer.Typer(
+    help="List the shipped training recipes (for coaudio train ... --recipe NAME), "
+    "or print one with: coaudio recipes show NAME."
+)
 
 
 @app.callback(invoke_without_command=True)

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-
 class Warmup(str, Enum):
     predict = "predict"
     wait = "wait"
@@ -33,20 +32,37 @@ class StdinFormat(str, Enum):
 
 
 def stream_cli(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint (.safetensors) or run folder from coaudio train."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Checkpoint (.safetensors) or run folder from coaudio train."
+    ),
     source: Optional[str] = typer.Argument(None, help="Audio file, or '-' for stdin. Omit with --mic."),
     mic: bool = typer.Option(False, "--mic", help="Record from an input device (see coaudio devices)."),
     device: Optional[str] = typer.Option(None, help="--mic: device index or part of its name."),
-    sr: Optional[int] = typer.Option(None, "--sr", min=1, help="Raw stdin: sample rate (default 16000). --mic: rate to record at."),
+    sr: Optional[int] = typer.Option(
+        None, "--sr", min=1, help="Raw stdin: sample rate (default 16000). --mic: rate to record at."
+    ),
     channels: int = typer.Option(1, min=1, help="Raw stdin / --mic: channel count (mixed to mono)."),
-    fmt: StdinFormat = typer.Option(StdinFormat.auto, "--format", help="stdin: auto (WAV/AU/FLAC/Ogg/MP3 by their "
-                                    "header), or raw PCM as s16le, s32le or f32le (with --sr and --channels)."),
+    fmt: StdinFormat = typer.Option(
+        StdinFormat.auto,
+        "--format",
+        help="stdin: auto (WAV/AU/FLAC/Ogg/MP3 by their "
+        "header), or raw PCM as s16le, s32le or f32le (with --sr and --channels).",
+    ),
     top_k: int = typer.Option(1, "--top-k", min=1, help="Classes per hop in the output."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."),
-    warmup: Warmup = typer.Option(Warmup.predict, help="predict: from the first hop on the shorter window; wait: only once the window is full."),
+    jsonl: bool = typer.Option(
+        False, "--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."
+    ),
+    warmup: Warmup = typer.Option(
+        Warmup.predict,
+        help="predict: from the first hop on the shorter window; wait: only once the window is full.",
+    ),
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds of audio."),
-    realtime: bool = typer.Option(False, "--realtime", help="File/stdin: pace the input at real time (demos)."),
-    record: Optional[Path] = typer.Option(None, help="Also write the audio that was classified to this WAV file."),
+    realtime: bool = typer.Option(
+        False, "--realtime", help="File/stdin: pace the input at real time (demos)."
+    ),
+    record: Optional[Path] = typer.Option(
+        None, help="Also write the audio that was classified to this WAV file."
+    ),
     threads: int = typer.Option(1, min=1, help="torch intra-op threads (one is fastest for single hops)."),
 ) -> None:
     """Classify audio hop by hop as it arrives: one line per hop, a summary at the end.
@@ -63,8 +79,10 @@ def stream_cli(
     if mic == (source is not None):
         raise typer.BadParameter("give exactly one source: a FILE, '-' for stdin, or --mic")
     if source not in (None, "-") and (fmt is not StdinFormat.auto or sr is not None or channels != 1):
-        raise typer.BadParameter("--format, --sr and --channels describe raw audio on stdin or the "
-                                 "microphone; a file's own header gives its format")
+        raise typer.BadParameter(
+            "--format, --sr and --channels describe raw audio on stdin or the "
+            "microphone; a file's own header gives its format"
+        )
     if duration is not None and duration <= 0:
         raise typer.BadParameter(f"must be more than 0 seconds, got {duration:g}", param_hint="'--duration'")
     torch.set_num_threads(threads)  # per-hop work: one thread unless asked (see coaudio.threads)
@@ -84,13 +102,18 @@ def stream_cli(
         fail(exc)
     session = Session(online, rate, full_window_only=warmup is Warmup.wait)
     use_jsonl = jsonl or not sys.stdout.isatty()
-    output = (JsonlOutput(online.labels, top_k) if use_jsonl
-              else LiveOutput(online.labels, top_k, online.window, name))
+    output = (
+        JsonlOutput(online.labels, top_k)
+        if use_jsonl
+        else LiveOutput(online.labels, top_k, online.window, name)
+    )
     stopped = False
     try:
         if microphone is not None:
             with microphone:
-                _run(session, _mic_blocks(microphone, output), output, duration, realtime=False, record=record)
+                _run(
+                    session, _mic_blocks(microphone, output), output, duration, realtime=False, record=record
+                )
         else:
             _run(session, ((b, 0.0) for b in blocks), output, duration, realtime, record)
     except KeyboardInterrupt:
@@ -98,8 +121,10 @@ def stream_cli(
     except (AudioError, MicError) as exc:
         fail(exc)
     if session.stats.hops == 0 and not stopped:
-        fail(f"no prediction: {name} gave {session.stats.audio_s:.2f} s of audio, less than the "
-             f"{online.frontend.patch_s:.2f} s the first hop needs")
+        fail(
+            f"no prediction: {name} gave {session.stats.audio_s:.2f} s of audio, less than the "
+            f"{online.frontend.patch_s:.2f} s the first hop needs"
+        )
     extra = _mic_summary(microphone) if microphone is not None else []
     for line in summary_lines(session.stats, online.labels, extra):
         err.print(line, highlight=False, soft_wrap=True)
@@ -127,9 +152,11 @@ def _open_source(source: str, fmt: str, sr, channels: int, hop_s: float):
 def _mic_blocks(microphone, output) -> Iterator[tuple[np.ndarray, float]]:
     for block, gap in microphone.blocks():
         if gap > 0:
-            output.note(f"[yellow]warning[/yellow]: about {gap:.2f} s of audio did not arrive before "
-                        f"{microphone.detector.received / microphone.sample_rate:.2f} s "
-                        "(dropped by the audio system, or the device stalled); continuing")
+            output.note(
+                f"[yellow]warning[/yellow]: about {gap:.2f} s of audio did not arrive before "
+                f"{microphone.detector.received / microphone.sample_rate:.2f} s "
+                "(dropped by the audio system, or the device stalled); continuing"
+            )
         yield block, gap
 
 
@@ -165,17 +192,20 @@ def _recorder(path: Path | None, sample_rate: int):
     import soundfile
 
     try:
-        return soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="FLOAT",
-                                   format="WAV")
+        return soundfile.SoundFile(
+            str(path), "w", samplerate=sample_rate, channels=1, subtype="FLOAT", format="WAV"
+        )
     except (soundfile.LibsndfileError, RuntimeError, OSError) as exc:
         fail(f"cannot write the recording to {path}: {exc}")
 
 
 def _mic_summary(microphone) -> list[str]:
     detector, stats = microphone.detector, microphone.stats
-    return [f"microphone: {detector.received / microphone.sample_rate:.2f} s recorded at "
-            f"{microphone.sample_rate} Hz; {len(detector.gaps)} gap(s), about {detector.dropped_s:.2f} s of "
-            f"audio missing; {stats.overflows} overflow flag(s); most audio waiting {stats.max_backlog_s:.2f} s"]
+    return [
+        f"microphone: {detector.received / microphone.sample_rate:.2f} s recorded at "
+        f"{microphone.sample_rate} Hz; {len(detector.gaps)} gap(s), about {detector.dropped_s:.2f} s of "
+        f"audio missing; {stats.overflows} overflow flag(s); most audio waiting {stats.max_backlog_s:.2f} s"
+    ]
 
 
 def devices_cli(
@@ -197,13 +227,21 @@ def devices_cli(
         sys.stdout.write(json.dumps([asdict(d) for d in found], indent=1) + "\n")
         return
     if not found:
-        err_console().print("no input devices found (is a microphone connected, or PulseAudio/PipeWire "
-                                   "running?)", soft_wrap=True)
+        err_console().print(
+            "no input devices found (is a microphone connected, or PulseAudio/PipeWire running?)",
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     table = Table(title="input devices")
     for column in ("index", "name", "host API", "channels", "default rate", "default"):
         table.add_column(column)
     for d in found:
-        table.add_row(str(d.index), d.name, d.host_api, str(d.channels), f"{d.default_rate:.0f}",
-                      "*" if d.is_default else "")
+        table.add_row(
+            str(d.index),
+            d.name,
+            d.host_api,
+            str(d.channels),
+            f"{d.default_rate:.0f}",
+            "*" if d.is_default else "",
+        )
     out_console().print(table)

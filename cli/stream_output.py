@@ -21,10 +21,15 @@ BAR_WIDTH = 24
 def hop_record(hop: Hop, labels: list[str], top_k: int) -> dict:
     """The JSON object of one hop (documented in the README)."""
     top = hop.top(top_k)
-    record = {"hop": hop.index, "start_s": round(hop.start_s, 4), "end_s": round(hop.end_s, 4),
-              "label": labels[top[0][0]] if top else None,
-              "confidence": round(top[0][1], 6) if top else None,
-              "warmup": hop.warmup, "latency_ms": round(hop.latency_ms, 3)}
+    record = {
+        "hop": hop.index,
+        "start_s": round(hop.start_s, 4),
+        "end_s": round(hop.end_s, 4),
+        "label": labels[top[0][0]] if top else None,
+        "confidence": round(top[0][1], 6) if top else None,
+        "warmup": hop.warmup,
+        "latency_ms": round(hop.latency_ms, 3),
+    }
     if top_k > 1:
         record["top"] = [{"label": labels[i], "p": round(p, 6)} for i, p in top]
     return record
@@ -88,22 +93,30 @@ class LiveOutput:
         table = Table.grid(padding=(0, 1))
         for index, p in hop.top(self.top_k):
             filled = round(p * BAR_WIDTH)
-            table.add_row(self.labels[index], Text("█" * filled + "·" * (BAR_WIDTH - filled), style="cyan"),
-                          f"{p:6.1%}")
-        footer = Text(f"hop {hop.index + 1}  ·  {hop.end_s:.1f} s  ·  latency {hop.latency_ms:.2f} ms  ·  "
-                      f"real-time factor {stats.real_time_factor:.4f}", style="dim")
+            table.add_row(
+                self.labels[index], Text("█" * filled + "·" * (BAR_WIDTH - filled), style="cyan"), f"{p:6.1%}"
+            )
+        footer = Text(
+            f"hop {hop.index + 1}  ·  {hop.end_s:.1f} s  ·  latency {hop.latency_ms:.2f} ms  ·  "
+            f"real-time factor {stats.real_time_factor:.4f}",
+            style="dim",
+        )
         return Panel(Group(table, footer), title=self.source, expand=False)
 
 
 def summary_lines(stats: StreamStats, labels: list[str], extra: list[str]) -> list[str]:
     """The closing summary (stderr): latency, real-time factor, the stream's overall label."""
     latency = stats.latency_summary()
-    lines = [f"{stats.hops} hops over {stats.audio_s:.2f} s of audio; per-hop latency mean "
-             f"{latency['mean_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms, max {latency['max_ms']:.2f} ms; "
-             f"processing {stats.processing_s:.3f} s = real-time factor {stats.real_time_factor:.4f}"]
+    lines = [
+        f"{stats.hops} hops over {stats.audio_s:.2f} s of audio; per-hop latency mean "
+        f"{latency['mean_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms, max {latency['max_ms']:.2f} ms; "
+        f"processing {stats.processing_s:.3f} s = real-time factor {stats.real_time_factor:.4f}"
+    ]
     mean = stats.mean_probs()
     if mean is not None:
         p, i = mean.max(dim=0)
-        lines.append(f"whole stream (mean probability over {stats.predicted_hops} hops): "
-                     f"{labels[int(i)]} {float(p):.1%}")
+        lines.append(
+            f"whole stream (mean probability over {stats.predicted_hops} hops): "
+            f"{labels[int(i)]} {float(p):.1%}"
+        )
     return lines + extra

@@ -20,26 +20,50 @@ app = typer.Typer(help="Train a continual transformer classifier.", no_args_is_h
 # Options shared by both commands.
 Out = Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, config).")]
 # A str, not a Path checked by Typer: it may also name a shipped recipe (see _recipe).
-RecipeFile = Annotated[Optional[str], typer.Option(
-    "--recipe", metavar="NAME|FILE",
-    help="Recipe TOML file, or a shipped recipe's name (synth, gtzan; see coaudio recipes); "
-         "default: built-in defaults.")]
-Overrides = Annotated[list[str], typer.Option(
-    "--set", help="Override a recipe setting, e.g. --set train.epochs=10 (repeatable).")]
+RecipeFile = Annotated[
+    Optional[str],
+    typer.Option(
+        "--recipe",
+        metavar="NAME|FILE",
+        help="Recipe TOML file, or a shipped recipe's name (synth, gtzan; see coaudio recipes); "
+        "default: built-in defaults.",
+    ),
+]
+Overrides = Annotated[
+    list[str],
+    typer.Option("--set", help="Override a recipe setting, e.g. --set train.epochs=10 (repeatable)."),
+]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the run in --out after an interruption.")]
-Cache = Annotated[Optional[Path], typer.Option(
-    "--cache", help="Feature cache (default: <out>/../.coaudio-cache).")]
+Cache = Annotated[
+    Optional[Path], typer.Option("--cache", help="Feature cache (default: <out>/../.coaudio-cache).")
+]
 Jobs = Annotated[int, typer.Option("--jobs", min=1, help="Feature extraction processes.")]
-Force = Annotated[bool, typer.Option("--force", help="Start over in an --out folder that holds a run, replacing it.")]
-Threads = Annotated[int, typer.Option(
-    "--threads", min=0, help="torch threads (0: the idle cores, divided among torchrun's local processes).")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Start over in an --out folder that holds a run, replacing it.")
+]
+Threads = Annotated[
+    int,
+    typer.Option(
+        "--threads",
+        min=0,
+        help="torch threads (0: the idle cores, divided among torchrun's local processes).",
+    ),
+]
 
 
 @app.command("folder")
 def folder_cli(
-    root: Annotated[Path, typer.Argument(help="Folder of <label>/<audio files> (e.g. from coaudio data synth).")],
-    out: Out, recipe: RecipeFile = None, set_: Overrides = [], resume: Resume = False,
-    cache: Cache = None, jobs: Jobs = 2, force: Force = False, threads: Threads = 0,
+    root: Annotated[
+        Path, typer.Argument(help="Folder of <label>/<audio files> (e.g. from coaudio data synth).")
+    ],
+    out: Out,
+    recipe: RecipeFile = None,
+    set_: Overrides = (),  # Typer gives a list; the default is never mutated
+    resume: Resume = False,
+    cache: Cache = None,
+    jobs: Jobs = 2,
+    force: Force = False,
+    threads: Threads = 0,
 ) -> None:
     """Train on any labelled folder tree; splits are seeded random 80/10/10."""
     from coaudio.data.gtzan import random_split
@@ -57,8 +81,14 @@ def folder_cli(
 @app.command("gtzan")
 def gtzan_cli(
     root: Annotated[Path, typer.Argument(help="GTZAN folder (either layout).")],
-    out: Out, recipe: RecipeFile = None, set_: Overrides = [], resume: Resume = False,
-    cache: Cache = None, jobs: Jobs = 2, force: Force = False, threads: Threads = 0,
+    out: Out,
+    recipe: RecipeFile = None,
+    set_: Overrides = (),  # Typer gives a list; the default is never mutated
+    resume: Resume = False,
+    cache: Cache = None,
+    jobs: Jobs = 2,
+    force: Force = False,
+    threads: Threads = 0,
 ) -> None:
     """Train on GTZAN; data.split = filtered (fault-filtered 443/197/290) or random."""
     from coaudio.data.gtzan import GTZANError, filtered_split, list_tracks, random_split
@@ -69,7 +99,9 @@ def gtzan_cli(
     except GTZANError as exc:
         fail(exc)
     cfg = _recipe(recipe, set_, threads, out if resume else None)
-    splits = filtered_split(tracks) if cfg.data.split == "filtered" else random_split(tracks, seed=cfg.train.seed)
+    splits = (
+        filtered_split(tracks) if cfg.data.split == "filtered" else random_split(tracks, seed=cfg.train.seed)
+    )
     _run(cfg, splits, out, RunOptions(root, resume, force, cache, jobs))
 
 
@@ -120,8 +152,14 @@ def _settled(recipe, out: Path, resume: bool):
     from coaudio.threads import batch_threads, local_processes
 
     frontend = recipe.frontend
-    frontend = replace(frontend, **{name: os.path.abspath(getattr(frontend, name))
-                                    for name in ("weights", "pca") if getattr(frontend, name)})
+    frontend = replace(
+        frontend,
+        **{
+            name: os.path.abspath(getattr(frontend, name))
+            for name in ("weights", "pca")
+            if getattr(frontend, name)
+        },
+    )
     data = replace(recipe.data, frontend=frontend)
     threads = recipe.train.threads
     if not threads and resume and (out / "config.json").is_file():
@@ -130,8 +168,16 @@ def _settled(recipe, out: Path, resume: bool):
     return replace(recipe, data=data, train=replace(recipe.train, threads=chosen))
 
 
-RUN_FILES = ("config.json", "best.safetensors", "last.safetensors", "metrics.jsonl", "metrics.csv",
-             "curves.png", "distributed.json", "eval")
+RUN_FILES = (
+    "config.json",
+    "best.safetensors",
+    "last.safetensors",
+    "metrics.jsonl",
+    "metrics.csv",
+    "curves.png",
+    "distributed.json",
+    "eval",
+)
 
 
 def _check_out(out: Path, resume: bool, force: bool) -> None:
@@ -142,8 +188,10 @@ def _check_out(out: Path, resume: bool, force: bool) -> None:
         fail(f"--out {out}: exists and is not a folder")
     holds_run = any((out / name).exists() for name in ("best.safetensors", "last.safetensors"))
     if holds_run and not resume and not force:
-        fail(f"{out} already holds a training run; add --resume to continue it, or --force to start "
-             "over and replace it")
+        fail(
+            f"{out} already holds a training run; add --resume to continue it, or --force to start "
+            "over and replace it"
+        )
 
 
 def _clear_run(out: Path) -> None:
@@ -180,11 +228,17 @@ def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
     try:
         splits = _load_splits(cfg, track_splits, labels, out, options, rank, err)
     except KeyboardInterrupt:
-        interrupted("interrupted while extracting features; what was extracted is cached, so running the "
-                    "same command again continues from there")
+        interrupted(
+            "interrupted while extracting features; what was extracted is cached, so running the "
+            "same command again continues from there"
+        )
     _check_split_sizes({name: len(clips) for name, clips in splits.items()})
-    err.print("clips: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-              + f"; {cfg.train.threads} torch thread(s)", highlight=False)
+    err.print(
+        "clips: "
+        + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+        + f"; {cfg.train.threads} torch thread(s)",
+        highlight=False,
+    )
     _train_with_progress(cfg, splits, labels, out, options, err)
     distributed.leave()  # not on errors: a failed rank must not wait at a barrier for the others
     if rank == 0:
@@ -206,8 +260,11 @@ def _nothing_to_train(cfg, labels: list[str], out: Path, options: RunOptions, er
     except ConfigError as exc:
         fail(exc)
     if finished >= cfg.train.epochs:
-        err.print(f"{out} has already finished {finished} epoch(s) (train.epochs = {cfg.train.epochs}): "
-                  "nothing to train; to train longer, resume with --set train.epochs=N", highlight=False)
+        err.print(
+            f"{out} has already finished {finished} epoch(s) (train.epochs = {cfg.train.epochs}): "
+            "nothing to train; to train longer, resume with --set train.epochs=N",
+            highlight=False,
+        )
         return True
     err.print(f"resuming {out} after epoch {finished} of {cfg.train.epochs}", highlight=False)
     return False
@@ -218,13 +275,16 @@ def _check_split_sizes(sizes: dict[str, int]) -> None:
     for name in ("train", "valid"):
         if not sizes.get(name):
             total = sum(sizes.values())
-            fail(f"the {name} split has no clips ({', '.join(f'{k} {v}' for k, v in sizes.items())} of "
-                 f"{total}): the best checkpoint is chosen on validation clips; use more clips per label "
-                 "(at least about 10)")
+            fail(
+                f"the {name} split has no clips ({', '.join(f'{k} {v}' for k, v in sizes.items())} of "
+                f"{total}): the best checkpoint is chosen on validation clips; use more clips per label "
+                "(at least about 10)"
+            )
 
 
-def _load_splits(cfg, track_splits: dict, labels: list[str], out: Path, options: RunOptions, rank: int,
-                 err) -> dict:
+def _load_splits(
+    cfg, track_splits: dict, labels: list[str], out: Path, options: RunOptions, rank: int, err
+) -> dict:
     from coaudio.train.data import load_clips
 
     cache = options.cache or out.parent / ".coaudio-cache"
@@ -239,13 +299,19 @@ def _load_splits(cfg, track_splits: dict, labels: list[str], out: Path, options:
     return splits
 
 
-def _train_with_progress(cfg, splits: dict, labels: list[str], out: Path, options: RunOptions,
-                         err: Console) -> None:
+def _train_with_progress(
+    cfg, splits: dict, labels: list[str], out: Path, options: RunOptions, err: Console
+) -> None:
     from coaudio.config import ConfigError
     from coaudio.train.loop import train
 
-    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                        console=err, disable=not err.is_terminal)
+    progress = Progress(
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
     finished = {"epoch": 0}
     try:
         with progress:
@@ -257,20 +323,35 @@ def _train_with_progress(cfg, splits: dict, labels: list[str], out: Path, option
             def on_epoch(report) -> None:
                 finished["epoch"] = report.epoch
                 progress.update(task, epoch=report.epoch + 1, completed=0)
-                err.print(f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
-                          f"valid {report.valid_accuracy:.3f}", highlight=False)
+                err.print(
+                    f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
+                    f"valid {report.valid_accuracy:.3f}",
+                    highlight=False,
+                )
 
-            train(cfg, splits, labels, out, resume=options.resume, on_epoch=on_epoch, on_batch=on_batch,
-                  data_root=options.data_root)
+            train(
+                cfg,
+                splits,
+                labels,
+                out,
+                resume=options.resume,
+                on_epoch=on_epoch,
+                on_batch=on_batch,
+                data_root=options.data_root,
+            )
     except ConfigError as exc:
         fail(exc)
     except KeyboardInterrupt:
         if not (out / "last.safetensors").exists():
-            interrupted("interrupted before the first epoch ended; nothing was saved, so running the same "
-                        "command again starts over")
+            interrupted(
+                "interrupted before the first epoch ended; nothing was saved, so running the same "
+                "command again starts over"
+            )
         done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the next epoch ended"
-        interrupted(f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
-                    f"  {resume_command(drop=('--force',))}")
+        interrupted(
+            f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
+            f"  {resume_command(drop=('--force',))}"
+        )
 
 
 def _final_table(cfg, splits: dict, out: Path) -> None:

@@ -9,8 +9,10 @@ import sys
 try:
     from coaudio_cli.main import main
 except ImportError as exc:
-    sys.stderr.write(f"error: the coaudio command line is not installed here ({exc}); "
-                     "install the whole package: pip install coaudio\n")
+    sys.stderr.write(
+        f"error: the coaudio command line is not installed here ({exc}); "
+        "install the whole package: pip install coaudio\n"
+    )
     sys.exit(1)
 
 if __name__ == "__main__":

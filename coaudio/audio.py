@@ -21,9 +21,19 @@ log = logging.getLogger(__name__)
 
 # Extensions we hand to libsndfile, and the names users know them by.
 FORMATS = {
-    ".wav": "WAV", ".wave": "WAV", ".au": "AU", ".snd": "AU", ".flac": "FLAC",
-    ".ogg": "Ogg Vorbis/Opus", ".oga": "Ogg Vorbis/Opus", ".opus": "Ogg Opus", ".mp3": "MP3",
-    ".aif": "AIFF", ".aiff": "AIFF", ".caf": "CAF", ".w64": "Wave64",
+    ".wav": "WAV",
+    ".wave": "WAV",
+    ".au": "AU",
+    ".snd": "AU",
+    ".flac": "FLAC",
+    ".ogg": "Ogg Vorbis/Opus",
+    ".oga": "Ogg Vorbis/Opus",
+    ".opus": "Ogg Opus",
+    ".mp3": "MP3",
+    ".aif": "AIFF",
+    ".aiff": "AIFF",
+    ".caf": "CAF",
+    ".w64": "Wave64",
 }
 BLOCK_SECONDS = 10.0  # how much audio stream_audio decodes at a time
 
@@ -57,8 +67,13 @@ def audio_files_under(folder: str | Path) -> list[Path]:
     """Supported audio files anywhere under ``folder``, sorted; hidden files and folders
     (names starting with ".", such as macOS ``._*`` resource forks) are skipped."""
     folder = Path(folder)
-    return sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in FORMATS
-                  and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    return sorted(
+        f
+        for f in folder.rglob("*")
+        if f.is_file()
+        and f.suffix.lower() in FORMATS
+        and not any(part.startswith(".") for part in f.relative_to(folder).parts)
+    )
 
 
 def to_mono(frames: np.ndarray) -> np.ndarray:

@@ -32,10 +32,13 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where + '.' if where else ''}{unknown[0]}: unknown key "
-                          f"(known: {', '.join(sorted(fields))})")
-    values = {name: _convert(hints[name], value, f"{where + '.' if where else ''}{name}")
-              for name, value in data.items()}
+        raise ConfigError(
+            f"{where + '.' if where else ''}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})"
+        )
+    values = {
+        name: _convert(hints[name], value, f"{where + '.' if where else ''}{name}")
+        for name, value in data.items()
+    }
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:

@@ -36,8 +36,11 @@ class ShippedRecipe:
 
 def _files() -> dict[str, Traversable]:
     """The shipped recipe files by name, sorted by name."""
-    found = {entry.name[:-len(SUFFIX)]: entry for entry in resources.files(PACKAGE).iterdir()
-             if entry.name.endswith(SUFFIX) and entry.is_file()}
+    found = {
+        entry.name[: -len(SUFFIX)]: entry
+        for entry in resources.files(PACKAGE).iterdir()
+        if entry.name.endswith(SUFFIX) and entry.is_file()
+    }
     return dict(sorted(found.items()))
 
 
@@ -59,15 +62,17 @@ def description(text: str) -> str:
 
 def shipped() -> list[ShippedRecipe]:
     """Every shipped recipe with its description and location, sorted by name."""
-    return [ShippedRecipe(name, description(entry.read_text(encoding="utf-8")), str(entry))
-            for name, entry in _files().items()]
+    return [
+        ShippedRecipe(name, description(entry.read_text(encoding="utf-8")), str(entry))
+        for name, entry in _files().items()
+    ]
 
 
 def _shipped_file(name: str, problem: str = "no shipped recipe of that name") -> Traversable:
     """The shipped recipe called ``name`` (``synth`` or ``synth.toml``), else RecipeNotFound
     saying ``problem`` and listing the names that do exist."""
     files = _files()
-    key = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
+    key = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
     if key in files:
         return files[key]
     raise RecipeNotFound(f"recipe {name!r}: {problem} {_known(files)}")

@@ -35,8 +35,9 @@ def _temporary(path: Path) -> str:
     return tmp
 
 
-def save_safetensors_atomically(tensors: dict[str, Tensor], path: Path,
-                                metadata: dict[str, str] | None = None) -> None:
+def save_safetensors_atomically(
+    tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Write ``tensors`` to ``path`` via a hidden ``.<name>.*.partial`` file in the same folder
     and one atomic rename: an interrupted write (Ctrl-C, SIGKILL, full disk) leaves either the
     previous file or none, never a truncated one, and no temporary file unless killed."""

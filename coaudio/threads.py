@@ -72,8 +72,12 @@ def batch_threads(requested: int = 0, processes: int = 1, measure: bool = True) 
     idle = usable_cores() - busy_cores()
     threads = max(1, min(share, int(idle + 0.5)))
     if threads < share:
-        log.info("other work keeps about %.1f cores busy: using %d torch thread(s) instead of %d",
-                 usable_cores() - idle, threads, share)
+        log.info(
+            "other work keeps about %.1f cores busy: using %d torch thread(s) instead of %d",
+            usable_cores() - idle,
+            threads,
+            share,
+        )
     return threads
 
 

@@ -39,12 +39,14 @@ def sigint_ignored() -> Iterator[None]:
 
 
 @contextmanager
-def worker_pool(jobs: int, initializer: Callable[..., None] = one_thread,
-                initargs: tuple = ()) -> Iterator[WorkerPool]:
+def worker_pool(
+    jobs: int, initializer: Callable[..., None] = one_thread, initargs: tuple = ()
+) -> Iterator[WorkerPool]:
     """A spawn-based pool of ``jobs`` workers; on leaving (normally or by an exception such as
     KeyboardInterrupt) tasks not yet started are cancelled."""
-    executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=initializer,
-                                   initargs=initargs)
+    executor = ProcessPoolExecutor(
+        jobs, mp_context=get_context("spawn"), initializer=initializer, initargs=initargs
+    )
     pool = WorkerPool(executor)
     try:
         yield pool

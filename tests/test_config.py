@@ -26,11 +26,14 @@ class Recipe:
 
 def test_toml_with_overrides_round_trips(tmp_path):
     path = tmp_path / "r.toml"
-    path.write_text('[encoder]\nn_layers = 2\nwindow = 60\n[encoder.layer]\nd_model = 64\nn_heads = 4\n'
-                    '[train]\nlr = 3e-4\nwindows = [4, 8]\n')
+    path.write_text(
+        "[encoder]\nn_layers = 2\nwindow = 60\n[encoder.layer]\nd_model = 64\nn_heads = 4\n"
+        "[train]\nlr = 3e-4\nwindows = [4, 8]\n"
+    )
     cfg = load(Recipe, path, ["train.epochs=3", "encoder.layer.activation=relu", "train.lr=1"])
-    assert cfg.encoder == EncoderConfig(layer=LayerConfig(d_model=64, n_heads=4, activation="relu"),
-                                        n_layers=2, window=60)
+    assert cfg.encoder == EncoderConfig(
+        layer=LayerConfig(d_model=64, n_heads=4, activation="relu"), n_layers=2, window=60
+    )
     assert cfg.train == Train(lr=1.0, epochs=3, windows=(4, 8))
     assert from_dict(Recipe, to_dict(cfg)) == cfg
 
@@ -54,7 +57,10 @@ def test_bad_configs_name_the_problem(tmp_path, text, message):
 
 def test_overrides_parse_toml_literals():
     assert parse_overrides(["a.b=true", "a.c=12", 'a.d="x y"', "e=[1, 2]", "f=plain"]) == {
-        "a": {"b": True, "c": 12, "d": "x y"}, "e": [1, 2], "f": "plain"}
+        "a": {"b": True, "c": 12, "d": "x y"},
+        "e": [1, 2],
+        "f": "plain",
+    }
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_overrides(["novalue"])
     with pytest.raises(ConfigError, match="no such config file"):

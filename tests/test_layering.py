@@ -15,7 +15,7 @@ import coaudio
 
 ROOT = Path(coaudio.__file__).parent
 LAYERS = [
-    {"audio", "config", "safeio", "threads", "workers", "continual"},  # foundations
+    {"audio", "config", "safeio", "threads", "workers", "distributed", "continual"},  # foundations
     {"features", "data", "recipes"},
     {"models"},
     {"train", "online"},  # siblings: neither imports the other
@@ -56,7 +56,9 @@ def test_imports_only_go_down():
                 wrong.append(f"{where} (the library never imports the command-line layer)")
             elif parts[0] == "coaudio" and len(parts) > 1 and parts[1] != unit and parts[1] in LAYER:
                 if LAYER[parts[1]] >= LAYER[unit]:
-                    wrong.append(f"{where} ({unit} is in layer {LAYER[unit]}, {parts[1]} in {LAYER[parts[1]]})")
+                    wrong.append(
+                        f"{where} ({unit} is in layer {LAYER[unit]}, {parts[1]} in {LAYER[parts[1]]})"
+                    )
     assert not wrong, "imports that go up or sideways:\n" + "\n".join(wrong)
 
 
@@ -68,7 +70,12 @@ def test_python_m_coaudio_says_what_is_missing_without_the_cli(tmp_path):
     blocker = tmp_path / "coaudio_cli"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('not installed in this test')\n")
-    done = subprocess.run([sys.executable, "-m", "coaudio", "--help"], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "coaudio", "--help"],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "command line" in done.stderr

@@ -33,8 +33,9 @@ app(sys.argv[1:], prog_name="coaudio")
 
 
 def _coaudio(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", APP, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", APP, *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def _coaudio_recipes(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -64,7 +65,9 @@ def test_descriptions_are_the_leading_comment():
 @pytest.mark.parametrize("spec", ["nope", "recipes/nope.toml", "missing/synth.toml"])
 def test_unknown_names_list_the_shipped_ones(spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(recipes.RecipeNotFound, match=r"\(shipped: gtzan, synth; see coaudio recipes\)") as info:
+    with pytest.raises(
+        recipes.RecipeNotFound, match=r"\(shipped: gtzan, synth; see coaudio recipes\)"
+    ) as info:
         with recipes.locate(spec):
             pass
     assert isinstance(info.value, ConfigError) and "\n" not in str(info.value)
@@ -98,10 +101,12 @@ def test_train_cli_takes_a_recipe_name_outside_the_clone(tmp_path):
     # The recipe is found and loaded strictly; the bogus override then stops the run before any work.
     found = train("--recipe", "synth", "--set", "train.bogus=1")
     assert found.returncode == 1 and found.stderr.strip().splitlines() == [
-        "error: train.bogus: unknown key (known: batch_size, epochs, lr, seed, threads, weight_decay)"]
+        "error: train.bogus: unknown key (known: batch_size, epochs, lr, seed, threads, weight_decay)"
+    ]
     unknown = train("--recipe", "recipes/synth.toml")  # a clone's path, but this is not a clone
     assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
-        "error: recipe 'recipes/synth.toml': no such file (shipped: gtzan, synth; see coaudio recipes)"]
+        "error: recipe 'recipes/synth.toml': no such file (shipped: gtzan, synth; see coaudio recipes)"
+    ]
     assert not (tmp_path / "run").exists()
 
 
@@ -123,12 +128,15 @@ def test_recipes_command_lists_and_shows(tmp_path):
     missing = _coaudio_recipes(tmp_path, "show", "nope")
     assert missing.returncode == 1 and missing.stdout == ""
     assert missing.stderr.strip().splitlines() == [
-        "error: recipe 'nope': no shipped recipe of that name (shipped: gtzan, synth; see coaudio recipes)"]
+        "error: recipe 'nope': no shipped recipe of that name (shipped: gtzan, synth; see coaudio recipes)"
+    ]
 
 
 def test_the_recipes_modules_leave_torch_alone():
     """CLI start-up stays fast: listing recipes never imports torch."""
-    code = ("import sys; import coaudio.recipes, coaudio_cli.recipes, coaudio.config; "
-            "coaudio.recipes.shipped(); assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import coaudio.recipes, coaudio_cli.recipes, coaudio.config; "
+        "coaudio.recipes.shipped(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -22,7 +22,9 @@ def test_explicit_counts_win_and_omp_num_threads_is_honoured(monkeypatch):
 
 
 def test_busy_cores_sees_a_process_that_spins():
-    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"]
+    )
     try:
         busy = threads.busy_cores(sample_s=0.5)
     finally:

@@ -48,8 +48,18 @@ def _librosa(clips: list[np.ndarray]) -> float:
     start = time.perf_counter()
     for clip in clips:  # the same recipe: magnitude, HTK mel, no centering
         mel = librosa.feature.melspectrogram(
-            y=clip, sr=SAMPLE_RATE, n_fft=FFT_SIZE, hop_length=HOP_SAMPLES, win_length=WINDOW_SAMPLES,
-            center=False, power=1.0, n_mels=N_MELS, fmin=MEL_MIN_HZ, fmax=MEL_MAX_HZ, htk=True, norm=None,
+            y=clip,
+            sr=SAMPLE_RATE,
+            n_fft=FFT_SIZE,
+            hop_length=HOP_SAMPLES,
+            win_length=WINDOW_SAMPLES,
+            center=False,
+            power=1.0,
+            n_mels=N_MELS,
+            fmin=MEL_MIN_HZ,
+            fmax=MEL_MAX_HZ,
+            htk=True,
+            norm=None,
         )
         np.log(mel + LOG_OFFSET)
     return time.perf_counter() - start

@@ -105,8 +105,9 @@ while time.monotonic() < end:
 
 
 def _start_load(threads: int, seconds: float) -> subprocess.Popen:
-    job = subprocess.Popen([sys.executable, "-c", LOAD_JOB, str(threads), str(seconds)],
-                           stdout=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        [sys.executable, "-c", LOAD_JOB, str(threads), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
     if job.stdout.readline().strip() != "ready":
         job.kill()
         raise RuntimeError("the load job did not start")
@@ -115,7 +116,10 @@ def _start_load(threads: int, seconds: float) -> subprocess.Popen:
 
 def _summary(values: list[float]) -> dict:
     values = sorted(values)
-    return {"median_ms": statistics.median(values), "p95_ms": values[min(len(values) - 1, int(0.95 * len(values)))]}
+    return {
+        "median_ms": statistics.median(values),
+        "p95_ms": values[min(len(values) - 1, int(0.95 * len(values)))],
+    }
 
 
 def run(rounds: int = 2, load_threads: int | None = None) -> dict:
@@ -146,8 +150,13 @@ def run(rounds: int = 2, load_threads: int | None = None) -> dict:
     for name in PATHS:
         q, b = _summary(quiet[name]), _summary(loaded[name])
         rows.append({"path": name, "quiet": q, "loaded": b, "ratio": b["median_ms"] / q["median_ms"]})
-    return {"load_threads": load_threads, "usable_cores": usable_cores(), "rounds": rounds,
-            "clip_s": CLIP_SECONDS, "rows": rows}
+    return {
+        "load_threads": load_threads,
+        "usable_cores": usable_cores(),
+        "rounds": rounds,
+        "clip_s": CLIP_SECONDS,
+        "rows": rows,
+    }
 
 
 def rows_within(result: dict, limit: float = 3.0) -> bool:

@@ -36,15 +36,23 @@ from coaudio.online.session import Session, p95
 GTZAN = {"token_dim": 128, "embedder_width": 16, "d_model": 192, "n_heads": 16, "d_ff": 192, "hop_frames": 25}
 
 
-def gtzan_model(window: int = 120, blocks: int = 1, seed: int = 0,
-                embedder_width: int = GTZAN["embedder_width"]) -> OnlineModel:
+def gtzan_model(
+    window: int = 120, blocks: int = 1, seed: int = 0, embedder_width: int = GTZAN["embedder_width"]
+) -> OnlineModel:
     """The GTZAN recipe's classifier (random weights, eval mode) with its 0.25 s hop."""
     torch.manual_seed(seed)
     layer = LayerConfig(d_model=GTZAN["d_model"], n_heads=GTZAN["n_heads"], d_ff=GTZAN["d_ff"], dropout=0.0)
-    cfg = ModelConfig(n_classes=10, token_dim=GTZAN["token_dim"], embedder_width=embedder_width,
-                      encoder=EncoderConfig(layer=layer, n_layers=blocks, window=window))
-    return OnlineModel(AudioClassifier(cfg).eval(), [f"g{i}" for i in range(10)],
-                       FrontendConfig(hop_frames=GTZAN["hop_frames"]))
+    cfg = ModelConfig(
+        n_classes=10,
+        token_dim=GTZAN["token_dim"],
+        embedder_width=embedder_width,
+        encoder=EncoderConfig(layer=layer, n_layers=blocks, window=window),
+    )
+    return OnlineModel(
+        AudioClassifier(cfg).eval(),
+        [f"g{i}" for i in range(10)],
+        FrontendConfig(hop_frames=GTZAN["hop_frames"]),
+    )
 
 
 class _Regular:
@@ -70,8 +78,9 @@ class _Regular:
         return out
 
 
-def run(window: int = 120, blocks: int = 1, sample_rate: int = 16_000, measured_hops: int = 200,
-        threads: int = 1) -> dict:
+def run(
+    window: int = 120, blocks: int = 1, sample_rate: int = 16_000, measured_hops: int = 200, threads: int = 1
+) -> dict:
     """One record (JSON-ready) for the GTZAN shape with ``window`` tokens and ``blocks`` layers."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -88,8 +97,11 @@ def _run(window: int, blocks: int, sample_rate: int, measured_hops: int, threads
     total_hops = window + measured_hops + 4
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(block * total_hops)).astype(np.float32)
-    pipelines = {"continual": Session(online, sample_rate), "regular": _Regular(online, sample_rate, False),
-                 "regular_cached": _Regular(online, sample_rate, True)}
+    pipelines = {
+        "continual": Session(online, sample_rate),
+        "regular": _Regular(online, sample_rate, False),
+        "regular_cached": _Regular(online, sample_rate, True),
+    }
     times: dict[str, list[float]] = {name: [] for name in pipelines}
     worst = 0.0
     with torch.inference_mode():
@@ -106,8 +118,15 @@ def _run(window: int, blocks: int, sample_rate: int, measured_hops: int, threads
                 for a, b in zip(continual, outputs["regular"]):
                     worst = max(worst, float((a - b).abs().max()))
         flops = _flops(online)
-    record = {"window": window, "blocks": blocks, "sample_rate": sample_rate, "hop_s": hop_s,
-              "threads": threads, "measured_hops": measured_hops, "max_abs_diff": worst}
+    record = {
+        "window": window,
+        "blocks": blocks,
+        "sample_rate": sample_rate,
+        "hop_s": hop_s,
+        "threads": threads,
+        "measured_hops": measured_hops,
+        "max_abs_diff": worst,
+    }
     for name, values in times.items():
         values = sorted(values[-measured_hops:])  # after the window has filled
         record[f"{name}_us"] = statistics.fmean(values)

@@ -30,9 +30,7 @@ def reference_stepper(cfg: EncoderConfig, tokens: torch.Tensor) -> Callable[[], 
         return None
     layer = cfg.layer
     regular = nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(
-            layer.d_model, layer.n_heads, layer.d_ff, dropout=0.0, batch_first=True
-        ),
+        nn.TransformerEncoderLayer(layer.d_model, layer.n_heads, layer.d_ff, dropout=0.0, batch_first=True),
         cfg.n_layers,
         enable_nested_tensor=False,
     ).eval()

@@ -13,8 +13,14 @@ import subprocess
 import sys
 import time
 
-COMMANDS = (["--help"], ["--version"], ["stream", "--help"], ["train", "folder", "--help"], ["trian"],
-            ["recipes"])
+COMMANDS = (
+    ["--help"],
+    ["--version"],
+    ["stream", "--help"],
+    ["train", "folder", "--help"],
+    ["trian"],
+    ["recipes"],
+)
 
 
 def _program() -> list[str]:
@@ -33,9 +39,16 @@ def _seconds(argv: list[str], repeats: int) -> float:
 
 def run(repeats: int = 5) -> dict:
     program = _program()
-    rows = [{"command": " ".join(["coaudio", *args]), "seconds": _seconds(program + args, repeats)}
-            for args in COMMANDS]
+    rows = [
+        {"command": " ".join(["coaudio", *args]), "seconds": _seconds(program + args, repeats)}
+        for args in COMMANDS
+    ]
     torch_s = _seconds([sys.executable, "-c", "import torch"], repeats)
     python_s = _seconds([sys.executable, "-c", "pass"], repeats)
-    return {"program": " ".join(program), "repeats": repeats, "rows": rows,
-            "import_torch_s": torch_s, "python_s": python_s}
+    return {
+        "program": " ".join(program),
+        "repeats": repeats,
+        "rows": rows,
+        "import_torch_s": torch_s,
+        "python_s": python_s,
+    }

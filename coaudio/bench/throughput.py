@@ -65,21 +65,30 @@ def run(clips: int = 16, rounds: int = 2) -> dict:
         with tempfile.TemporaryDirectory(prefix="coaudio-bench-") as tmp:
             folder = Path(tmp)
             checkpoint = folder / "model.safetensors"
-            save_checkpoint(checkpoint, online.model.eval(), online.labels, {"frontend": asdict(online.frontend)})
+            save_checkpoint(
+                checkpoint, online.model.eval(), online.labels, {"frontend": asdict(online.frontend)}
+            )
             paths = _clips(folder, clips)
             inputs = [(p, p.name) for p in paths]
             audio = clips * CLIP_SECONDS
             with torch.inference_mode():
                 classify.classify_file(online, *inputs[0])  # warm-up
-                one = min(_timed(lambda: [classify.classify_file(online, p, s) for p, s in inputs])
-                          for _ in range(rounds))
+                one = min(
+                    _timed(lambda: [classify.classify_file(online, p, s) for p, s in inputs])
+                    for _ in range(rounds)
+                )
                 regular = min(_timed(lambda: [_regular(online, p) for p in paths]) for _ in range(rounds))
             two = _two_workers(str(checkpoint), inputs, rounds)
     finally:
         torch.set_num_threads(previous)
-    return {"clips": clips, "audio_s": audio, "continual_1core_xrt": audio / one,
-            "continual_2core_xrt": audio / two, "regular_1core_xrt": audio / regular,
-            "speedup_vs_regular_1core": regular / one}
+    return {
+        "clips": clips,
+        "audio_s": audio,
+        "continual_1core_xrt": audio / one,
+        "continual_2core_xrt": audio / two,
+        "regular_1core_xrt": audio / regular,
+        "speedup_vs_regular_1core": regular / one,
+    }
 
 
 def _two_workers(checkpoint: str, inputs, rounds: int) -> float:

@@ -113,13 +113,9 @@ class ContinualEncoder(nn.Module):
         layer_states = []
         for i, layer in enumerate(self.layers):
             if i == 0 and self.cfg.n_layers == 1:
-                layer_states.append(
-                    init_single_output_state(layer, batch_size, self.window, device, dtype)
-                )
+                layer_states.append(init_single_output_state(layer, batch_size, self.window, device, dtype))
             elif i == 0:
-                layer_states.append(
-                    init_retroactive_state(layer, batch_size, self.window, device, dtype)
-                )
+                layer_states.append(init_retroactive_state(layer, batch_size, self.window, device, dtype))
             else:
                 layer_states.append(())  # recomputed from the first layer's rows each step
         t = torch.zeros(batch_size, dtype=torch.long, device=device)

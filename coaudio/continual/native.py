@@ -42,8 +42,12 @@ _F = ctypes.POINTER(ctypes.c_float)
 class _CoreDims(ctypes.Structure):
     """Mirror of ``core_dims`` in steps.c."""
 
-    _fields_ = [("h", ctypes.c_int64), ("dh", ctypes.c_int64), ("n", ctypes.c_int64),
-                ("recompute_below", ctypes.c_float)]
+    _fields_ = [
+        ("h", ctypes.c_int64),
+        ("dh", ctypes.c_int64),
+        ("n", ctypes.c_int64),
+        ("recompute_below", ctypes.c_float),
+    ]
 
 
 class _Layer(ctypes.Structure):
@@ -51,10 +55,24 @@ class _Layer(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_int64) for name in ("d", "h", "f", "n", "period", "norm_first", "gelu")]
     _fields_ += [("scale", ctypes.c_float), ("eps", ctypes.c_float)]
-    _fields_ += [(name, _F) for name in (
-        "w_qkv", "b_qkv", "w_out", "b_out", "w_ff1", "b_ff1", "w_ff2", "b_ff2",
-        "ln1_w", "ln1_b", "ln2_w", "ln2_b", "pos",
-    )]
+    _fields_ += [
+        (name, _F)
+        for name in (
+            "w_qkv",
+            "b_qkv",
+            "w_out",
+            "b_out",
+            "w_ff1",
+            "b_ff1",
+            "w_ff2",
+            "b_ff2",
+            "ln1_w",
+            "ln1_b",
+            "ln2_w",
+            "ln2_b",
+            "pos",
+        )
+    ]
 
 
 def _cpu_fingerprint() -> str:
@@ -122,10 +140,19 @@ class _Binding:
     def __init__(self, encoder) -> None:
         layer = encoder.layers[0]
         owners = [
-            (layer.qkv, "weight"), (layer.qkv, "bias"), (layer.out, "weight"), (layer.out, "bias"),
-            (layer.ff1, "weight"), (layer.ff1, "bias"), (layer.ff2, "weight"), (layer.ff2, "bias"),
-            (layer.norm1, "weight"), (layer.norm1, "bias"), (layer.norm2, "weight"),
-            (layer.norm2, "bias"), (encoder.positions, "table"),
+            (layer.qkv, "weight"),
+            (layer.qkv, "bias"),
+            (layer.out, "weight"),
+            (layer.out, "bias"),
+            (layer.ff1, "weight"),
+            (layer.ff1, "bias"),
+            (layer.ff2, "weight"),
+            (layer.ff2, "bias"),
+            (layer.norm1, "weight"),
+            (layer.norm1, "bias"),
+            (layer.norm2, "weight"),
+            (layer.norm2, "bias"),
+            (encoder.positions, "table"),
         ]
         self.slots = [(module._parameters, name) for module, name in owners]
         self.tensors = [params.get(name) for params, name in self.slots]
@@ -134,23 +161,30 @@ class _Binding:
         self.eligible = (
             encoder.cfg.n_layers == 1
             and encoder.positions.kind != "absolute"
-            and all(t is None or (t.dtype == torch.float32 and t.device.type == "cpu"
-                                  and t.is_contiguous()) for t in self.tensors)
+            and all(
+                t is None or (t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous())
+                for t in self.tensors
+            )
         )
         self.dropout = cfg.dropout
         self.layer = layer
         self.packed = _Layer(
-            cfg.d_model, cfg.n_heads, cfg.d_ff, encoder.window, encoder.positions.period,
-            int(cfg.norm_first), int(cfg.activation == "gelu"), layer.scale, cfg.layer_norm_eps,
+            cfg.d_model,
+            cfg.n_heads,
+            cfg.d_ff,
+            encoder.window,
+            encoder.positions.period,
+            int(cfg.norm_first),
+            int(cfg.activation == "gelu"),
+            layer.scale,
+            cfg.layer_norm_eps,
             *[None if p is None else ctypes.cast(p, _F) for p in self.pointers],
         )
         self.ref = ctypes.byref(self.packed)
 
     def current(self) -> bool:
         now = [params.get(name) for params, name in self.slots]
-        return now == self.tensors and [
-            None if t is None else t.data_ptr() for t in now
-        ] == self.pointers
+        return now == self.tensors and [None if t is None else t.data_ptr() for t in now] == self.pointers
 
 
 _BINDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -178,8 +212,16 @@ def single_layer_step(bound: _Binding, x_t: Tensor, state):
     y, t_new = torch.empty_like(x), torch.empty_like(t)
     k_new, v_new = torch.empty_like(k_t), torch.empty_like(v_t)
     status = library().coaudio_cosi_step(
-        bound.ref, x.shape[0], t.data_ptr(), x.data_ptr(), k_t.data_ptr(), v_t.data_ptr(),
-        y.data_ptr(), k_new.data_ptr(), v_new.data_ptr(), t_new.data_ptr(),
+        bound.ref,
+        x.shape[0],
+        t.data_ptr(),
+        x.data_ptr(),
+        k_t.data_ptr(),
+        v_t.data_ptr(),
+        y.data_ptr(),
+        k_new.data_ptr(),
+        v_new.data_ptr(),
+        t_new.data_ptr(),
     )
     if status != 0:
         raise MemoryError("fused CoSi kernel could not allocate its scratch memory")
@@ -211,8 +253,14 @@ def retroactive_step(layer, x_t: Tensor, state: RetroactiveState, ctx, t: Tensor
     attended = torch.empty(b, n, h * dh, dtype=x_t.dtype)
     dims = _CoreDims(h, dh, n, RECOMPUTE_BELOW)
     status = library().coaudio_core_step(
-        ctypes.byref(dims), b, t.data_ptr(), q.data_ptr(), k.data_ptr(), v.data_ptr(),
-        *[part.data_ptr() for part in rings], *[part.data_ptr() for part in outs],
+        ctypes.byref(dims),
+        b,
+        t.data_ptr(),
+        q.data_ptr(),
+        k.data_ptr(),
+        v.data_ptr(),
+        *[part.data_ptr() for part in rings],
+        *[part.data_ptr() for part in outs],
         attended.data_ptr(),
     )
     if status != 0:

@@ -50,8 +50,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, target: Path, sha256: str | None = None, timeout: float = 60.0,
-             on_bytes: Callable[[int, int | None], None] | None = None) -> Path:
+def download(
+    url: str,
+    target: Path,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+    on_bytes: Callable[[int, int | None], None] | None = None,
+) -> Path:
     """Download ``url`` to ``target`` (resuming ``target.partial``), verify, rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -75,20 +80,23 @@ def download(url: str, target: Path, sha256: str | None = None, timeout: float =
             total = _receive(url, response, partial, have, on_bytes)
     got = partial.stat().st_size
     if total is not None and got < total:
-        raise DownloadError(f"{url}: download interrupted after {_size(got)} of {_size(total)}; "
-                            "run again to resume")
+        raise DownloadError(
+            f"{url}: download interrupted after {_size(got)} of {_size(total)}; run again to resume"
+        )
     if sha256:
         actual = sha256_of(partial)
         if actual != sha256.lower():
             partial.unlink()
-            raise DownloadError(f"{url}: checksum mismatch (expected {sha256}, got {actual}); "
-                                "the file was removed")
+            raise DownloadError(
+                f"{url}: checksum mismatch (expected {sha256}, got {actual}); the file was removed"
+            )
     os.replace(partial, target)
     return target
 
 
-def _receive(url: str, response, partial: Path, have: int,
-             on_bytes: Callable[[int, int | None], None] | None) -> int | None:
+def _receive(
+    url: str, response, partial: Path, have: int, on_bytes: Callable[[int, int | None], None] | None
+) -> int | None:
     """Write the body to ``partial`` (appending if the server honoured the Range request);
     returns the whole file's size if the server said it."""
     resumed = have > 0 and response.status == 206
@@ -104,9 +112,11 @@ def _receive(url: str, response, partial: Path, have: int,
             except (OSError, http.client.HTTPException) as exc:
                 if done == start:  # not a byte of the file came: no progress to speak of
                     raise _unreachable(url, exc) from None
-                raise DownloadError(f"{url}: download interrupted after {_size(done)}"
-                                    f"{f' of {_size(total)}' if total else ''} ({_why(exc)}); "
-                                    "run again to resume") from None
+                raise DownloadError(
+                    f"{url}: download interrupted after {_size(done)}"
+                    f"{f' of {_size(total)}' if total else ''} ({_why(exc)}); "
+                    "run again to resume"
+                ) from None
             if not block:
                 return total
             try:
@@ -122,8 +132,9 @@ def _unreachable(url: str, reason: object) -> DownloadError:
     """The error for a server that never answered: there is nothing to resume."""
     host = urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or url  # never echo user:password
     if isinstance(reason, socket.gaierror):
-        return DownloadError(f"cannot reach {host}: the name could not be resolved "
-                             "(no network, or a wrong URL?)")
+        return DownloadError(
+            f"cannot reach {host}: the name could not be resolved (no network, or a wrong URL?)"
+        )
     return DownloadError(f"cannot reach {host}: {_why(reason)}")
 
 
@@ -157,7 +168,9 @@ def extract(archive: Path, out: Path) -> None:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
                 for name in z.namelist():
-                    if name.startswith("/") or not (staging / name).resolve().is_relative_to(staging.resolve()):
+                    if name.startswith("/") or not (staging / name).resolve().is_relative_to(
+                        staging.resolve()
+                    ):
                         raise DownloadError(f"refusing archive member {name!r}: it would land outside {out}")
                 z.extractall(staging)
         elif tarfile.is_tarfile(archive):
@@ -172,8 +185,9 @@ def extract(archive: Path, out: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def fetch(url: str, out: Path, sha256: str | None = None,
-          on_bytes: Callable[[int, int | None], None] | None = None) -> bool:
+def fetch(
+    url: str, out: Path, sha256: str | None = None, on_bytes: Callable[[int, int | None], None] | None = None
+) -> bool:
     """Download and unpack ``url`` into ``out`` once; returns False if it was already there."""
     out = Path(out)
     marker = out / MARKER

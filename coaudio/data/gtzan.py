@@ -40,9 +40,16 @@ def find_genres_folder(root: str | Path) -> Path:
     """The folder that holds the 10 genre folders, from ``root`` or a known place below it."""
     root = Path(root)
     if not root.is_dir():
-        raise GTZANError(f"{root}: a file, not a GTZAN folder" if root.exists() else f"{root}: no such folder")
-    for candidate in (root, root / "genres", root / "genres_original",
-                      root / "Data" / "genres_original", root / "data" / "genres_original"):
+        raise GTZANError(
+            f"{root}: a file, not a GTZAN folder" if root.exists() else f"{root}: no such folder"
+        )
+    for candidate in (
+        root,
+        root / "genres",
+        root / "genres_original",
+        root / "Data" / "genres_original",
+        root / "data" / "genres_original",
+    ):
         if candidate.is_dir() and any((candidate / g).is_dir() for g in GENRES):
             return candidate
     raise GTZANError(
@@ -60,8 +67,11 @@ def list_tracks(root: str | Path, strict: bool = True) -> list[Track]:
         raise GTZANError(f"{folder}: incomplete GTZAN, missing genre folders: {', '.join(missing)}")
     tracks = []
     for genre in GENRES:
-        found = sorted(p for p in (folder / genre).glob(f"{genre}.*")
-                       if not p.name.startswith(".") and p.suffix.lower() in (".au", ".wav"))
+        found = sorted(
+            p
+            for p in (folder / genre).glob(f"{genre}.*")
+            if not p.name.startswith(".") and p.suffix.lower() in (".au", ".wav")
+        )
         for path in found:
             track_id = path.stem
             if track_id in KNOWN_BAD and path.suffix.lower() == ".wav":

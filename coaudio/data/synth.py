@@ -83,7 +83,11 @@ def _waltz(t, rng):
     beat = 60.0 / rng.uniform(84, 100)
     bars = np.arange(0, t[-1], 3 * beat)
     oom = _hits(t, bars, 0.15) * np.sin(2 * np.pi * rng.uniform(80, 110) * t)
-    pah = _hits(t, np.concatenate([bars + beat, bars + 2 * beat]), 0.1) * np.sin(2 * np.pi * rng.uniform(300, 400) * t) * 0.4
+    pah = (
+        _hits(t, np.concatenate([bars + beat, bars + 2 * beat]), 0.1)
+        * np.sin(2 * np.pi * rng.uniform(300, 400) * t)
+        * 0.4
+    )
     key = rng.uniform(220, 330)
     steps = rng.choice([0, 2, 4, 5, 7, 9, 11, 12], size=len(bars) * 3)
     melody_hz = np.repeat(_note_hz(key, steps), int(beat * SAMPLE_RATE) + 1)[: len(t)]
@@ -110,8 +114,9 @@ def _chimes(t, rng):
         f = _note_hz(key, rng.choice([0, 2, 4, 7, 9, 12, 14]))
         since = t - start
         mask = since >= 0
-        out[mask] += np.exp(-since[mask] / 0.6) * (np.sin(2 * np.pi * f * since[mask])
-                                                    + 0.3 * np.sin(2 * np.pi * 2.76 * f * since[mask]))
+        out[mask] += np.exp(-since[mask] / 0.6) * (
+            np.sin(2 * np.pi * f * since[mask]) + 0.3 * np.sin(2 * np.pi * 2.76 * f * since[mask])
+        )
     return out
 
 
@@ -146,8 +151,13 @@ def clip_paths(out: str | Path, config: SynthConfig) -> list[Path]:
 
 def _record(config: SynthConfig) -> dict:
     """What the markers hold: enough to tell whether a folder was made with these settings."""
-    return {"format": FORMAT, "per_genre": config.per_genre, "seconds": float(config.seconds),
-            "seed": config.seed, "clips": config.per_genre * len(GENRES)}
+    return {
+        "format": FORMAT,
+        "per_genre": config.per_genre,
+        "seconds": float(config.seconds),
+        "seed": config.seed,
+        "clips": config.per_genre * len(GENRES),
+    }
 
 
 def _settings(record: dict) -> tuple:
@@ -178,7 +188,7 @@ def _is_temp(path: Path) -> bool:
     precise, so that a user's own hidden files are never taken for one and removed."""
     if not (path.name.startswith(".") and path.name.endswith(".tmp")):
         return False
-    final = path.with_name(path.name[1:-len(".tmp")])
+    final = path.with_name(path.name[1 : -len(".tmp")])
     return final.name in (COMPLETE, INCOMPLETE) or _is_our_clip(final)
 
 
@@ -209,8 +219,9 @@ def _write_clip(path: Path, clip: np.ndarray) -> None:
     import soundfile  # only needed when writing; reading markers stays light
 
     # The temporary name has no .wav suffix, so the format is named explicitly.
-    _replace_atomically(path, lambda tmp: soundfile.write(tmp, clip, SAMPLE_RATE, subtype="PCM_16",
-                                                          format="WAV"))
+    _replace_atomically(
+        path, lambda tmp: soundfile.write(tmp, clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    )
 
 
 def _is_our_clip(path: Path) -> bool:
@@ -246,12 +257,16 @@ def _plan(out: Path, config: SynthConfig, force: bool) -> str:
     marker = unfinished if unfinished is not None else finished  # a run in progress wins
     if marker is None:
         if any(not _is_temp(entry) for entry in out.iterdir()):
-            raise SynthError(f"{out} is not empty and holds no synthetic set: use another --out, "
-                             "or --force to write one into it")
+            raise SynthError(
+                f"{out} is not empty and holds no synthetic set: use another --out, "
+                "or --force to write one into it"
+            )
         return "write"
     if _settings(marker) != _settings(_record(config)):
-        raise SynthError(f"{out} holds a synthetic set made with other settings ({_describe(marker)}): "
-                         "use another --out, or --force to replace it")
+        raise SynthError(
+            f"{out} holds a synthetic set made with other settings ({_describe(marker)}): "
+            "use another --out, or --force to replace it"
+        )
     paths = clip_paths(out, config)
     if unfinished is None and all(p.exists() for p in paths):
         return "complete"
@@ -259,9 +274,11 @@ def _plan(out: Path, config: SynthConfig, force: bool) -> str:
         return "replace"  # a --force run was stopped while removing the old set: finish that
     others = _others(out, set(paths))
     if others:
-        raise SynthError(f"{out} holds files that `coaudio data synth` did not write "
-                         f"({len(others)}, e.g. {others[0].relative_to(out)}): use another --out, "
-                         "or --force to write the set anyway")
+        raise SynthError(
+            f"{out} holds files that `coaudio data synth` did not write "
+            f"({len(others)}, e.g. {others[0].relative_to(out)}): use another --out, "
+            "or --force to write the set anyway"
+        )
     return "write"
 
 
@@ -277,8 +294,12 @@ def _remove_earlier_set(out: Path, record: dict) -> None:
                     path.unlink()
 
 
-def write_dataset(out: str | Path, config: SynthConfig = SynthConfig(),
-                  on_clip: Callable[[Path], None] | None = None, force: bool = False) -> SynthResult:
+def write_dataset(
+    out: str | Path,
+    config: SynthConfig = SynthConfig(),
+    on_clip: Callable[[Path], None] | None = None,
+    force: bool = False,
+) -> SynthResult:
     """Write every clip of ``config`` into ``out``, resuming an interrupted run.
 
     Clips an interrupted run with the same settings already wrote are kept (each is complete,
@@ -308,8 +329,9 @@ def write_dataset(out: str | Path, config: SynthConfig = SynthConfig(),
     return SynthResult(paths, written, kept, False, _others(out, set(paths)))
 
 
-def _write_clips(out: Path, config: SynthConfig, paths: list[Path],
-                 on_clip: Callable[[Path], None] | None) -> int:
+def _write_clips(
+    out: Path, config: SynthConfig, paths: list[Path], on_clip: Callable[[Path], None] | None
+) -> int:
     """Write the clips that are missing; returns how many that was."""
     for genre in GENRES:
         (out / genre).mkdir(exist_ok=True)

@@ -34,8 +34,10 @@ def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
     progress = unfinished(root)  # a half-written set would train on whatever it got to
     if progress is not None:
         done, planned = progress
-        raise DatasetError(f"{root} is an interrupted `coaudio data synth` ({done} of {planned or '?'} clips); "
-                           "run the same command again to finish it")
+        raise DatasetError(
+            f"{root} is an interrupted `coaudio data synth` ({done} of {planned or '?'} clips); "
+            "run the same command again to finish it"
+        )
     labels = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     tracks, empty = [], []
     for label in labels:
@@ -47,6 +49,8 @@ def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
     if empty:
         raise DatasetError(f"{root}: label folders without audio files: {', '.join(empty)}")
     if usable < min_labels:
-        raise DatasetError(f"{root}: found {usable} label folder(s) with audio; need at least "
-                           f"{min_labels} (layout: {root}/<label>/<file>.wav)")
+        raise DatasetError(
+            f"{root}: found {usable} label folder(s) with audio; need at least "
+            f"{min_labels} (layout: {root}/<label>/<file>.wav)"
+        )
     return tracks

@@ -185,8 +185,12 @@ class Summary:
 
 
 def extract(
-    files: list[Path], cache: Path, config: FeatureConfig, jobs: int = 1,
-    fail_fast: bool = False, on_done: Callable[[Outcome], None] | None = None,
+    files: list[Path],
+    cache: Path,
+    config: FeatureConfig,
+    jobs: int = 1,
+    fail_fast: bool = False,
+    on_done: Callable[[Outcome], None] | None = None,
 ) -> Summary:
     """Extract features of ``files`` into ``cache`` with ``jobs`` processes."""
     config.key()  # fail early on unreadable weight files, before any worker starts

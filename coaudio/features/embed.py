@@ -39,8 +39,11 @@ class PatchEmbedder(nn.Module):
             # GroupNorm normalises each patch on its own: no batch statistics, so training on a
             # batch split across processes computes what one process on the whole batch does,
             # and inference never depends on running averages.
-            blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
-                       nn.GroupNorm(4, c_out), nn.ReLU()]
+            blocks += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(4, c_out),
+                nn.ReLU(),
+            ]
         self.convs = nn.Sequential(*blocks)
         # 96 x 64 halves four times -> 6 x 4
         self.proj = nn.Linear(chans[-1] * (PATCH_FRAMES // 16) * (N_MELS // 16), d_out)
@@ -67,13 +70,28 @@ class VGGish(nn.Module):
         super().__init__()
         pool = lambda: nn.MaxPool2d(2, 2)  # noqa: E731
         self.features = nn.Sequential(
-            _conv(1, 64), nn.ReLU(), pool(),
-            _conv(64, 128), nn.ReLU(), pool(),
-            _conv(128, 256), nn.ReLU(), _conv(256, 256), nn.ReLU(), pool(),
-            _conv(256, 512), nn.ReLU(), _conv(512, 512), nn.ReLU(), pool(),
+            _conv(1, 64),
+            nn.ReLU(),
+            pool(),
+            _conv(64, 128),
+            nn.ReLU(),
+            pool(),
+            _conv(128, 256),
+            nn.ReLU(),
+            _conv(256, 256),
+            nn.ReLU(),
+            pool(),
+            _conv(256, 512),
+            nn.ReLU(),
+            _conv(512, 512),
+            nn.ReLU(),
+            pool(),
         )
         self.embeddings = nn.Sequential(
-            nn.Linear(512 * 6 * 4, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
+            nn.Linear(512 * 6 * 4, 4096),
+            nn.ReLU(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
             nn.Linear(4096, 128),
         )
         self.register_buffer("pca_eigen_vectors", torch.zeros(0, 128), persistent=False)
@@ -129,8 +147,11 @@ def load_vggish(path: str | Path, pca_path: str | Path | None = None) -> VGGish:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-             for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         problems = [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
         raise ValueError(f"{path}: not a VGGish weight file ({'; '.join(problems + wrong[:3])})")
@@ -141,7 +162,9 @@ def load_vggish(path: str | Path, pca_path: str | Path | None = None) -> VGGish:
             raise ValueError(f"{pca_path}: expected keys pca_eigen_vectors and pca_means")
         vectors, means = pca["pca_eigen_vectors"].float(), pca["pca_means"].float().reshape(-1)
         if vectors.shape != (128, 128) or means.shape != (128,):
-            raise ValueError(f"{pca_path}: expected (128, 128) vectors and 128 means, got "
-                             f"{tuple(vectors.shape)} and {tuple(means.shape)}")
+            raise ValueError(
+                f"{pca_path}: expected (128, 128) vectors and 128 means, got "
+                f"{tuple(vectors.shape)} and {tuple(means.shape)}"
+            )
         model.pca_eigen_vectors, model.pca_means = vectors, means
     return model.eval()

@@ -41,8 +41,10 @@ class FrontendConfig:
         if self.hop_frames < 1:
             raise ValueError(f"hop_frames must be >= 1, got {self.hop_frames}")
         if (self.sample_rate, self.patch_frames) != (SAMPLE_RATE, PATCH_FRAMES):
-            raise ValueError(f"the {self.kind} front end reads {PATCH_FRAMES}-frame log-mel patches at "
-                             f"{SAMPLE_RATE} Hz (got {self.patch_frames} frames at {self.sample_rate} Hz)")
+            raise ValueError(
+                f"the {self.kind} front end reads {PATCH_FRAMES}-frame log-mel patches at "
+                f"{SAMPLE_RATE} Hz (got {self.patch_frames} frames at {self.sample_rate} Hz)"
+            )
         if self.kind == "vggish" and not self.weights:
             raise ValueError("kind = vggish needs weights (a local VGGish weight file)")
         if self.kind != "vggish" and (self.weights or self.pca):
@@ -91,8 +93,9 @@ class FrontendConfig:
 
         if self.kind == "learned":
             return FeatureConfig()
-        return FeatureConfig(kind="vggish", hop_frames=self.hop_frames, vggish_weights=self.weights,
-                             vggish_pca=self.pca)
+        return FeatureConfig(
+            kind="vggish", hop_frames=self.hop_frames, vggish_weights=self.weights, vggish_pca=self.pca
+        )
 
 
 LEGACY_NAMES = {"token_hop_frames": "hop_frames", "vggish_weights": "weights", "vggish_pca": "pca"}

@@ -93,7 +93,9 @@ class StreamingLogMel:
     """
 
     def __init__(
-        self, sample_rate: int = SAMPLE_RATE, hop_frames: int = PATCH_FRAMES,
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        hop_frames: int = PATCH_FRAMES,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         import soxr
@@ -124,4 +126,3 @@ class StreamingLogMel:
         frames, self._mel = log_mel_step(chunk, self._mel, self.dtype)
         new_patches, self._patch = patch_step(frames, self._patch, self.hop_frames)
         return frames, new_patches
-

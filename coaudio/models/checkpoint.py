@@ -21,7 +21,9 @@ from coaudio.safeio import save_safetensors_atomically
 FORMAT = "coaudio-checkpoint-1"
 
 
-def save_checkpoint(path: str | Path, model: AudioClassifier, labels: list[str], info: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | Path, model: AudioClassifier, labels: list[str], info: dict | None = None
+) -> None:
     """Write ``model`` (weights + config), its ``labels`` and JSON-able ``info`` to ``path``."""
     if len(labels) != model.cfg.n_classes:
         raise ValueError(f"{len(labels)} labels for a model with {model.cfg.n_classes} classes")
@@ -64,13 +66,17 @@ def load_checkpoint(
 
     config, labels, info = read_metadata(path)
     if expected is not None and expected != config:
-        raise ConfigError(f"{path}: checkpoint is from another config ({differences(to_dict(config), to_dict(expected))})")
+        raise ConfigError(
+            f"{path}: checkpoint is from another config ({differences(to_dict(config), to_dict(expected))})"
+        )
     model = AudioClassifier(config)
     model.load_state_dict(load_file(str(path), device=str(map_location)), strict=True)
     return model.eval(), labels, info
 
 
-def differences(saved: dict, wanted: dict, where: str = "", names: tuple[str, str] = ("checkpoint", "expected")) -> str:
+def differences(
+    saved: dict, wanted: dict, where: str = "", names: tuple[str, str] = ("checkpoint", "expected")
+) -> str:
     """``key: <names[0]> a, <names[1]> b`` for every leaf that differs, "; "-joined."""
     out = []
     for key in sorted(set(saved) | set(wanted)):

@@ -43,8 +43,9 @@ class AudioClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.encoder.layer.d_model
-        self.embed = (PatchEmbedder(cfg.token_dim, cfg.embedder_width)
-                      if cfg.inputs == "patches" else nn.Identity())
+        self.embed = (
+            PatchEmbedder(cfg.token_dim, cfg.embedder_width) if cfg.inputs == "patches" else nn.Identity()
+        )
         self.proj = nn.Linear(cfg.token_dim, d)
         self.encoder = ContinualEncoder(cfg.encoder)
         self.head_norm = nn.LayerNorm(d)

@@ -33,15 +33,26 @@ Progress = Callable[[int, int, float, float], None]  # (done, total, audio secon
 
 
 class BatchRun:
-    def __init__(self, checkpoint, paths: list[str], pattern: str | None, top_k: int, timeline: bool,
-                 jobs: int, journal_root: Path, resume: bool) -> None:
+    def __init__(
+        self,
+        checkpoint,
+        paths: list[str],
+        pattern: str | None,
+        top_k: int,
+        timeline: bool,
+        jobs: int,
+        journal_root: Path,
+        resume: bool,
+    ) -> None:
         distributed.join()
         self.rank, self.world = distributed.rank_and_world()
         self.checkpoint = str(resolve_checkpoint(checkpoint))
         self.online = load_online(self.checkpoint)
         self.inputs = find_inputs(paths, pattern)
         if not self.inputs:
-            raise FileNotFoundError(f"no audio files under {', '.join(paths)}" + (f" matching {pattern!r}" if pattern else ""))
+            raise FileNotFoundError(
+                f"no audio files under {', '.join(paths)}" + (f" matching {pattern!r}" if pattern else "")
+            )
         self.top_k, self.timeline, self.jobs = top_k, timeline, jobs
         settings = {"top_k": top_k, "timeline": timeline, "block_seconds": BLOCK_SECONDS}
         self.journal = Journal(journal_root, fingerprint(self.online.fingerprint(), settings), self.rank)
@@ -49,7 +60,11 @@ class BatchRun:
             self.journal.reset()
         distributed.barrier()
         self.keys = {shown: _key(path, shown) for path, shown in self.inputs}
-        finished = {k for k, r in self.journal.records().items() if r["result"]["status"] == "ok"} if resume else set()
+        finished = (
+            {k for k, r in self.journal.records().items() if r["result"]["status"] == "ok"}
+            if resume
+            else set()
+        )
         todo = [(p, s) for p, s in self.inputs if self.keys[s] not in finished]
         self.skipped = len(self.inputs) - len(todo)
         self.mine = todo[self.rank :: self.world]
@@ -58,7 +73,9 @@ class BatchRun:
     def process(self, progress: Progress | None = None, fail_fast: bool = False) -> None:
         """Classify this rank's files, journalling each result as it completes."""
         started, audio_s = time.monotonic(), 0.0
-        results = classify_files(self.checkpoint, self.mine, self.top_k, self.timeline, self.jobs, self.online)
+        results = classify_files(
+            self.checkpoint, self.mine, self.top_k, self.timeline, self.jobs, self.online
+        )
         for done, result in enumerate(results, start=1):
             self.journal.append(self.keys[result.path], result.to_dict())
             audio_s += result.duration_s
@@ -78,8 +95,11 @@ class BatchRun:
         results = None
         if self.rank == 0:
             records = self.journal.records()
-            results = [FileResult.from_dict(records[self.keys[s]]["result"])
-                       for _, s in self.inputs if self.keys[s] in records]
+            results = [
+                FileResult.from_dict(records[self.keys[s]]["result"])
+                for _, s in self.inputs
+                if self.keys[s] in records
+            ]
             self.complete = len(results) == len(self.inputs)
         distributed.leave()
         return results

@@ -72,8 +72,14 @@ def find_inputs(paths: Iterable[str], pattern: str | None = None) -> list[tuple[
     return [(found[s], s) for s in shown]
 
 
-def classify_file(online: OnlineModel, path: Path, shown: str, top_k: int = 3, timeline: bool = False,
-                  block_seconds: float = BLOCK_SECONDS) -> FileResult:
+def classify_file(
+    online: OnlineModel,
+    path: Path,
+    shown: str,
+    top_k: int = 3,
+    timeline: bool = False,
+    block_seconds: float = BLOCK_SECONDS,
+) -> FileResult:
     """One file through the model; decoding problems become a failed result, never an exception."""
     try:
         info, blocks = stream_audio(path, block_seconds=block_seconds)
@@ -84,14 +90,21 @@ def classify_file(online: OnlineModel, path: Path, shown: str, top_k: int = 3, t
     except OSError as exc:
         return FileResult(shown, "failed", error=f"{type(exc).__name__}: {exc}")
     if result.hops == 0:
-        return FileResult(shown, "failed", result.duration_s, result.sample_rate, result.channels,
-                          error=f"too short: {result.duration_s:.3f} s, one prediction needs "
-                                f"{online.frontend.hop_end_s(0):.3f} s")
+        return FileResult(
+            shown,
+            "failed",
+            result.duration_s,
+            result.sample_rate,
+            result.channels,
+            error=f"too short: {result.duration_s:.3f} s, one prediction needs "
+            f"{online.frontend.hop_end_s(0):.3f} s",
+        )
     return result
 
 
-def _run(online: OnlineModel, sample_rate: int, blocks: Iterator, result: FileResult, top_k: int,
-         timeline: bool) -> None:
+def _run(
+    online: OnlineModel, sample_rate: int, blocks: Iterator, result: FileResult, top_k: int, timeline: bool
+) -> None:
     """The file as one stream of the per-hop engine: each block's patches embedded in one batch,
     one step per hop; the clip result is the mean of the hops' probabilities."""
     engine, labels = Engine(online), online.labels
@@ -154,8 +167,14 @@ def _worker_classify(path: Path, shown: str, top_k: int, timeline: bool) -> File
     return classify_file(_WORKER["online"], path, shown, top_k, timeline)
 
 
-def classify_files(checkpoint: str, inputs: list[tuple[Path, str]], top_k: int = 3, timeline: bool = False,
-                   jobs: int = 1, loaded: OnlineModel | None = None) -> Iterator[FileResult]:
+def classify_files(
+    checkpoint: str,
+    inputs: list[tuple[Path, str]],
+    top_k: int = 3,
+    timeline: bool = False,
+    jobs: int = 1,
+    loaded: OnlineModel | None = None,
+) -> Iterator[FileResult]:
     """Results in completion order; ``jobs`` worker processes (spawned: forking a process
     whose torch thread pools have started can hang), each loading the model once. With one
     job the files run in this process, on ``loaded`` when the caller has the model already."""
@@ -169,7 +188,8 @@ def classify_files(checkpoint: str, inputs: list[tuple[Path, str]], top_k: int =
 
     with worker_pool(jobs, _worker_init, (checkpoint,)) as pool:
         n = len(inputs)
-        futures = pool.submit_all(_worker_classify, [p for p, _ in inputs], [s for _, s in inputs],
-                                  [top_k] * n, [timeline] * n)
+        futures = pool.submit_all(
+            _worker_classify, [p for p, _ in inputs], [s for _, s in inputs], [top_k] * n, [timeline] * n
+        )
         for future in as_completed(futures):
             yield future.result()

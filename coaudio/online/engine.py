@@ -128,9 +128,20 @@ class Engine:
             embed_ms = (time.perf_counter() - embed_started) * 1e3 / sum(counts)
             for r in range(max(counts)):
                 rows = [i for i, count in enumerate(counts) if r < count]
-                z = tokens[rows[0]][r : r + 1] if len(rows) == 1 else torch.stack([tokens[i][r] for i in rows])
-                self._round([names[i] for i in rows], [streams[i] for i in rows], z,
-                            [inputs[i][r] for i in rows], started, embed_ms, out)
+                z = (
+                    tokens[rows[0]][r : r + 1]
+                    if len(rows) == 1
+                    else torch.stack([tokens[i][r] for i in rows])
+                )
+                self._round(
+                    [names[i] for i in rows],
+                    [streams[i] for i in rows],
+                    z,
+                    [inputs[i][r] for i in rows],
+                    started,
+                    embed_ms,
+                    out,
+                )
         for s in streams:
             s.pending.clear()
         return out
@@ -145,8 +156,16 @@ class Engine:
         embedded = online.model.tokens(inputs)
         return list(embedded.split(counts)), list(inputs.split(counts))
 
-    def _round(self, names, streams: list[_Stream], z: Tensor, inputs: list[Tensor], started: float,
-               embed_ms: float, out: dict) -> None:
+    def _round(
+        self,
+        names,
+        streams: list[_Stream],
+        z: Tensor,
+        inputs: list[Tensor],
+        started: float,
+        embed_ms: float,
+        out: dict,
+    ) -> None:
         """One batched step of the streams that have a token in this round."""
         model = self.online.model
         step_started = time.perf_counter()
@@ -160,12 +179,22 @@ class Engine:
             out[name].append(self._hop(s, logits[row], probs[row], inputs[row], started, step_ms))
             s.next_hop += 1
 
-    def _hop(self, s: _Stream, logits: Tensor, probs: Tensor, token: Tensor, started: float,
-             step_ms: float) -> Hop:
+    def _hop(
+        self, s: _Stream, logits: Tensor, probs: Tensor, token: Tensor, started: float, step_ms: float
+    ) -> Hop:
         online, index = self.online, s.next_hop
         warmup = index + 1 < online.window
         if warmup and self.full_window_only:
             logits = probs = None
         frontend = online.frontend
-        return Hop(index, frontend.window_start_s(index, online.window), frontend.hop_end_s(index),
-                   probs, logits, token, warmup, (time.perf_counter() - started) * 1e3, step_ms)
+        return Hop(
+            index,
+            frontend.window_start_s(index, online.window),
+            frontend.hop_end_s(index),
+            probs,
+            logits,
+            token,
+            warmup,
+            (time.perf_counter() - started) * 1e3,
+            step_ms,
+        )

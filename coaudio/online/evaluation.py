@@ -39,8 +39,14 @@ class StreamingReport:
     regular_flops: int = 0
 
 
-def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int], frontend: FrontendConfig,
-                     compare_clips: int = 3, embed=None) -> StreamingReport:
+def streaming_report(
+    model: AudioClassifier,
+    paths: list[str],
+    labels: list[int],
+    frontend: FrontendConfig,
+    compare_clips: int = 3,
+    embed=None,
+) -> StreamingReport:
     """``embed``: for a model on precomputed tokens, the function that turns streamed patches
     ``(1, 96, 64)`` into tokens (VGGish); its cost is not part of the step timings or FLOPs."""
     window = model.cfg.encoder.window
@@ -58,10 +64,14 @@ def streaming_report(model: AudioClassifier, paths: list[str], labels: list[int]
                     start = time.perf_counter()
                     regular = model(torch.stack(list(history))[None], start=hop - len(history) + 1)
                     regular_us.append((time.perf_counter() - start) * 1e6)
-                    report.max_logit_diff = max(report.max_logit_diff, float((regular[0] - logits).abs().max()))
+                    report.max_logit_diff = max(
+                        report.max_logit_diff, float((regular[0] - logits).abs().max())
+                    )
                     report.compared_hops += 1
-        report.curve = [{"hop": h, "time_s": frontend.hop_end_s(h),
-                         "accuracy": sum(v) / len(v), "clips": len(v)} for h, v in sorted(hits.items())]
+        report.curve = [
+            {"hop": h, "time_s": frontend.hop_end_s(h), "accuracy": sum(v) / len(v), "clips": len(v)}
+            for h, v in sorted(hits.items())
+        ]
         report.continual_us = statistics.median(step_us) if step_us else 0.0
         report.regular_us = statistics.median(regular_us) if regular_us else 0.0
         report.continual_flops, report.regular_flops = _flops(model, window)

@@ -37,8 +37,10 @@ def sounddevice():
     except ImportError:
         raise MicError("microphone input needs the sounddevice package: pip install 'coaudio[mic]'") from None
     except OSError as exc:  # raised by sounddevice when libportaudio is absent
-        raise MicError(f"PortAudio is not installed ({exc}); on Debian/Ubuntu: sudo apt-get install "
-                       "libportaudio2, on macOS: brew install portaudio") from None
+        raise MicError(
+            f"PortAudio is not installed ({exc}); on Debian/Ubuntu: sudo apt-get install "
+            "libportaudio2, on macOS: brew install portaudio"
+        ) from None
     return sd
 
 
@@ -57,9 +59,18 @@ def input_devices() -> list[InputDevice]:
     sd = sounddevice()
     default = _default_input(sd)
     apis = [api["name"] for api in sd.query_hostapis()]
-    return [InputDevice(i, d["name"], apis[d["hostapi"]], int(d["max_input_channels"]),
-                        float(d["default_samplerate"]), i == default)
-            for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
+    return [
+        InputDevice(
+            i,
+            d["name"],
+            apis[d["hostapi"]],
+            int(d["max_input_channels"]),
+            float(d["default_samplerate"]),
+            i == default,
+        )
+        for i, d in enumerate(sd.query_devices())
+        if d["max_input_channels"] > 0
+    ]
 
 
 def _default_input(sd) -> int:
@@ -129,8 +140,15 @@ class Microphone:
     to the device's default rate (the front end resamples).
     """
 
-    def __init__(self, device: int | str | None = None, sample_rate: int | None = None, channels: int = 1,
-                 block_s: float = 0.05, tolerance_s: float = 0.5, stall_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        device: int | str | None = None,
+        sample_rate: int | None = None,
+        channels: int = 1,
+        block_s: float = 0.05,
+        tolerance_s: float = 0.5,
+        stall_s: float = 2.0,
+    ) -> None:
         sd = sounddevice()
         self._sd, self.device, self.channels = sd, device, channels
         self.sample_rate = self._pick_rate(sd, device, sample_rate, channels)
@@ -142,26 +160,35 @@ class Microphone:
 
     def _pick_rate(self, sd, device, wanted: int | None, channels: int) -> int:
         described = _describe_input(sd, device)
-        for rate in ([wanted] if wanted else [PREFERRED_RATE, int(described["default_samplerate"])]):
+        for rate in [wanted] if wanted else [PREFERRED_RATE, int(described["default_samplerate"])]:
             try:
                 sd.check_input_settings(device=device, samplerate=rate, channels=channels, dtype="int16")
                 return int(rate)
             except Exception as exc:  # PortAudioError or ValueError from sounddevice
                 error = exc
-        raise MicError(f"input device {device if device is not None else '(default)'} cannot record "
-                       f"{channels} channel(s) at {wanted or PREFERRED_RATE} Hz: {error}")
+        raise MicError(
+            f"input device {device if device is not None else '(default)'} cannot record "
+            f"{channels} channel(s) at {wanted or PREFERRED_RATE} Hz: {error}"
+        )
 
     def __enter__(self) -> Microphone:
         def callback(indata, frames, time_info, status) -> None:  # PortAudio's thread: copy only
             self._queue.put((time.monotonic(), indata.copy(), bool(status.input_overflow)))
 
         try:
-            self._stream = self._sd.InputStream(device=self.device, samplerate=self.sample_rate,
-                                                channels=self.channels, dtype="int16",
-                                                blocksize=self._block, callback=callback)
+            self._stream = self._sd.InputStream(
+                device=self.device,
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                dtype="int16",
+                blocksize=self._block,
+                callback=callback,
+            )
             self._stream.start()
         except Exception as exc:
-            raise MicError(f"cannot open input device {self.device if self.device is not None else '(default)'}: {exc}") from None
+            raise MicError(
+                f"cannot open input device {self.device if self.device is not None else '(default)'}: {exc}"
+            ) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -194,10 +221,14 @@ class Microphone:
 def _describe_input(sd, device) -> dict:
     """PortAudio's description of the input ``device`` (None: the default one)."""
     if device is None and not input_devices():
-        raise MicError("no audio input device found (PortAudio lists none). Connect a microphone, or start "
-                       "PulseAudio/PipeWire; 'coaudio devices' lists what PortAudio sees")
+        raise MicError(
+            "no audio input device found (PortAudio lists none). Connect a microphone, or start "
+            "PulseAudio/PipeWire; 'coaudio devices' lists what PortAudio sees"
+        )
     try:
         return sd.query_devices(device, "input")
     except Exception as exc:  # ValueError (no match) or PortAudioError
-        raise MicError(f"input device {device if device is not None else '(default)'}: {exc}; "
-                       "'coaudio devices' lists what PortAudio sees") from None
+        raise MicError(
+            f"input device {device if device is not None else '(default)'}: {exc}; "
+            "'coaudio devices' lists what PortAudio sees"
+        ) from None

@@ -56,7 +56,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         if not (path / CHECKPOINT_NAME).is_file():
-            raise FileNotFoundError(f"{path}: a folder without {CHECKPOINT_NAME} (not a finished coaudio run)")
+            raise FileNotFoundError(
+                f"{path}: a folder without {CHECKPOINT_NAME} (not a finished coaudio run)"
+            )
         return path / CHECKPOINT_NAME
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint")
@@ -76,8 +78,10 @@ def load_online(path: str | Path, map_location: str = "cpu") -> OnlineModel:
 
         embed = vggish_embed(frontend.weights, frontend.pca)
     if model.cfg.inputs != frontend.model_inputs:
-        raise ValueError(f"{file}: the model reads {model.cfg.inputs}, its {frontend.kind} front end gives "
-                         f"{frontend.model_inputs}")
+        raise ValueError(
+            f"{file}: the model reads {model.cfg.inputs}, its {frontend.kind} front end gives "
+            f"{frontend.model_inputs}"
+        )
     return OnlineModel(model, labels, frontend, embed, str(file))
 
 
@@ -95,7 +99,9 @@ def frontend_of(file: Path, info: dict) -> FrontendConfig:
     if config.is_file():
         data = migrate_data(json.loads(config.read_text())["recipe"]["data"])
         return from_dict(FrontendConfig, data.get("frontend", {}), "frontend")
-    log.warning("%s has no front-end settings and no run config beside it; assuming %s", file, FrontendConfig())
+    log.warning(
+        "%s has no front-end settings and no run config beside it; assuming %s", file, FrontendConfig()
+    )
     return FrontendConfig()
 
 

@@ -71,8 +71,9 @@ class StreamStats:
 class Session:
     """The streaming state of one audio stream (see the module docstring)."""
 
-    def __init__(self, online: OnlineModel, sample_rate: int, full_window_only: bool = False,
-                 kernel: str = "auto") -> None:
+    def __init__(
+        self, online: OnlineModel, sample_rate: int, full_window_only: bool = False, kernel: str = "auto"
+    ) -> None:
         self.online, self.sample_rate = online, sample_rate
         self._engine = Engine(online, full_window_only=full_window_only, kernel=kernel)
         self._engine.open(0, sample_rate)

@@ -61,7 +61,9 @@ def _to_float(data: bytes, sample: str) -> np.ndarray:
         return (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128) / 128
     if sample[1:] == "i3":
         raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        lo, mid, hi = (raw[:, 0], raw[:, 1], raw[:, 2]) if sample[0] == "<" else (raw[:, 2], raw[:, 1], raw[:, 0])
+        lo, mid, hi = (
+            (raw[:, 0], raw[:, 1], raw[:, 2]) if sample[0] == "<" else (raw[:, 2], raw[:, 1], raw[:, 0])
+        )
         value = (lo << 8) | (mid << 16) | (hi << 24)  # sign lands in bit 31
         return (value >> 8).astype(np.float32) / np.float32(1 << 23)
     array = np.frombuffer(data, dtype=sample)
@@ -81,8 +83,9 @@ def _ulaw_table() -> np.ndarray:
 _ULAW = _ulaw_table()
 
 
-def read_pcm(stream: BinaryIO, layout: PcmLayout, block_frames: int, limit_bytes: int | None = None,
-             head: bytes = b"") -> Iterator[np.ndarray]:
+def read_pcm(
+    stream: BinaryIO, layout: PcmLayout, block_frames: int, limit_bytes: int | None = None, head: bytes = b""
+) -> Iterator[np.ndarray]:
     """Mono blocks of at most ``block_frames`` frames from ``head`` + ``stream`` (at most
     ``limit_bytes`` in all). A block is yielded as soon as the bytes of a read arrive, so
     output follows live input with no extra buffering."""
@@ -123,8 +126,14 @@ def _read_up_to(stream: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def open_byte_stream(stream: BinaryIO, fmt: str = "auto", sample_rate: int = 16_000, channels: int = 1,
-                     block_seconds: float = 0.1, name: str = STDIN) -> tuple[int, Iterator[np.ndarray]]:
+def open_byte_stream(
+    stream: BinaryIO,
+    fmt: str = "auto",
+    sample_rate: int = 16_000,
+    channels: int = 1,
+    block_seconds: float = 0.1,
+    name: str = STDIN,
+) -> tuple[int, Iterator[np.ndarray]]:
     """Start reading audio from ``stream``. ``fmt``: "auto" (WAV/AU/other containers by their
     header; anything else is an error), or a raw format of :data:`RAW_FORMATS`, which then
     needs ``sample_rate`` and ``channels``. Returns (sample rate, iterator of mono blocks)."""
@@ -140,9 +149,12 @@ def open_byte_stream(stream: BinaryIO, fmt: str = "auto", sample_rate: int = 16_
     elif head.startswith(WHOLE_STREAM_MAGIC):
         return _whole_stream(stream, head, block_seconds, name)
     elif fmt == "auto":  # raw PCM has no header: guessing would turn any bytes into "audio"
-        raise AudioError(name, f"no audio format recognised (the stream starts with {head[:8].hex(' ')}); "
-                               "pipe WAV, AU, FLAC, Ogg or MP3, or name the raw PCM format "
-                               f"({', '.join(RAW_FORMATS)}: --format with --sr and --channels)")
+        raise AudioError(
+            name,
+            f"no audio format recognised (the stream starts with {head[:8].hex(' ')}); "
+            "pipe WAV, AU, FLAC, Ogg or MP3, or name the raw PCM format "
+            f"({', '.join(RAW_FORMATS)}: --format with --sr and --channels)",
+        )
     else:
         if sample_rate <= 0 or channels <= 0:
             raise AudioError(name, f"raw {fmt} needs a positive sample rate and channel count")
@@ -175,10 +187,19 @@ def _wav_layout(body: bytes, name: str) -> PcmLayout:
     tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
     if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag opens the GUID
         tag = struct.unpack("<H", body[24:26])[0]
-    samples = {(1, 8): "u1", (1, 16): "<i2", (1, 24): "<i3", (1, 32): "<i4", (3, 32): "<f4", (3, 64): "<f8",
-               (7, 8): "ulaw"}
+    samples = {
+        (1, 8): "u1",
+        (1, 16): "<i2",
+        (1, 24): "<i3",
+        (1, 32): "<i4",
+        (3, 32): "<f4",
+        (3, 64): "<f8",
+        (7, 8): "ulaw",
+    }
     if (tag, bits) not in samples or channels < 1 or rate < 1:
-        raise AudioError(name, f"unsupported WAV encoding (format tag {tag}, {bits} bits, {channels} channels)")
+        raise AudioError(
+            name, f"unsupported WAV encoding (format tag {tag}, {bits} bits, {channels} channels)"
+        )
     return PcmLayout(samples[(tag, bits)], channels, rate)
 
 
@@ -198,8 +219,11 @@ def _au_header(stream: BinaryIO, head: bytes, name: str) -> tuple[PcmLayout, int
 def _whole_stream(stream: BinaryIO, head: bytes, block_seconds: float, name: str):
     import soundfile
 
-    log.warning("%s: this container cannot be decoded from a pipe as it arrives; decoding after the "
-                "stream ends (pipe WAV, AU or raw PCM for live output)", name)
+    log.warning(
+        "%s: this container cannot be decoded from a pipe as it arrives; decoding after the "
+        "stream ends (pipe WAV, AU or raw PCM for live output)",
+        name,
+    )
     data = io.BytesIO(head + stream.read())
     try:
         f = soundfile.SoundFile(data)

@@ -36,8 +36,11 @@ class DataConfig:
 class ModelShape:
     token_dim: int = 128
     embedder_width: int = 8
-    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(
-        layer=LayerConfig(d_model=64, n_heads=4, d_ff=128, dropout=0.1), n_layers=1, window=32))
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(
+            layer=LayerConfig(d_model=64, n_heads=4, d_ff=128, dropout=0.1), n_layers=1, window=32
+        )
+    )
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "token_dim", "embedder_width")
@@ -69,8 +72,10 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.model.encoder.positional == "absolute":  # the regular baseline cannot step
-            raise ValueError("model.encoder.positional = absolute gives a model that cannot stream (its "
-                             "positions move with the window); use recycling, the default")
+            raise ValueError(
+                "model.encoder.positional = absolute gives a model that cannot stream (its "
+                "positions move with the window); use recycling, the default"
+            )
         width = self.data.frontend.token_dim
         if width is not None and self.model.token_dim != width:
             raise ValueError(f"{self.data.frontend.kind} tokens are {width}-d: set model.token_dim = {width}")

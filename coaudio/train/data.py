@@ -36,8 +36,9 @@ class Window:
     length: int  # tokens in the window
 
 
-def load_clips(tracks: list[Track], labels: list[str], cache: Path, frontend: FrontendConfig,
-               jobs: int = 2) -> tuple[list[Clip], list[str]]:
+def load_clips(
+    tracks: list[Track], labels: list[str], cache: Path, frontend: FrontendConfig, jobs: int = 2
+) -> tuple[list[Clip], list[str]]:
     """Features of ``tracks`` through the feature cache, as the tokens of ``frontend``: log-mel
     patches every ``hop_frames`` frames, or VGGish embeddings of those patches. Returns the
     clips and the messages of tracks that could not be used (left out)."""
@@ -58,8 +59,9 @@ def load_clips(tracks: list[Track], labels: list[str], cache: Path, frontend: Fr
     return clips, problems
 
 
-def training_windows(clips: list[Clip], window: int, min_window: int, per_clip: int,
-                     generator: torch.Generator) -> list[Window]:
+def training_windows(
+    clips: list[Clip], window: int, min_window: int, per_clip: int, generator: torch.Generator
+) -> list[Window]:
     """``per_clip`` random windows from every clip, in random order."""
     out = []
     for i, clip in enumerate(clips):

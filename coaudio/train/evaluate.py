@@ -35,7 +35,8 @@ def batch_report(model: AudioClassifier, clips: list[Clip], recipe: Recipe, labe
         precision = tp / predicted_i if predicted_i else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class.append({"label": label, "precision": precision, "recall": recall, "f1": f1,
-                          "support": support})
+        per_class.append(
+            {"label": label, "precision": precision, "recall": recall, "f1": f1, "support": support}
+        )
     accuracy = sum(t == p for t, p in zip(truth, predicted)) / max(len(truth), 1)
     return BatchReport(accuracy, per_class, confusion)

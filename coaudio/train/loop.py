@@ -57,12 +57,20 @@ class EpochReport:
 def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
     shape = recipe.model
     inputs = recipe.frontend.model_inputs
-    return AudioClassifier(ModelConfig(n_classes=n_classes, inputs=inputs, token_dim=shape.token_dim,
-                                       embedder_width=shape.embedder_width, encoder=shape.encoder))
+    return AudioClassifier(
+        ModelConfig(
+            n_classes=n_classes,
+            inputs=inputs,
+            token_dim=shape.token_dim,
+            embedder_width=shape.embedder_width,
+            encoder=shape.encoder,
+        )
+    )
 
 
-def clip_predictions(model: AudioClassifier, clips: list[Clip], recipe: Recipe,
-                     batch_size: int = 64) -> torch.Tensor:
+def clip_predictions(
+    model: AudioClassifier, clips: list[Clip], recipe: Recipe, batch_size: int = 64
+) -> torch.Tensor:
     """``(clips, classes)`` probabilities: the mean over each clip's evaluation windows."""
     model.eval()
     per_clip = evaluation_windows(clips, recipe.model.encoder.window, recipe.data.eval_stride)
@@ -91,8 +99,13 @@ def _save_state(path: Path, model, optimizer, epoch: int, best: float, history: 
         for name, value in slots.items():
             tensors[f"optim.{index}.{name}"] = value.detach().contiguous().reshape(value.shape)
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"format": STATE_FORMAT, "epoch": str(epoch), "best": json.dumps(best),
-            "history": json.dumps(history), "param_groups": json.dumps(optim["param_groups"])}
+    meta = {
+        "format": STATE_FORMAT,
+        "epoch": str(epoch),
+        "best": json.dumps(best),
+        "history": json.dumps(history),
+        "param_groups": json.dumps(optim["param_groups"]),
+    }
     save_safetensors_atomically(tensors, path, meta)
 
 
@@ -113,9 +126,16 @@ def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:
     return int(meta["epoch"]), json.loads(meta["best"]), json.loads(meta["history"])
 
 
-def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out: Path,
-          resume: bool = False, on_epoch: Callable[[EpochReport], None] | None = None,
-          on_batch: Callable[[int, int], None] | None = None, data_root: Path | None = None) -> list[dict]:
+def train(
+    recipe: Recipe,
+    splits: dict[str, list[Clip]],
+    labels: list[str],
+    out: Path,
+    resume: bool = False,
+    on_epoch: Callable[[EpochReport], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    data_root: Path | None = None,
+) -> list[dict]:
     """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history.
     ``data_root``: the dataset folder the clips came from (recorded so that evaluation can
     find the files again from any directory; default: the clips' common folder)."""
@@ -146,8 +166,12 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
         history.append(report.__dict__)
         if rank == 0:
             if report.valid_accuracy > best:
-                save_checkpoint(out / "best.safetensors", model, labels,
-                                {"epoch": epoch + 1, **report.__dict__, "frontend": frontend})
+                save_checkpoint(
+                    out / "best.safetensors",
+                    model,
+                    labels,
+                    {"epoch": epoch + 1, **report.__dict__, "frontend": frontend},
+                )
             _save_state(last, model, optimizer, epoch + 1, max(best, report.valid_accuracy), history)
             write_text_atomically(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         best = max(best, report.valid_accuracy)
@@ -156,7 +180,9 @@ def train(recipe: Recipe, splits: dict[str, list[Clip]], labels: list[str], out:
     if world > 1:
         spread = _parameter_spread(model)
         if rank == 0:
-            (out / "distributed.json").write_text(json.dumps({"world_size": world, "max_parameter_spread": spread}))
+            (out / "distributed.json").write_text(
+                json.dumps({"world_size": world, "max_parameter_spread": spread})
+            )
     if history and rank == 0:
         from coaudio.train.plots import save_training_curves
 
@@ -169,8 +195,9 @@ def _epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) 
     data, opt = recipe.data, recipe.train
     rank, world = rank_and_world()
     generator = torch.Generator().manual_seed(opt.seed * 1_000_003 + epoch)
-    windows = training_windows(splits["train"], recipe.model.encoder.window, data.min_window,
-                               data.windows_per_clip, generator)
+    windows = training_windows(
+        splits["train"], recipe.model.encoder.window, data.min_window, data.windows_per_clip, generator
+    )
     model.train()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, windows (this rank)
     batches = [windows[at : at + opt.batch_size] for at in range(0, len(windows), opt.batch_size)]
@@ -184,9 +211,14 @@ def _epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        totals += torch.tensor([loss.item() * len(global_batch) / world,
-                                float((logits.argmax(dim=1) == labels).sum()), float(len(local))],
-                               dtype=torch.float64)
+        totals += torch.tensor(
+            [
+                loss.item() * len(global_batch) / world,
+                float((logits.argmax(dim=1) == labels).sum()),
+                float(len(local)),
+            ],
+            dtype=torch.float64,
+        )
         if on_batch is not None and rank == 0:
             on_batch(n + 1, len(batches))
     if world > 1:
@@ -211,16 +243,20 @@ def _parameter_spread(model) -> float:
     return float(spread)
 
 
-def _write_config(out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool,
-                  data_root: Path | None) -> None:
+def _write_config(
+    out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool, data_root: Path | None
+) -> None:
     if data_root is None:
         every = [os.path.abspath(c.path) for clips in splits.values() for c in clips]
         data_root = Path(os.path.commonpath(every)) if every else out
-    document = {"recipe": to_dict(recipe), "labels": labels,
-                "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()},
-                "paths": {name: [os.path.abspath(c.path) for c in clips] for name, clips in splits.items()},
-                "targets": {name: [c.label for c in clips] for name, clips in splits.items()},
-                **data_record(data_root, out, splits)}
+    document = {
+        "recipe": to_dict(recipe),
+        "labels": labels,
+        "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()},
+        "paths": {name: [os.path.abspath(c.path) for c in clips] for name, clips in splits.items()},
+        "targets": {name: [c.label for c in clips] for name, clips in splits.items()},
+        **data_record(data_root, out, splits),
+    }
     path = out / "config.json"
     if resume and path.exists():
         check_resumable(out, recipe, labels)
@@ -241,8 +277,10 @@ def check_resumable(out: Path, recipe: Recipe, labels: list[str]) -> int:
     if saved["labels"] != labels:
         changed = "; ".join(filter(None, [changed, f"labels: run {saved['labels']}, now {labels}"]))
     if changed:
-        raise ConfigError(f"{out} was trained with other settings ({changed}); resume with the run's "
-                          "settings (only train.epochs may change), or use a new --out")
+        raise ConfigError(
+            f"{out} was trained with other settings ({changed}); resume with the run's "
+            "settings (only train.epochs may change), or use a new --out"
+        )
     return finished_epochs(out)
 
 

@@ -17,9 +17,14 @@ def _pyplot():
 def save_training_curves(history: list[dict], png: Path, csv: Path) -> None:
     """Loss and accuracies per epoch, as CSV and as a two-panel PNG."""
     columns = ["epoch", "loss", "train_accuracy", "valid_accuracy"]
-    csv.write_text(",".join(columns) + "\n" + "".join(
-        ",".join(f"{h[c]:.6g}" if isinstance(h[c], float) else str(h[c]) for c in columns) + "\n"
-        for h in history))
+    csv.write_text(
+        ",".join(columns)
+        + "\n"
+        + "".join(
+            ",".join(f"{h[c]:.6g}" if isinstance(h[c], float) else str(h[c]) for c in columns) + "\n"
+            for h in history
+        )
+    )
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -58,8 +63,10 @@ def save_confusion_png(report, labels: list[str], path: Path) -> None:
 
 def save_curve(report, png: Path, csv: Path) -> None:
     plt = _pyplot()
-    csv.write_text("hop,time_s,accuracy,clips\n" + "".join(
-        f"{p['hop']},{p['time_s']:.4f},{p['accuracy']:.4f},{p['clips']}\n" for p in report.curve))
+    csv.write_text(
+        "hop,time_s,accuracy,clips\n"
+        + "".join(f"{p['hop']},{p['time_s']:.4f},{p['accuracy']:.4f},{p['clips']}\n" for p in report.curve)
+    )
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([p["time_s"] for p in report.curve], [p["accuracy"] for p in report.curve])
     ax.set_xlabel("elapsed audio (s)")

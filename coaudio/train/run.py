@@ -45,8 +45,10 @@ def data_record(root: Path, out: Path, splits: dict) -> dict:
     root = Path(os.path.abspath(root))
     return {
         "data": {"root": str(root), "root_from_run": os.path.relpath(root, os.path.abspath(out))},
-        "files": {name: [Path(os.path.relpath(os.path.abspath(c.path), root)).as_posix() for c in clips]
-                  for name, clips in splits.items()},
+        "files": {
+            name: [Path(os.path.relpath(os.path.abspath(c.path), root)).as_posix() for c in clips]
+            for name, clips in splits.items()
+        },
     }
 
 
@@ -56,13 +58,17 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
-            raise RunError(f"{self.path}: a file, not a run folder (give the folder `coaudio train --out` wrote)")
+            raise RunError(
+                f"{self.path}: a file, not a run folder (give the folder `coaudio train --out` wrote)"
+            )
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run folder (give the folder `coaudio train --out` wrote)")
         file = self.path / CONFIG
         if not file.is_file():
-            raise RunError(f"{self.path}: not a coaudio run folder (no {CONFIG}); give the folder "
-                           "`coaudio train --out` wrote")
+            raise RunError(
+                f"{self.path}: not a coaudio run folder (no {CONFIG}); give the folder "
+                "`coaudio train --out` wrote"
+            )
         try:
             self.config = json.loads(file.read_text())
             self.labels = list(self.config["labels"])
@@ -74,8 +80,10 @@ class RunFolder:
     def best(self) -> Path:
         file = self.path / BEST
         if not file.is_file():
-            raise RunError(f"{self.path}: no {BEST} yet (training has not finished an epoch); "
-                           "resume it with `coaudio train ... --resume`")
+            raise RunError(
+                f"{self.path}: no {BEST} yet (training has not finished an epoch); "
+                "resume it with `coaudio train ... --resume`"
+            )
         return file
 
     @property
@@ -99,8 +107,13 @@ class RunFolder:
             if hit is None:
                 missing.append(recorded[index])
                 continue
-            found.append(Track(hit, self.labels[self.config["targets"][split][index]],
-                               self.config["splits"][split][index]))
+            found.append(
+                Track(
+                    hit,
+                    self.labels[self.config["targets"][split][index]],
+                    self.config["splits"][split][index],
+                )
+            )
         return SplitFiles(found, missing, self._searched(data))
 
     def _candidates(self, recorded: list[str], relative: list[str] | None, data) -> list[list[Path]]:
@@ -131,7 +144,11 @@ class RunFolder:
     def data_hint(self) -> str:
         """Where training read its data, for messages."""
         root = self.config.get("data", {}).get("root")
-        return f"it was trained on data in {root}" if root else "it was trained before runs recorded their data folder"
+        return (
+            f"it was trained on data in {root}"
+            if root
+            else "it was trained before runs recorded their data folder"
+        )
 
 
 def _suffixes_under(base: Path, recorded: str) -> list[Path]:
@@ -144,8 +161,12 @@ def missing_data_message(run: RunFolder, split: str, files: SplitFiles, data=Non
     """One line: which files are missing, where they were looked for, how to point at them."""
     total = len(files.found) + len(files.missing)
     shown = ", ".join(files.missing[:3]) + (", ..." if len(files.missing) > 3 else "")
-    advice = (f"--data {data} must be the dataset folder itself (the one given to coaudio train, "
-              "moved)" if data is not None else "if the data moved, point evaluate at the dataset folder "
-              "with --data DIR")
-    return (f"{len(files.missing)} of the {total} {split} files of {run.path} were not found ({shown}; "
-            f"looked in {', '.join(files.searched)}); {run.data_hint()}: {advice}")
+    advice = (
+        f"--data {data} must be the dataset folder itself (the one given to coaudio train, moved)"
+        if data is not None
+        else "if the data moved, point evaluate at the dataset folder with --data DIR"
+    )
+    return (
+        f"{len(files.missing)} of the {total} {split} files of {run.path} were not found ({shown}; "
+        f"looked in {', '.join(files.searched)}); {run.data_hint()}: {advice}"
+    )

@@ -67,21 +67,49 @@ CASES = [
     (["stream", "{root}/model.safetensors", "{root}/good.wav", "--mic"], None, "exactly one source"),
     (["stream", "{root}/model.safetensors", "-"], b"", "empty input"),
     (["stream", "{root}/model.safetensors", "-"], RANDOM_BYTES, "no audio format recognised"),
-    (["stream", "{root}/model.safetensors", "-", "--format", "s16le", "--sr", "16000"], b"\x01\x02",
-     "no prediction"),
-    (["stream", "{root}/model.safetensors", "{root}/good.wav", "--record", "{root}/missing/dir/x.wav"], None,
-     "cannot write the recording"),
-    (["stream", "{root}/model.safetensors", "{root}/good.wav", "--format", "s16le"], None, "a file's own header"),
+    (
+        ["stream", "{root}/model.safetensors", "-", "--format", "s16le", "--sr", "16000"],
+        b"\x01\x02",
+        "no prediction",
+    ),
+    (
+        ["stream", "{root}/model.safetensors", "{root}/good.wav", "--record", "{root}/missing/dir/x.wav"],
+        None,
+        "cannot write the recording",
+    ),
+    (
+        ["stream", "{root}/model.safetensors", "{root}/good.wav", "--format", "s16le"],
+        None,
+        "a file's own header",
+    ),
     (["stream", "{root}/model.safetensors", "{root}/good.wav", "--duration", "0"], None, "'--duration'"),
     (["classify", "{root}/missing", "{root}/good.wav"], None, "no such checkpoint"),
     (["classify", "{root}/model.safetensors", "{root}/good.wav", "--format", "xml"], None, "'--format'"),
-    (["classify", "{root}/model.safetensors", "{root}/good.wav", "-o", "{root}/out.xyz"], None, "give --format"),
+    (
+        ["classify", "{root}/model.safetensors", "{root}/good.wav", "-o", "{root}/out.xyz"],
+        None,
+        "give --format",
+    ),
     (["classify", "{root}/model.safetensors", "{root}/good.wav", "--jobs", "-1"], None, "'--jobs'"),
     (["classify", "{root}/model.safetensors", "{root}/emptydir"], None, "emptydir"),
-    (["classify", "{root}/model.safetensors", "{root}/good.wav", "-o", "{root}/missing/out.csv"], None,
-     "does not exist"),
-    (["classify", "{root}/model.safetensors", "{root}/good.wav", "-o", "{root}/emptydir", "--format", "csv"], None,
-     "is a folder"),
+    (
+        ["classify", "{root}/model.safetensors", "{root}/good.wav", "-o", "{root}/missing/out.csv"],
+        None,
+        "does not exist",
+    ),
+    (
+        [
+            "classify",
+            "{root}/model.safetensors",
+            "{root}/good.wav",
+            "-o",
+            "{root}/emptydir",
+            "--format",
+            "csv",
+        ],
+        None,
+        "is a folder",
+    ),
     (["evaluate", "{root}/missing"], None, "no such run folder"),
     (["evaluate", "{root}/noconfig"], None, "no config.json"),
     (["evaluate", "{root}/badconfig"], None, "unreadable run config"),
@@ -95,15 +123,42 @@ CASES = [
     (["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "nosuch.key=1"], None, "nosuch"),
     (["train", "folder", "{root}/data", "--out", "{root}/good.wav"], None, "not a folder"),
     (["train", "folder", "{root}/good.wav", "--out", "{root}/run"], None, "a file, not a folder"),
-    (["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.epochs=0"], None, "epochs must be >= 1"),
-    (["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.lr=-1"], None, "lr must be > 0"),
-    (["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.batch_size=0"], None,
-     "batch_size must be >= 1"),
-    (["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "model.encoder.layer.dropout=2"], None,
-     "dropout must be in [0, 1)"),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.epochs=0"],
+        None,
+        "epochs must be >= 1",
+    ),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.lr=-1"],
+        None,
+        "lr must be > 0",
+    ),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.batch_size=0"],
+        None,
+        "batch_size must be >= 1",
+    ),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "model.encoder.layer.dropout=2"],
+        None,
+        "dropout must be in [0, 1)",
+    ),
     (["train", "folder", "{root}/data", "--out", "{root}/run", "--resume", "--force"], None, "give one"),
-    (["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.epochs=1", "--threads", "1"],
-     None, "the valid split has no clips"),
+    (
+        [
+            "train",
+            "folder",
+            "{root}/data",
+            "--out",
+            "{root}/run",
+            "--set",
+            "train.epochs=1",
+            "--threads",
+            "1",
+        ],
+        None,
+        "the valid split has no clips",
+    ),
     (["train", "gtzan", "{root}/data", "--out", "{root}/run"], None, "{root}/data"),
     (["train", "folder", "{root}/data", "--out", "{root}/run", "--jobs", "0"], None, "'--jobs'"),
     (["data", "download", "nosuch", "--out", "{root}/dl"], None, "unknown dataset 'nosuch'"),
@@ -144,9 +199,15 @@ def test_every_command_fails_in_one_line(case, stdin, expected, files, capsys, m
 SUBPROCESS_CASES = [c for c in CASES if c[1] is not None] + [CASES[0], CASES[12], CASES[29]]
 
 
-@pytest.mark.parametrize("case,stdin,expected", SUBPROCESS_CASES,
-                         ids=[" ".join(c[0])[:60] for c in SUBPROCESS_CASES])
+@pytest.mark.parametrize(
+    "case,stdin,expected", SUBPROCESS_CASES, ids=[" ".join(c[0])[:60] for c in SUBPROCESS_CASES]
+)
 def test_the_real_command_fails_in_one_line(case, stdin, expected, files):
-    done = subprocess.run([sys.executable, "-m", "coaudio", *_argv(case, files)], input=stdin or b"",
-                          capture_output=True, timeout=120, cwd=files)
+    done = subprocess.run(
+        [sys.executable, "-m", "coaudio", *_argv(case, files)],
+        input=stdin or b"",
+        capture_output=True,
+        timeout=120,
+        cwd=files,
+    )
     _check(done.returncode, done.stdout.decode(), done.stderr.decode(), expected, files)

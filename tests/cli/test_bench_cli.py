@@ -8,8 +8,19 @@ import sys
 
 import pytest
 
-REQUIRED = {"n", "blocks", "regular_us", "continual_us", "speedup", "regular_flops",
-            "continual_flops", "flops_ratio", "max_abs_diff", "continual_torch_us", "kernel"}
+REQUIRED = {
+    "n",
+    "blocks",
+    "regular_us",
+    "continual_us",
+    "speedup",
+    "regular_flops",
+    "continual_flops",
+    "flops_ratio",
+    "max_abs_diff",
+    "continual_torch_us",
+    "kernel",
+}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -19,8 +30,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_bench_json_document_has_the_promised_keys():
-    done = _run("bench", "--models", "small", "--blocks", "1,2", "--windows", "8", "--rounds", "1",
-                "--json", "-")
+    done = _run(
+        "bench", "--models", "small", "--blocks", "1,2", "--windows", "8", "--rounds", "1", "--json", "-"
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
     assert document["threads"] == 1 and document["machine"]["torch"]
@@ -56,8 +68,9 @@ def test_reference_column_is_optional():
     """Without continual-inference the column is null; with it, it is a latency."""
     import importlib.util
 
-    done = _run("bench", "--models", "small", "--blocks", "1", "--windows", "8", "--rounds", "1",
-                "--json", "-")
+    done = _run(
+        "bench", "--models", "small", "--blocks", "1", "--windows", "8", "--rounds", "1", "--json", "-"
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["results"][0]
     if importlib.util.find_spec("continual") is None:
@@ -95,13 +108,22 @@ def test_classify_suite_reports_throughputs():
 
     record = throughput.run(clips=2, rounds=1)
     assert record["audio_s"] == 60.0
-    for key in ("continual_1core_xrt", "continual_2core_xrt", "regular_1core_xrt", "speedup_vs_regular_1core"):
+    for key in (
+        "continual_1core_xrt",
+        "continual_2core_xrt",
+        "regular_1core_xrt",
+        "speedup_vs_regular_1core",
+    ):
         assert record[key] > 0
-    assert record["speedup_vs_regular_1core"] == pytest.approx(record["continual_1core_xrt"] / record["regular_1core_xrt"])
+    assert record["speedup_vs_regular_1core"] == pytest.approx(
+        record["continual_1core_xrt"] / record["regular_1core_xrt"]
+    )
 
 
 def test_version_and_help():
     done = _run("--version")
     assert done.returncode == 0 and done.stdout.startswith("coaudio ")
     done = _run("--help")
-    assert done.returncode == 0 and all(c in done.stdout for c in ("bench", "features", "data", "stream", "devices", "classify"))
+    assert done.returncode == 0 and all(
+        c in done.stdout for c in ("bench", "features", "data", "stream", "devices", "classify")
+    )

@@ -13,13 +13,25 @@ import soundfile
 from tests.online.helpers import make_checkpoint, tone_mix
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["stream", "--help"], ["train", "folder", "--help"], ["trian"],
-                                  ["recipes"], ["evaluate", "--help"], ["classify", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["stream", "--help"],
+        ["train", "folder", "--help"],
+        ["trian"],
+        ["recipes"],
+        ["evaluate", "--help"],
+        ["classify", "--help"],
+    ],
+)
 def test_help_and_typos_never_import_torch(argv):
     """Start-up time is measured by `coaudio bench --suite startup`; here the cause is pinned:
     answering these must not load torch (1-5 s on a busy machine)."""
-    code = ("import sys\nfrom coaudio_cli.main import run\nstatus = run(%r)\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', status)" % (argv,))
+    code = (
+        f"import sys\nfrom coaudio_cli.main import run\nstatus = run({argv!r})\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', status)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1].startswith("NO-TORCH"), done.stdout[-500:] + done.stderr
 
@@ -34,16 +46,32 @@ def model_and_audio(tmp_path_factory):
 
 
 def _coaudio(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "coaudio", *map(str, args)], capture_output=True, text=True,
-                          timeout=120, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
 
 
-@pytest.mark.parametrize("name,kind", [("genres.csv", "csv"), ("genres.jsonl", "jsonl"), ("genres.ndjson", "jsonl"),
-                                       ("genres.txt", "table")])
+@pytest.mark.parametrize(
+    "name,kind",
+    [("genres.csv", "csv"), ("genres.jsonl", "jsonl"), ("genres.ndjson", "jsonl"), ("genres.txt", "table")],
+)
 def test_the_output_format_follows_the_file_extension(model_and_audio, tmp_path, name, kind):
     root = model_and_audio
-    done = _coaudio("classify", root / "model.safetensors", root / "clip0.wav", root / "clip1.wav", "-q",
-                    "--jobs", 1, "-o", tmp_path / name)
+    done = _coaudio(
+        "classify",
+        root / "model.safetensors",
+        root / "clip0.wav",
+        root / "clip1.wav",
+        "-q",
+        "--jobs",
+        1,
+        "-o",
+        tmp_path / name,
+    )
     assert done.returncode == 0, done.stderr
     text = (tmp_path / name).read_text()
     if kind == "csv":
@@ -53,8 +81,18 @@ def test_the_output_format_follows_the_file_extension(model_and_audio, tmp_path,
         assert [json.loads(line)["status"] for line in text.splitlines()] == ["ok", "ok"]
     else:
         assert "clip0.wav" in text and "┃" in text
-    explicit = _coaudio("classify", root / "model.safetensors", root / "clip0.wav", "-q", "--jobs", 1,
-                        "--format", "jsonl", "-o", tmp_path / "forced.csv")
+    explicit = _coaudio(
+        "classify",
+        root / "model.safetensors",
+        root / "clip0.wav",
+        "-q",
+        "--jobs",
+        1,
+        "--format",
+        "jsonl",
+        "-o",
+        tmp_path / "forced.csv",
+    )
     assert explicit.returncode == 0 and json.loads((tmp_path / "forced.csv").read_text())["status"] == "ok"
 
 
@@ -62,8 +100,10 @@ def test_a_reader_that_stops_early_ends_the_stream_quietly(model_and_audio):
     root = model_and_audio
     long = root / "long.wav"
     soundfile.write(long, tone_mix(30.0, 16_000), 16_000)
-    command = (f"{sys.executable} -m coaudio stream {root / 'model.safetensors'} {long} | head -1; "
-               "echo \"status ${PIPESTATUS[0]}\"")
+    command = (
+        f"{sys.executable} -m coaudio stream {root / 'model.safetensors'} {long} | head -1; "
+        'echo "status ${PIPESTATUS[0]}"'
+    )
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     lines = done.stdout.strip().splitlines()
     assert json.loads(lines[0])["hop"] == 0

@@ -16,8 +16,9 @@ from coaudio.features.logmel import log_mel
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coaudio", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def _library(root):
@@ -25,8 +26,13 @@ def _library(root):
     (root / "a" / "b").mkdir(parents=True)
     soundfile.write(root / "one.wav", rng.standard_normal(16000 * 2) * 0.1, 16000)
     soundfile.write(root / "a" / "two.flac", rng.standard_normal((22050 * 3, 2)) * 0.1, 22050)
-    soundfile.write(root / "a" / "b" / "three.ogg", rng.standard_normal(44100) * 0.1, 44100,
-                    format="OGG", subtype="VORBIS")
+    soundfile.write(
+        root / "a" / "b" / "three.ogg",
+        rng.standard_normal(44100) * 0.1,
+        44100,
+        format="OGG",
+        subtype="VORBIS",
+    )
     (root / "a" / "broken.wav").write_bytes(b"not riff at all" * 100)
     (root / "a" / "._one.wav").write_bytes(b"\x00" * 211)  # macOS resource fork: ignored
     (root / "notes.txt").write_text("not audio")
@@ -39,7 +45,9 @@ def test_extracts_caches_and_reports_failures(tmp_path):
 
     first = _run("features", str(root), "--cache", str(cache), "--jobs", "2", "--jsonl")
     assert first.returncode == 1  # one file failed
-    records = {json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in first.stdout.splitlines()}
+    records = {
+        json.loads(line)["path"].split("/")[-1]: json.loads(line) for line in first.stdout.splitlines()
+    }
     assert records["broken.wav"]["status"] == "failed"
     assert "cannot decode" in records["broken.wav"]["error"]
     assert {records[n]["status"] for n in ("one.wav", "two.flac", "three.ogg")} == {"extracted"}
@@ -95,9 +103,11 @@ def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
     for i in range(24):
         soundfile.write(root / f"clip{i:02d}.wav", rng.standard_normal(16000 * 30) * 0.1, 16000)
     for sig in (signal.SIGKILL, signal.SIGINT):
-        proc = subprocess.Popen([sys.executable, "-m", "coaudio", "features", str(root), "--cache",
-                                 str(cache), "--jobs", "1"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coaudio", "features", str(root), "--cache", str(cache), "--jobs", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.time() + 120
         while len(list(cache.rglob("[0-9a-f]*.safetensors"))) < 3:  # complete entries only
             assert time.time() < deadline and proc.poll() is None
@@ -118,8 +128,7 @@ def test_gtzan_dataset_input(tmp_path):
     from tests.data.test_gtzan import _tree
 
     _tree(tmp_path / "gtzan", "kaggle", per_genre=100)
-    done = _run("features", str(tmp_path / "gtzan"), "--dataset", "gtzan", "--cache",
-                str(tmp_path / "c"))
+    done = _run("features", str(tmp_path / "gtzan"), "--dataset", "gtzan", "--cache", str(tmp_path / "c"))
     assert done.returncode == 0, done.stderr
     assert "999 extracted" in done.stdout  # jazz.00054.wav skipped with a warning
     bad = _run("features", str(tmp_path), "--dataset", "gtzan", "--cache", str(tmp_path / "c"))

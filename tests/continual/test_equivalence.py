@@ -23,7 +23,9 @@ CASES = [(L, dt, "torch") for L in (1, 2, 3) for dt in (torch.float64, torch.flo
 CASES += [(L, torch.float32, "auto") for L in (1, 2, 3)]
 
 
-@pytest.mark.parametrize("n_layers,dtype,kernel", CASES, ids=[f"{c[0]}-{str(c[1])[6:]}-{c[2]}" for c in CASES])
+@pytest.mark.parametrize(
+    "n_layers,dtype,kernel", CASES, ids=[f"{c[0]}-{str(c[1])[6:]}-{c[2]}" for c in CASES]
+)
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_every_step_matches_regular_window(shape, n_layers, dtype, kernel):
     n, d, h, f, extra = SHAPES[shape]

@@ -12,9 +12,13 @@ from coaudio.continual import EncoderLayer, LayerConfig
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post-ln", "pre-ln"])
 @pytest.mark.parametrize("activation", ["gelu", "relu"])
 def test_forward_equals_torch_transformer_encoder_layer(norm_first, activation):
-    theirs = nn.TransformerEncoderLayer(
-        32, 4, 48, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
-    ).double().eval()
+    theirs = (
+        nn.TransformerEncoderLayer(
+            32, 4, 48, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
+        )
+        .double()
+        .eval()
+    )
     ours = EncoderLayer.from_torch(theirs).eval()
     assert ours.cfg.activation == activation
     x = torch.randn(2, 7, 32, dtype=torch.float64)

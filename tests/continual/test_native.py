@@ -42,8 +42,9 @@ def test_native_equals_torch_including_warm_up(options):
 def test_native_without_positions_and_with_streams_at_different_phases():
     from coaudio.continual import ContinualEncoder, EncoderConfig, LayerConfig
 
-    cfg = EncoderConfig(layer=LayerConfig(d_model=16, n_heads=2, d_ff=16, dropout=0.0),
-                        window=5, positional="none")
+    cfg = EncoderConfig(
+        layer=LayerConfig(d_model=16, n_heads=2, d_ff=16, dropout=0.0), window=5, positional="none"
+    )
     encoder = ContinualEncoder(cfg).eval()
     a, b = torch.randn(1, 20, 16), torch.randn(1, 20, 16)
     with torch.no_grad():
@@ -54,8 +55,9 @@ def test_native_without_positions_and_with_streams_at_different_phases():
             _, sb = encoder.step(b[:, t], sb, kernel="torch")
         both = stack_states([sa, sb])
         for k in range(6):
-            y, both = encoder.step(torch.cat([a[:, 2 + k], b[:, 9 + k]]), both, kernel="native",
-                                   emit_partial=True)
+            y, both = encoder.step(
+                torch.cat([a[:, 2 + k], b[:, 9 + k]]), both, kernel="native", emit_partial=True
+            )
             ya, sa = encoder.step(a[:, 2 + k], sa, kernel="torch", emit_partial=True)
             yb, sb = encoder.step(b[:, 9 + k], sb, kernel="torch", emit_partial=True)
             assert (y - torch.cat([ya, yb])).abs().max() < 1e-5
@@ -114,8 +116,9 @@ def test_auto_uses_torch_where_the_kernel_does_not_apply():
         torch.testing.assert_close(y, encoder.step(x, state, emit_partial=True)[0], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("env", [{"COAUDIO_NATIVE": "0"}, {"CC": "/bin/false"}],
-                         ids=["disabled", "compiler-fails"])
+@pytest.mark.parametrize(
+    "env", [{"COAUDIO_NATIVE": "0"}, {"CC": "/bin/false"}], ids=["disabled", "compiler-fails"]
+)
 def test_without_the_kernel_steps_still_work(env, tmp_path):
     code = (
         "import torch\n"
@@ -131,14 +134,21 @@ def test_without_the_kernel_steps_still_work(env, tmp_path):
         "print('ok')\n"
     )
     full_env = {**os.environ, "COAUDIO_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin", **env}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=full_env, cwd=os.getcwd(), timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=os.getcwd(),
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                    reason="no C compiler on this machine")
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler on this machine"
+)
 def test_kernel_compiles_into_the_cache_folder(tmp_path):
     code = (
         "from coaudio.continual import native\n"
@@ -147,8 +157,7 @@ def test_kernel_compiles_into_the_cache_folder(tmp_path):
         "print(lib._name)\n"
     )
     env = {**os.environ, "COAUDIO_CACHE": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     built = list((tmp_path / "native").glob("steps-*.so"))
     assert [str(p) for p in built] == [done.stdout.strip()]

@@ -17,8 +17,12 @@ def _max_logit(encoder, x: torch.Tensor) -> float:
 
 def _double_copy(encoder):
     twin = make_encoder(
-        encoder.cfg.n_layers, encoder.window, encoder.cfg.layer.d_model,
-        encoder.cfg.layer.n_heads, encoder.cfg.layer.d_ff, dtype=torch.float64,
+        encoder.cfg.n_layers,
+        encoder.window,
+        encoder.cfg.layer.d_model,
+        encoder.cfg.layer.n_heads,
+        encoder.cfg.layer.d_ff,
+        dtype=torch.float64,
     )
     twin.load_state_dict({k: v.double() for k, v in encoder.state_dict().items()})
     return twin

@@ -34,8 +34,9 @@ def _archive(members: dict[str, bytes]) -> bytes:
 class _Server:
     """Serves one payload with Range support; ``cut_after`` truncates the first response."""
 
-    def __init__(self, payload: bytes, cut_after: int | None = None, honour_range: bool = True,
-                 reset: bool = False):
+    def __init__(
+        self, payload: bytes, cut_after: int | None = None, honour_range: bool = True, reset: bool = False
+    ):
         self.payload, self.cut_after, self.honour_range, self.reset = payload, cut_after, honour_range, reset
         self.requests: list[str | None] = []
         owner = self
@@ -67,7 +68,9 @@ class _Server:
                     self.wfile.flush()
                     if owner.reset:  # abort with a TCP reset once the client has read: its next read fails
                         time.sleep(0.3)
-                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                         self.connection.close()
                     else:
                         self.connection.shutdown(2)  # drop the connection mid-transfer
@@ -109,8 +112,11 @@ def test_fetch_is_verified_and_idempotent(tmp_path, payload):
 def test_truncated_download_resumes_with_a_range_request(tmp_path, payload):
     data, digest = payload
     with _Server(data, cut_after=len(data) // 3) as server:
-        with pytest.raises(DownloadError, match=rf"download interrupted after {len(data) // 3:,} bytes of "
-                                                rf"{len(data):,} bytes; run again to resume"):
+        with pytest.raises(
+            DownloadError,
+            match=rf"download interrupted after {len(data) // 3:,} bytes of "
+            rf"{len(data):,} bytes; run again to resume",
+        ):
             download(server.url, tmp_path / "a.tar.gz", digest)
         part = tmp_path / "a.tar.gz.partial"
         assert 0 < part.stat().st_size < len(data)
@@ -148,8 +154,11 @@ def test_reset_connection_keeps_what_arrived_and_resumes(tmp_path):
     data = random.Random(0).randbytes(2_500_000)  # over one 1 MB read, so some of it is kept
     digest = hashlib.sha256(data).hexdigest()
     with _Server(data, cut_after=1_500_000, reset=True) as server:
-        with pytest.raises(DownloadError, match=r"download interrupted after 1\.\d MB of 2\.5 MB \(.+\); "
-                                                "run again to resume"):
+        with pytest.raises(
+            DownloadError,
+            match=r"download interrupted after 1\.\d MB of 2\.5 MB \(.+\); "
+            "run again to resume",
+        ):
             download(server.url, tmp_path / "a.tar.gz", digest)
         kept = (tmp_path / "a.tar.gz.partial").stat().st_size
         assert 1_000_000 <= kept < len(data)
@@ -183,8 +192,9 @@ UNRESOLVABLE = "http://coaudio-test.invalid/genres.tar.gz"  # .invalid never res
 def test_a_name_that_does_not_resolve_is_not_an_interruption(tmp_path, direct):
     with pytest.raises(DownloadError) as caught:
         download(UNRESOLVABLE, tmp_path / "x.tar.gz", timeout=5)
-    assert str(caught.value) == ("cannot reach coaudio-test.invalid: the name could not be resolved "
-                                 "(no network, or a wrong URL?)")
+    assert str(caught.value) == (
+        "cannot reach coaudio-test.invalid: the name could not be resolved (no network, or a wrong URL?)"
+    )
     assert not list(tmp_path.iterdir())  # no empty .partial to "resume"
 
 
@@ -206,8 +216,9 @@ def test_http_errors_and_non_urls_are_reported(tmp_path, payload):
 
 def _data_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "no_proxy": "*", "NO_PROXY": "*"}
-    return subprocess.run([sys.executable, "-m", "coaudio", "data", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", "data", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 def _one_line_error(done: subprocess.CompletedProcess, message: str, status: int = 1) -> None:
@@ -218,14 +229,21 @@ def _one_line_error(done: subprocess.CompletedProcess, message: str, status: int
 
 def test_download_command_errors_are_one_line(tmp_path):
     out = str(tmp_path / "g")
-    _one_line_error(_data_cli("download", "gtzan", "--out", out, "--url", UNRESOLVABLE),
-                    "cannot reach coaudio-test.invalid: the name could not be resolved (no network, or a wrong URL?)")
+    _one_line_error(
+        _data_cli("download", "gtzan", "--out", out, "--url", UNRESOLVABLE),
+        "cannot reach coaudio-test.invalid: the name could not be resolved (no network, or a wrong URL?)",
+    )
     port = _closed_port()
-    _one_line_error(_data_cli("download", "gtzan", "--out", out, "--url", f"http://127.0.0.1:{port}/g.tar.gz"),
-                    f"cannot reach 127.0.0.1:{port}: connection refused")
-    _one_line_error(_data_cli("download", "foo", "--out", out),  # a usage error: status 2
-                    "Invalid value for 'DATASET': unknown dataset 'foo'; known: gtzan "
-                    "(see 'coaudio data download --help')", status=2)
+    _one_line_error(
+        _data_cli("download", "gtzan", "--out", out, "--url", f"http://127.0.0.1:{port}/g.tar.gz"),
+        f"cannot reach 127.0.0.1:{port}: connection refused",
+    )
+    _one_line_error(
+        _data_cli("download", "foo", "--out", out),  # a usage error: status 2
+        "Invalid value for 'DATASET': unknown dataset 'foo'; known: gtzan "
+        "(see 'coaudio data download --help')",
+        status=2,
+    )
 
 
 @pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil.txt", "a/../../evil.txt"])
@@ -254,13 +272,29 @@ def test_download_command(tmp_path, payload):
 
     data, digest = payload
     with _Server(data) as server:
-        args = [sys.executable, "-m", "coaudio", "data", "download", "gtzan", "--url", server.url,
-                "--sha256", digest, "--out", str(tmp_path / "g")]
+        args = [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "data",
+            "download",
+            "gtzan",
+            "--url",
+            server.url,
+            "--sha256",
+            digest,
+            "--out",
+            str(tmp_path / "g"),
+        ]
         first = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr
         assert "installed" in first.stdout
         again = subprocess.run(args, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0 and "already installed" in again.stdout
-        bad = subprocess.run(args[:-4] + ["--sha256", "0" * 64, "--out", str(tmp_path / "h")],
-                             capture_output=True, text=True, timeout=120)
+        bad = subprocess.run(
+            args[:-4] + ["--sha256", "0" * 64, "--out", str(tmp_path / "h")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert bad.returncode == 1 and "checksum mismatch" in bad.stderr

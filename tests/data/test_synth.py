@@ -44,11 +44,13 @@ def test_clips_are_well_formed():
 
 
 def test_genres_are_separable_by_their_average_spectrum():
-    feats = {g: torch.stack([log_mel(synthesize(g, i, seconds=4.0)).mean(0) for i in range(4)])
-             for g in GENRES}
+    feats = {
+        g: torch.stack([log_mel(synthesize(g, i, seconds=4.0)).mean(0) for i in range(4)]) for g in GENRES
+    }
     centroids = {g: f.mean(0) for g, f in feats.items()}
-    hits = sum(min(centroids, key=lambda h: (centroids[h] - f).norm()) == g
-               for g, fs in feats.items() for f in fs)
+    hits = sum(
+        min(centroids, key=lambda h: (centroids[h] - f).norm()) == g for g, fs in feats.items() for f in fs
+    )
     assert hits >= 0.9 * 4 * len(GENRES)
 
 
@@ -57,13 +59,32 @@ def test_write_dataset_layout_and_cli(tmp_path):
     assert len(paths) == 10 and [p.name for p in paths[:2]] == ["drone.00000.wav", "drone.00001.wav"]
     info = soundfile.info(str(paths[0]))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
-    done = subprocess.run([sys.executable, "-m", "coaudio", "data", "synth", "--out", str(tmp_path / "b"),
-                           "--per-genre", "2", "--seconds", "1", "--seed", "1"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "data",
+            "synth",
+            "--out",
+            str(tmp_path / "b"),
+            "--per-genre",
+            "2",
+            "--seconds",
+            "1",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote 10 clips" in done.stdout
     made = find_audio([tmp_path / "b"])
-    assert [p.relative_to(tmp_path / "b") for p in made] == [p.relative_to(tmp_path / "a") for p in sorted(paths)]
+    assert [p.relative_to(tmp_path / "b") for p in made] == [
+        p.relative_to(tmp_path / "a") for p in sorted(paths)
+    ]
     assert all(p.read_bytes() == (tmp_path / "a" / p.relative_to(tmp_path / "b")).read_bytes() for p in made)
 
 
@@ -73,14 +94,22 @@ SLOW_CONFIG = SynthConfig(per_genre=5, seconds=8.0)
 
 
 def _synth_cli(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coaudio", "data", "synth", "--out", str(out), *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", "data", "synth", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _stop_mid_run(out: Path, sig: int, *args: str) -> subprocess.CompletedProcess:
     """Start ``coaudio data synth``, send ``sig`` as soon as its first clip exists, wait for it."""
-    proc = subprocess.Popen([sys.executable, "-m", "coaudio", "data", "synth", "--out", str(out), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coaudio", "data", "synth", "--out", str(out), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not list(out.glob("*/*.wav")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -107,8 +136,11 @@ def test_killed_run_is_refused_by_readers_then_resumed_to_the_same_bytes(tmp_pat
     made = sorted(out.glob("*/*.wav"))
     assert 0 < len(made) < 25 and (out / INCOMPLETE).exists() and not (out / COMPLETE).exists()
     assert all(soundfile.info(str(p)).frames == 8 * 16000 for p in made)  # no torn clip has a final name
-    with pytest.raises(DatasetError, match=rf"interrupted `coaudio data synth` \({len(made)} of 25 clips\); "
-                                           "run the same command again to finish it"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"interrupted `coaudio data synth` \({len(made)} of 25 clips\); "
+        "run the same command again to finish it",
+    ):
         list_labelled(out)
 
     resumed = _synth_cli(out, *SLOW)
@@ -120,10 +152,14 @@ def test_killed_run_is_refused_by_readers_then_resumed_to_the_same_bytes(tmp_pat
     assert len(list_labelled(out)) == 25
 
     again = _synth_cli(out, *SLOW)
-    assert again.returncode == 0 and again.stdout.startswith("already complete: 25 clips") and not again.stderr
-    _refused(_synth_cli(out, "--per-genre", "2", "--seconds", "1", "--seed", "1"),
-             "holds a synthetic set made with other settings (--per-genre 5 --seconds 8.0 --seed 0): "
-             "use another --out, or --force to replace it")
+    assert (
+        again.returncode == 0 and again.stdout.startswith("already complete: 25 clips") and not again.stderr
+    )
+    _refused(
+        _synth_cli(out, "--per-genre", "2", "--seconds", "1", "--seed", "1"),
+        "holds a synthetic set made with other settings (--per-genre 5 --seconds 8.0 --seed 0): "
+        "use another --out, or --force to replace it",
+    )
     assert _tree(out) == _tree(tmp_path / "whole")
 
     forced = _synth_cli(out, "--per-genre", "2", "--seconds", "1", "--seed", "1", "--force")
@@ -145,12 +181,17 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
 def test_a_folder_of_other_files_is_never_written_into_without_force(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    _refused(_synth_cli(tmp_path / "mine", "--per-genre", "1", "--seconds", "1"),
-             "is not empty and holds no synthetic set: use another --out, or --force to write one into it")
+    _refused(
+        _synth_cli(tmp_path / "mine", "--per-genre", "1", "--seconds", "1"),
+        "is not empty and holds no synthetic set: use another --out, or --force to write one into it",
+    )
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     forced = _synth_cli(tmp_path / "mine", "--per-genre", "1", "--seconds", "1", "--force")
     assert forced.returncode == 0 and "wrote 5 clips" in forced.stdout
-    assert "warning: left 1 file in" in forced.stderr and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert (
+        "warning: left 1 file in" in forced.stderr
+        and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    )
 
 
 def test_files_added_to_an_interrupted_set_are_not_mixed_in(tmp_path):
@@ -158,7 +199,9 @@ def test_files_added_to_an_interrupted_set_are_not_mixed_in(tmp_path):
     write_dataset(tmp_path, config)
     (tmp_path / INCOMPLETE).write_text((tmp_path / COMPLETE).read_text())  # as if stopped before the end
     (tmp_path / COMPLETE).unlink()
-    (tmp_path / "drone" / "drone.00001.wav").rename(tmp_path / "drone" / ".drone.00001.wav.tmp")  # killed mid-write
+    (tmp_path / "drone" / "drone.00001.wav").rename(
+        tmp_path / "drone" / ".drone.00001.wav.tmp"
+    )  # killed mid-write
     (tmp_path / "drone" / "mine.wav").write_bytes(b"RIFF")
     (tmp_path / f".{INCOMPLETE}.tmp").write_text("{")  # killed while writing a marker
     with pytest.raises(SynthError, match=r"did not write \(1, e.g. drone/mine.wav\)"):

@@ -11,7 +11,9 @@ from coaudio.data.tracks import DatasetError, list_labelled
 def test_synthetic_set_reads_as_labelled_tracks(tmp_path):
     write_dataset(tmp_path, SynthConfig(per_genre=3, seconds=1.0))
     (tmp_path / "chimes" / "deeper").mkdir()
-    (tmp_path / "chimes" / "deeper" / "extra.wav").write_bytes((tmp_path / "chimes" / "chimes.00000.wav").read_bytes())
+    (tmp_path / "chimes" / "deeper" / "extra.wav").write_bytes(
+        (tmp_path / "chimes" / "chimes.00000.wav").read_bytes()
+    )
     (tmp_path / "chimes" / "._chimes.00000.wav").write_bytes(b"\x00" * 10)
     (tmp_path / ".cache").mkdir()
     tracks = list_labelled(tmp_path)

@@ -26,23 +26,35 @@ def test_kinds_and_their_rules():
     assert FrontendConfig().model_inputs == "patches" and FrontendConfig().token_dim is None
     vggish = FrontendConfig(kind="vggish", weights="/w.pth")
     assert vggish.model_inputs == "tokens" and vggish.token_dim == 128
-    for bad, message in [({"kind": "mfcc"}, "kind must be one of"), ({"kind": "vggish"}, "needs weights"),
-                         ({"weights": "w"}, "for kind = vggish"), ({"hop_frames": 0}, "hop_frames must be"),
-                         ({"sample_rate": 22_050}, "16000 Hz")]:
+    for bad, message in [
+        ({"kind": "mfcc"}, "kind must be one of"),
+        ({"kind": "vggish"}, "needs weights"),
+        ({"weights": "w"}, "for kind = vggish"),
+        ({"hop_frames": 0}, "hop_frames must be"),
+        ({"sample_rate": 22_050}, "16000 Hz"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             from_dict(FrontendConfig, bad)
     with pytest.raises(ConfigError, match="model.token_dim = 128"):
-        from_dict(Recipe, {"data": {"frontend": {"kind": "vggish", "weights": "w"}}, "model": {"token_dim": 64}})
+        from_dict(
+            Recipe, {"data": {"frontend": {"kind": "vggish", "weights": "w"}}, "model": {"token_dim": 64}}
+        )
 
 
 def test_old_recipe_spellings_load_as_the_new_ones(tmp_path):
     old = tmp_path / "old.toml"
-    old.write_text('[data]\nfeatures = "vggish"\nvggish_weights = "/w.pth"\ntoken_hop_frames = 48\n'
-                   '[model]\ntoken_dim = 128\n')
+    old.write_text(
+        '[data]\nfeatures = "vggish"\nvggish_weights = "/w.pth"\ntoken_hop_frames = 48\n'
+        "[model]\ntoken_dim = 128\n"
+    )
     new = tmp_path / "new.toml"
-    new.write_text('[data.frontend]\nkind = "vggish"\nweights = "/w.pth"\nhop_frames = 48\n[model]\ntoken_dim = 128\n')
+    new.write_text(
+        '[data.frontend]\nkind = "vggish"\nweights = "/w.pth"\nhop_frames = 48\n[model]\ntoken_dim = 128\n'
+    )
     assert load(Recipe, old) == load(Recipe, new)
-    assert load(Recipe, new, ["data.token_hop_frames=12"]).frontend.hop_frames == 12  # an old --set still works
+    assert (
+        load(Recipe, new, ["data.token_hop_frames=12"]).frontend.hop_frames == 12
+    )  # an old --set still works
     with pytest.raises(ConfigError, match="hop_frame: unknown key"):
         load(Recipe, new, ["data.frontend.hop_frame=12"])
 
@@ -57,8 +69,10 @@ def test_checkpoints_store_the_front_end_and_old_ones_still_load(tmp_path):
     legacy = {"hop_frames": 20, "features": "logmel", "vggish_weights": "", "vggish_pca": ""}
     save_checkpoint(tmp_path / "old.safetensors", model, labels, {"epoch": 1, "frontend": legacy})
     assert load_online(tmp_path / "old.safetensors").frontend == FrontendConfig(hop_frames=20)
-    for broken, message in [({**asdict(FrontendConfig()), "hop": 3}, "frontend.hop: unknown key"),
-                            ({"kind": "learned"}, "frontend.hop_frames: missing")]:
+    for broken, message in [
+        ({**asdict(FrontendConfig()), "hop": 3}, "frontend.hop: unknown key"),
+        ({"kind": "learned"}, "frontend.hop_frames: missing"),
+    ]:
         save_checkpoint(tmp_path / "bad.safetensors", model, labels, {"epoch": 1, "frontend": broken})
         with pytest.raises(ConfigError, match=message):
             load_online(tmp_path / "bad.safetensors")
@@ -68,6 +82,8 @@ def test_the_cache_key_is_derived_from_the_front_end_and_stays_stable():
     assert FrontendConfig(hop_frames=10).cache_config() == FrontendConfig(hop_frames=30).cache_config()
     assert FrontendConfig(kind="vggish", weights="w", hop_frames=48).cache_config().hop_frames == 48
     # entries made before the rename keep their folder: the hash still says patch_hop_frames
-    text = json.dumps({"version": 2, "kind": "logmel", "patch_hop_frames": 96, "vggish_weights": "",
-                       "vggish_pca": ""}, sort_keys=True)
+    text = json.dumps(
+        {"version": 2, "kind": "logmel", "patch_hop_frames": 96, "vggish_weights": "", "vggish_pca": ""},
+        sort_keys=True,
+    )
     assert FeatureConfig().key() == hashlib.sha256(text.encode()).hexdigest()[:16]

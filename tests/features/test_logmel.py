@@ -56,8 +56,7 @@ def test_filterbank_matches_independent_derivation_and_librosa_htk():
     assert ours.shape == (257, 64)
     np.testing.assert_allclose(ours, _reference_filterbank(), rtol=0, atol=1e-12)
     librosa = pytest.importorskip("librosa")
-    theirs = librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmin=125, fmax=7500, htk=True,
-                                 norm=None).T
+    theirs = librosa.filters.mel(sr=16000, n_fft=512, n_mels=64, fmin=125, fmax=7500, htk=True, norm=None).T
     assert np.abs(ours - theirs).max() < 0.01  # librosa's ramps are linear in Hz, ours in mel
     assert ((ours > 0) == (theirs > 0)).all()
 
@@ -83,7 +82,9 @@ def test_a_1khz_sine_lights_up_the_band_around_1khz():
     t = np.arange(3 * 16000) / 16000
     frames = log_mel((0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
     band = int(frames.mean(0).argmax())
-    centers_hz = 700 * (np.exp(np.linspace(logmel.hertz_to_mel(125), logmel.hertz_to_mel(7500), 66)[1:-1] / 1127) - 1)
+    centers_hz = 700 * (
+        np.exp(np.linspace(logmel.hertz_to_mel(125), logmel.hertz_to_mel(7500), 66)[1:-1] / 1127) - 1
+    )
     assert abs(centers_hz[band] - 1000) < 60  # bands are ~110 Hz apart there
     assert frames.std(0).max() < 1e-3  # a steady tone gives the same frame every time
 
@@ -125,7 +126,6 @@ def test_streaming_patches_equal_offline_exactly(hop, chunk):
         got.append(new)
     assert torch.equal(torch.cat(got), patches(frames, hop))
     assert state.frames.shape[0] < PATCH_LIMIT
-
 
 
 @pytest.mark.parametrize("rate", [16000, 22050, 44100, 8000])

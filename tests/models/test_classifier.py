@@ -11,8 +11,12 @@ from coaudio.models.classifier import AudioClassifier, ModelConfig
 
 def _model(n_layers, inputs="patches", dtype=torch.float32, window=5):
     layer = LayerConfig(d_model=32, n_heads=4, d_ff=48, dropout=0.0)
-    cfg = ModelConfig(n_classes=5, inputs=inputs, token_dim=24,
-                      encoder=EncoderConfig(layer=layer, n_layers=n_layers, window=window))
+    cfg = ModelConfig(
+        n_classes=5,
+        inputs=inputs,
+        token_dim=24,
+        encoder=EncoderConfig(layer=layer, n_layers=n_layers, window=window),
+    )
     model = AudioClassifier(cfg).to(dtype)
     with torch.no_grad():  # non-trivial normalisation parameters, as after training
         for m in model.modules():

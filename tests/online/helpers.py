@@ -21,13 +21,23 @@ from coaudio.models.classifier import AudioClassifier, ModelConfig
 LABELS = ["chimes", "drone", "fourfloor", "noiserock", "waltz"]
 
 
-def make_checkpoint(path: Path, hop_frames: int = 20, window: int = 6, n_layers: int = 1, seed: int = 0) -> Path:
+def make_checkpoint(
+    path: Path, hop_frames: int = 20, window: int = 6, n_layers: int = 1, seed: int = 0
+) -> Path:
     """A random-weight classifier saved like ``coaudio train`` saves one (front end included)."""
     torch.manual_seed(seed)
     layer = LayerConfig(d_model=32, n_heads=4, d_ff=64, dropout=0.0)
-    model = AudioClassifier(ModelConfig(n_classes=len(LABELS), token_dim=32, embedder_width=4,
-                                        encoder=EncoderConfig(layer=layer, n_layers=n_layers, window=window)))
-    save_checkpoint(path, model.eval(), LABELS, {"epoch": 1, "frontend": asdict(FrontendConfig(hop_frames=hop_frames))})
+    model = AudioClassifier(
+        ModelConfig(
+            n_classes=len(LABELS),
+            token_dim=32,
+            embedder_width=4,
+            encoder=EncoderConfig(layer=layer, n_layers=n_layers, window=window),
+        )
+    )
+    save_checkpoint(
+        path, model.eval(), LABELS, {"epoch": 1, "frontend": asdict(FrontendConfig(hop_frames=hop_frames))}
+    )
     return path
 
 
@@ -35,7 +45,9 @@ def tone_mix(seconds: float, sample_rate: int, channels: int = 1, seed: int = 0)
     """``(N, channels)`` float32 in [-0.9, 0.9]: chirps and noise bursts, so hops differ."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sample_rate)) / sample_rate
-    base = 0.4 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.2 * rng.standard_normal(t.size) * (np.sin(3 * t) > 0)
+    base = 0.4 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.2 * rng.standard_normal(t.size) * (
+        np.sin(3 * t) > 0
+    )
     out = np.stack([base * (0.8 + 0.2 * c) for c in range(channels)], axis=1)
     return np.clip(out, -0.9, 0.9).astype(np.float32)
 
@@ -59,8 +71,14 @@ def window_probs(online, signal_16k: np.ndarray) -> torch.Tensor:
 
 
 def coaudio(*args, stdin=None, input=None, timeout=120, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "coaudio", *map(str, args)], stdin=stdin, input=input,
-                          capture_output=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", *map(str, args)],
+        stdin=stdin,
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def hops_of(stdout: bytes) -> list[dict]:

@@ -35,7 +35,9 @@ def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("library")
     for i, (rel, fmt, subtype, rate, channels, seconds) in enumerate(TREE):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(root / rel, tone_mix(seconds, rate, channels, seed=i), rate, format=fmt, subtype=subtype)
+        soundfile.write(
+            root / rel, tone_mix(seconds, rate, channels, seed=i), rate, format=fmt, subtype=subtype
+        )
     (root / "b" / "empty.wav").write_bytes(b"")
     (root / "b" / "corrupt.flac").write_bytes(b"fLaC" + bytes(300))
     (root / "a" / "short.wav").parent.mkdir(exist_ok=True)
@@ -51,13 +53,28 @@ def _jsonl(done) -> list[dict]:
 
 
 def test_a_folder_tree_gives_one_result_per_file_in_order(checkpoint, tree, tmp_path):
-    done = coaudio("classify", checkpoint, tree, "--format", "jsonl", "--top-k", 5, "--timeline", "--jobs", 2,
-                   "--journal", tmp_path / "j", timeout=300)
+    done = coaudio(
+        "classify",
+        checkpoint,
+        tree,
+        "--format",
+        "jsonl",
+        "--top-k",
+        5,
+        "--timeline",
+        "--jobs",
+        2,
+        "--journal",
+        tmp_path / "j",
+        timeout=300,
+    )
     assert done.returncode == 1  # some files failed
     records = _jsonl(done)
     shown = [r["path"] for r in records]
-    expected = sorted([str(tree / rel) for rel, *_ in TREE]
-                      + [str(tree / "b" / "empty.wav"), str(tree / "b" / "corrupt.flac"), str(tree / "a" / "short.wav")])
+    expected = sorted(
+        [str(tree / rel) for rel, *_ in TREE]
+        + [str(tree / "b" / "empty.wav"), str(tree / "b" / "corrupt.flac"), str(tree / "a" / "short.wav")]
+    )
     assert shown == expected
     by_path = {r["path"]: r for r in records}
     assert by_path[str(tree / "b" / "empty.wav")]["error"] == "empty file (0 bytes)"
@@ -82,15 +99,41 @@ def test_a_folder_tree_gives_one_result_per_file_in_order(checkpoint, tree, tmp_
 
 
 def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path):
-    done = coaudio("classify", checkpoint, tree / "a", tree / "five.au", "--format", "csv", "-o", tmp_path / "r.csv",
-                   "--jobs", 1, "--journal", tmp_path / "j")
+    done = coaudio(
+        "classify",
+        checkpoint,
+        tree / "a",
+        tree / "five.au",
+        "--format",
+        "csv",
+        "-o",
+        tmp_path / "r.csv",
+        "--jobs",
+        1,
+        "--journal",
+        tmp_path / "j",
+    )
     assert done.returncode == 1 and done.stdout == b""  # short.wav cannot be classified
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert list(rows[0]) == ["path", "status", "duration_s", "hops", "label", "confidence", "top", "error"]
-    assert [r["path"] for r in rows] == [str(tree / "a" / "deeper" / "two.flac"), str(tree / "a" / "one.wav"),
-                                         str(tree / "a" / "short.wav"), str(tree / "five.au")]
-    done = coaudio("classify", checkpoint, tree, "--glob", "*.mp3", "--format", "csv", "--timeline",
-                   "--journal", tmp_path / "j")
+    assert [r["path"] for r in rows] == [
+        str(tree / "a" / "deeper" / "two.flac"),
+        str(tree / "a" / "one.wav"),
+        str(tree / "a" / "short.wav"),
+        str(tree / "five.au"),
+    ]
+    done = coaudio(
+        "classify",
+        checkpoint,
+        tree,
+        "--glob",
+        "*.mp3",
+        "--format",
+        "csv",
+        "--timeline",
+        "--journal",
+        tmp_path / "j",
+    )
     rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
     assert done.returncode == 0 and {r["path"] for r in rows} == {str(tree / "b" / "four.mp3")}
     assert list(rows[0]) == ["path", "hop", "start_s", "end_s", "label", "confidence", "error"]
@@ -100,7 +143,9 @@ def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path):
 
 
 def test_fail_fast_and_bad_arguments(checkpoint, tree, tmp_path):
-    done = coaudio("classify", checkpoint, tree / "b", "--fail-fast", "--jobs", 1, "--journal", tmp_path / "j")
+    done = coaudio(
+        "classify", checkpoint, tree / "b", "--fail-fast", "--jobs", 1, "--journal", tmp_path / "j"
+    )
     assert done.returncode == 1
     assert [r["path"] for r in _jsonl(done)] == [str(tree / "b" / "corrupt.flac")]  # stopped at the first
     done = coaudio("classify", checkpoint, tmp_path / "nothing-here.wav")  # named files are always tried
@@ -110,7 +155,11 @@ def test_fail_fast_and_bad_arguments(checkpoint, tree, tmp_path):
     done = coaudio("classify", checkpoint, empty)
     assert done.returncode == 1 and "no audio files under" in done.stderr.decode()
     done = coaudio("classify", checkpoint, tree, "--format", "xml")
-    assert done.returncode == 2 and "'--format'" in done.stderr.decode() and "is not one of" in done.stderr.decode()
+    assert (
+        done.returncode == 2
+        and "'--format'" in done.stderr.decode()
+        and "is not one of" in done.stderr.decode()
+    )
 
 
 def _many(root, count=14, seconds=2.5):
@@ -122,11 +171,25 @@ def _many(root, count=14, seconds=2.5):
 
 def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, tmp_path):
     library = _many(tmp_path / "lib")
-    reference = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", tmp_path / "j0", timeout=300)
+    reference = coaudio(
+        "classify", checkpoint, library, "--jobs", 1, "--journal", tmp_path / "j0", timeout=300
+    )
     assert reference.returncode == 0, reference.stderr.decode()
     journal = tmp_path / "j1"
-    args = [sys.executable, "-m", "coaudio", "classify", str(checkpoint), str(library), "--jobs", "1",
-            "--journal", str(journal), "-o", str(tmp_path / "out.jsonl")]
+    args = [
+        sys.executable,
+        "-m",
+        "coaudio",
+        "classify",
+        str(checkpoint),
+        str(library),
+        "--jobs",
+        "1",
+        "--journal",
+        str(journal),
+        "-o",
+        str(tmp_path / "out.jsonl"),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -140,8 +203,19 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, tmp_pat
     assert 3 <= finished < 14 and not (tmp_path / "out.jsonl").exists()
     with open(parts[0], "ab") as f:
         f.write(b'{"key": "torn by the kill')  # what a kill mid-write leaves behind
-    resumed = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", journal, "--resume",
-                      "-o", tmp_path / "out.jsonl", timeout=300)
+    resumed = coaudio(
+        "classify",
+        checkpoint,
+        library,
+        "--jobs",
+        1,
+        "--journal",
+        journal,
+        "--resume",
+        "-o",
+        tmp_path / "out.jsonl",
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()
     assert f"resuming: {finished} of 14 files already done" in resumed.stderr.decode()
     assert (tmp_path / "out.jsonl").read_bytes() == reference.stdout  # no duplicates, no losses
@@ -151,10 +225,29 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, tmp_pat
 def test_torchrun_shards_files_and_rank_0_merges(checkpoint, tmp_path):
     library = _many(tmp_path / "lib", count=7, seconds=2.0)
     single = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", tmp_path / "j0", timeout=300)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "coaudio", "classify", str(checkpoint), str(library), "--jobs", "1",
-                           "--journal", str(tmp_path / "j1"), "-o", str(tmp_path / "merged.jsonl"), "-q"],
-                          capture_output=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "coaudio",
+            "classify",
+            str(checkpoint),
+            str(library),
+            "--jobs",
+            "1",
+            "--journal",
+            str(tmp_path / "j1"),
+            "-o",
+            str(tmp_path / "merged.jsonl"),
+            "-q",
+        ],
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert (tmp_path / "merged.jsonl").read_bytes() == single.stdout
     assert done.stderr.decode().count("7 of 7 files classified") == 1  # rank 0 alone reports
@@ -163,8 +256,22 @@ def test_torchrun_shards_files_and_rank_0_merges(checkpoint, tmp_path):
 def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, tmp_path):
     library = _many(tmp_path / "lib", count=10)
     journal = tmp_path / "j"
-    proc = subprocess.Popen([sys.executable, "-m", "coaudio", "classify", str(checkpoint), str(library), "--jobs", "1",
-                             "--journal", str(journal)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "classify",
+            str(checkpoint),
+            str(library),
+            "--jobs",
+            "1",
+            "--journal",
+            str(journal),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(p.stat().st_size for p in journal.glob("*/rank-0.jsonl")):
         time.sleep(0.02)

@@ -16,8 +16,11 @@ RATES = [16_000, 22_050, 44_100, 8_000]
 
 @pytest.fixture(scope="module")
 def online(tmp_path_factory):
-    return load_online(make_checkpoint(tmp_path_factory.mktemp("engine") / "m.safetensors", hop_frames=20,
-                                       window=6, n_layers=2))
+    return load_online(
+        make_checkpoint(
+            tmp_path_factory.mktemp("engine") / "m.safetensors", hop_frames=20, window=6, n_layers=2
+        )
+    )
 
 
 def _alone(online, audio, rate, full_window_only=False):

@@ -49,10 +49,21 @@ class PipeMic:
             (root / name).mkdir(mode=0o700)
         self.fifo = root / "xdg" / "mic.fifo"
         self.log = root / "pulse.log"
-        subprocess.run(["pulseaudio", "-D", "-n", "--exit-idle-time=-1", f"--log-target=file:{self.log}",
-                        "--load=module-native-protocol-unix",
-                        f"--load=module-pipe-source source_name=pipemic file={self.fifo} format=s16le "
-                        f"rate={RATE} channels=1"], env=self.env, check=True, timeout=30)
+        subprocess.run(
+            [
+                "pulseaudio",
+                "-D",
+                "-n",
+                "--exit-idle-time=-1",
+                f"--log-target=file:{self.log}",
+                "--load=module-native-protocol-unix",
+                f"--load=module-pipe-source source_name=pipemic file={self.fifo} format=s16le "
+                f"rate={RATE} channels=1",
+            ],
+            env=self.env,
+            check=True,
+            timeout=30,
+        )
         deadline = time.monotonic() + 10
         while subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode:
             if time.monotonic() > deadline:
@@ -61,8 +72,13 @@ class PipeMic:
         subprocess.run(["pactl", "set-default-source", "pipemic"], env=self.env, check=True)
         self._writer = os.open(self.fifo, os.O_WRONLY)
 
-    def feed(self, samples: np.ndarray, pause_at: threading.Event | None = None, pause_s: float = 0.0,
-             stop: threading.Event | None = None) -> None:
+    def feed(
+        self,
+        samples: np.ndarray,
+        pause_at: threading.Event | None = None,
+        pause_s: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> None:
         """Write int16 ``samples`` at real-time pace; after ``pause_at`` is set, go silent
         (write nothing) for ``pause_s`` once."""
         data, start, paused = samples.astype("<i2").tobytes(), time.monotonic(), False
@@ -112,8 +128,19 @@ def test_the_microphone_hears_the_fed_signal_and_streams_it(mic, checkpoint, tmp
     fed = _noise(20.0, seed=1)
     feeder, stop = _start_feeding(mic, fed)
     try:
-        done = coaudio("stream", checkpoint, "--mic", "--duration", 3.0, "--top-k", 5,
-                       "--record", tmp_path / "heard.wav", env=mic.env, timeout=60)
+        done = coaudio(
+            "stream",
+            checkpoint,
+            "--mic",
+            "--duration",
+            3.0,
+            "--top-k",
+            5,
+            "--record",
+            tmp_path / "heard.wav",
+            env=mic.env,
+            timeout=60,
+        )
     finally:
         stop.set()
         feeder.join()
@@ -140,9 +167,23 @@ def test_a_silent_device_is_reported_as_missing_audio(mic, checkpoint):
     first_hop = threading.Event()
     feeder, stop = _start_feeding(mic, _noise(30.0, seed=2), pause_at=first_hop, pause_s=1.5)
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "coaudio", "stream", str(checkpoint), "--mic",
-                                 "--device", "pulse", "--duration", "4"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=mic.env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "coaudio",
+                "stream",
+                str(checkpoint),
+                "--mic",
+                "--device",
+                "pulse",
+                "--duration",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=mic.env,
+        )
         assert b'"hop": 0' in proc.stdout.readline()
         first_hop.set()
         out, err = proc.communicate(timeout=60)

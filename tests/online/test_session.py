@@ -27,7 +27,9 @@ def _stream(online: OnlineModel, signal: np.ndarray, rate: int, chunks, **kwargs
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
 @pytest.mark.parametrize("rate", [16_000, 22_050])
 def test_every_hop_equals_the_batch_model_past_many_window_wraps(tmp_path, n_layers, rate):
-    online = load_online(make_checkpoint(tmp_path / "m.safetensors", hop_frames=10, window=5, n_layers=n_layers))
+    online = load_online(
+        make_checkpoint(tmp_path / "m.safetensors", hop_frames=10, window=5, n_layers=n_layers)
+    )
     signal = tone_mix(8.0, rate)[:, 0]
     hops, session = _stream(online, signal, rate, chunks=[1, 37, 160, 1000, 4410])
     reference = window_probs(online, resample(signal, rate))

@@ -12,9 +12,21 @@ from coaudio.audio import AudioError, stream_audio
 from coaudio.online.sources import PcmLayout, open_byte_stream
 from tests.online.helpers import tone_mix
 
-STREAMED = [("WAV", "PCM_16"), ("WAV", "PCM_24"), ("WAV", "PCM_32"), ("WAV", "FLOAT"), ("WAV", "DOUBLE"),
-            ("WAV", "PCM_U8"), ("WAV", "ULAW"), ("AU", "PCM_16"), ("AU", "PCM_24"), ("AU", "PCM_32"),
-            ("AU", "PCM_S8"), ("AU", "FLOAT"), ("AU", "ULAW")]
+STREAMED = [
+    ("WAV", "PCM_16"),
+    ("WAV", "PCM_24"),
+    ("WAV", "PCM_32"),
+    ("WAV", "FLOAT"),
+    ("WAV", "DOUBLE"),
+    ("WAV", "PCM_U8"),
+    ("WAV", "ULAW"),
+    ("AU", "PCM_16"),
+    ("AU", "PCM_24"),
+    ("AU", "PCM_32"),
+    ("AU", "PCM_S8"),
+    ("AU", "FLOAT"),
+    ("AU", "ULAW"),
+]
 WHOLE = [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")]
 
 

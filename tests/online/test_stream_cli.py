@@ -18,8 +18,12 @@ import torch
 from coaudio.features.frontend import FrontendConfig
 from tests.online.helpers import LABELS, batch_probs, coaudio, hops_of, make_checkpoint, probs_of, tone_mix
 
-FILES = [("wav", "WAV", "PCM_16", 44_100, 2), ("flac", "FLAC", "PCM_24", 48_000, 1),
-         ("ogg", "OGG", "VORBIS", 22_050, 2), ("mp3", "MP3", "MPEG_LAYER_III", 32_000, 1)]
+FILES = [
+    ("wav", "WAV", "PCM_16", 44_100, 2),
+    ("flac", "FLAC", "PCM_24", 48_000, 1),
+    ("ogg", "OGG", "VORBIS", 22_050, 2),
+    ("mp3", "MP3", "MPEG_LAYER_III", 32_000, 1),
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,9 @@ def _write(path, fmt, subtype, rate, channels, seconds=4.0):
 
 
 @pytest.mark.parametrize("suffix,fmt,subtype,rate,channels", FILES, ids=[f[0] for f in FILES])
-def test_a_file_streams_exactly_what_the_batch_model_predicts(tmp_path, checkpoint, suffix, fmt, subtype, rate,
-                                                              channels):
+def test_a_file_streams_exactly_what_the_batch_model_predicts(
+    tmp_path, checkpoint, suffix, fmt, subtype, rate, channels
+):
     audio = _write(tmp_path / f"clip.{suffix}", fmt, subtype, rate, channels)
     done = coaudio("stream", checkpoint, audio, "--top-k", 5)
     assert done.returncode == 0, done.stderr.decode()
@@ -57,8 +62,10 @@ def test_streaming_equals_evaluate_streaming(tmp_path, checkpoint):
 
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 22_050, 1)
     model, _, _ = load_checkpoint(checkpoint)
-    evaluated = [torch.softmax(logits, -1) for _, logits, _, _ in
-                 _stream_clip(model, str(audio), FrontendConfig(hop_frames=20), 6)]
+    evaluated = [
+        torch.softmax(logits, -1)
+        for _, logits, _, _ in _stream_clip(model, str(audio), FrontendConfig(hop_frames=20), 6)
+    ]
     streamed = probs_of(hops_of(coaudio("stream", checkpoint, audio, "--top-k", 5).stdout))
     assert (torch.stack(evaluated) - streamed).abs().max() < 1e-6
 
@@ -68,14 +75,18 @@ def test_stdin_from_a_real_pipe(tmp_path, checkpoint, kind):
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=3.0)
     reference = hops_of(coaudio("stream", checkpoint, audio, "--top-k", 5).stdout)
     if kind == "au":
-        soundfile.write(tmp_path / "clip.au", soundfile.read(audio, dtype="int16")[0], 16_000, subtype="PCM_16")
+        soundfile.write(
+            tmp_path / "clip.au", soundfile.read(audio, dtype="int16")[0], 16_000, subtype="PCM_16"
+        )
         audio = tmp_path / "clip.au"
     # a producer process writing in small pieces, like sox or parec would
-    producer = ("import sys, time\n"
-                f"data = open({str(audio)!r}, 'rb').read()\n"
-                f"data = data[44:] if {kind == 'raw'!r} else data\n"
-                "for at in range(0, len(data), 3000):\n"
-                "    sys.stdout.buffer.write(data[at:at + 3000]); sys.stdout.buffer.flush(); time.sleep(0.001)\n")
+    producer = (
+        "import sys, time\n"
+        f"data = open({str(audio)!r}, 'rb').read()\n"
+        f"data = data[44:] if {kind == 'raw'!r} else data\n"
+        "for at in range(0, len(data), 3000):\n"
+        "    sys.stdout.buffer.write(data[at:at + 3000]); sys.stdout.buffer.flush(); time.sleep(0.001)\n"
+    )
     feeder = subprocess.Popen([sys.executable, "-c", producer], stdout=subprocess.PIPE)
     extra = ["--format", "s16le", "--sr", "16000"] if kind == "raw" else []
     done = coaudio("stream", checkpoint, "-", "--top-k", 5, *extra, stdin=feeder.stdout)
@@ -93,16 +104,29 @@ def test_raw_stereo_f32_at_another_rate(tmp_path, checkpoint):
     audio = tone_mix(3.0, 11_025, channels=2)
     soundfile.write(tmp_path / "ref.wav", audio, 11_025, subtype="FLOAT")
     reference = hops_of(coaudio("stream", checkpoint, tmp_path / "ref.wav", "--top-k", 5).stdout)
-    done = coaudio("stream", checkpoint, "-", "--format", "f32le", "--sr", 11_025, "--channels", 2,
-                   "--top-k", 5, input=audio.astype("<f4").tobytes())
+    done = coaudio(
+        "stream",
+        checkpoint,
+        "-",
+        "--format",
+        "f32le",
+        "--sr",
+        11_025,
+        "--channels",
+        2,
+        "--top-k",
+        5,
+        input=audio.astype("<f4").tobytes(),
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert (probs_of(hops_of(done.stdout)) - probs_of(reference)).abs().max() <= 1e-5
 
 
 def test_duration_wait_and_record(tmp_path, checkpoint):
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=5.0)
-    done = coaudio("stream", checkpoint, audio, "--duration", 2.5, "--warmup", "wait",
-                   "--record", tmp_path / "heard.wav")
+    done = coaudio(
+        "stream", checkpoint, audio, "--duration", 2.5, "--warmup", "wait", "--record", tmp_path / "heard.wav"
+    )
     assert done.returncode == 0, done.stderr.decode()
     hops = hops_of(done.stdout)
     assert len(hops) == 8  # 2.5 s: patches end at 0.975 + 0.2 k s
@@ -133,8 +157,11 @@ def test_bad_inputs_get_clear_errors(tmp_path, checkpoint):
 
 def test_ctrl_c_ends_with_the_summary(tmp_path, checkpoint):
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=30.0)
-    proc = subprocess.Popen([sys.executable, "-m", "coaudio", "stream", str(checkpoint), str(audio), "--realtime"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coaudio", "stream", str(checkpoint), str(audio), "--realtime"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     first = proc.stdout.readline()  # the first hop arrives after ~1 s of paced audio
     assert b'"hop": 0' in first
     proc.send_signal(signal.SIGINT)
@@ -148,8 +175,13 @@ def test_a_terminal_gets_the_live_view(tmp_path, checkpoint):
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=2.0)
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "100", "LINES": "30", "TERM": "xterm"}
-    proc = subprocess.Popen([sys.executable, "-m", "coaudio", "stream", str(checkpoint), str(audio)],
-                            stdin=subprocess.DEVNULL, stdout=follower, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coaudio", "stream", str(checkpoint), str(audio)],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     os.close(follower)
     screen, deadline = b"", time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -174,10 +206,16 @@ def test_a_terminal_gets_the_live_view(tmp_path, checkpoint):
 
 def test_without_sounddevice_only_the_microphone_is_unavailable(tmp_path, checkpoint):
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=1.5)
-    hide = "import sys; sys.modules['sounddevice'] = None; sys.argv[0] = 'coaudio'; " \
-           "from coaudio_cli.main import app; app()"
-    run = lambda *args: subprocess.run([sys.executable, "-c", hide, *map(str, args)],  # noqa: E731
-                                       capture_output=True, text=True, timeout=120)
+    hide = (
+        "import sys; sys.modules['sounddevice'] = None; sys.argv[0] = 'coaudio'; "
+        "from coaudio_cli.main import main; main()"
+    )
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-c", hide, *map(str, args)], capture_output=True, text=True, timeout=120
+        )
+
     done = run("stream", checkpoint, "--mic")
     assert done.returncode == 1 and "pip install 'coaudio[mic]'" in done.stderr
     done = run("devices")

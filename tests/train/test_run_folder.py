@@ -18,8 +18,13 @@ from tests.train.test_train import BASE
 
 
 def _coaudio(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "coaudio", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,9 @@ def test_evaluate_from_another_directory_and_after_the_data_moved(project, tmp_p
     try:
         lost = _coaudio("evaluate", run, cwd=elsewhere)
         assert lost.returncode == 1 and "Traceback" not in lost.stderr
-        assert lost.stderr.count("\n") == 1 and "--data DIR" in lost.stderr and "were not found" in lost.stderr
+        assert (
+            lost.stderr.count("\n") == 1 and "--data DIR" in lost.stderr and "were not found" in lost.stderr
+        )
         assert (run / "eval" / "metrics-test.json").read_bytes() == before  # nothing replaced
         found = _coaudio("evaluate", run, "--data", moved, cwd=elsewhere)
         assert found.returncode == 0, found.stderr
@@ -89,26 +96,41 @@ def test_runs_from_before_the_data_record_are_found_with_data(project, tmp_path)
 def test_train_refuses_an_existing_run_and_force_replaces_it(project):
     run = project / "runs" / "a"
     stamp = (run / "best.safetensors").stat().st_mtime_ns
-    refused = _coaudio("train", "folder", "data", "--out", "runs/a", "--set", "train.epochs=1", *BASE, cwd=project)
+    refused = _coaudio(
+        "train", "folder", "data", "--out", "runs/a", "--set", "train.epochs=1", *BASE, cwd=project
+    )
     assert refused.returncode == 1 and "already holds a training run" in refused.stderr
     assert "--resume" in refused.stderr and "--force" in refused.stderr
     assert (run / "best.safetensors").stat().st_mtime_ns == stamp
     (run / "eval").mkdir(exist_ok=True)
-    replaced = _coaudio("train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", *BASE,
-                        cwd=project)
+    replaced = _coaudio(
+        "train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", *BASE, cwd=project
+    )
     assert replaced.returncode == 0
     (project / "runs" / "b" / "eval").mkdir()
     (project / "runs" / "b" / "notes.txt").write_text("mine")
-    forced = _coaudio("train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", "--force", *BASE,
-                      cwd=project)
+    forced = _coaudio(
+        "train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", "--force", *BASE, cwd=project
+    )
     assert forced.returncode == 0, forced.stderr
     assert not (project / "runs" / "b" / "eval").exists()  # the old run's results went with it
     assert (project / "runs" / "b" / "notes.txt").read_text() == "mine"  # nothing else did
 
 
 def test_ctrl_c_prints_the_command_that_resumes(project):
-    args = [sys.executable, "-m", "coaudio", "train", "folder", "data", "--out", "runs/c",
-            "--set", "train.epochs=5", *BASE]
+    args = [
+        sys.executable,
+        "-m",
+        "coaudio",
+        "train",
+        "folder",
+        "data",
+        "--out",
+        "runs/c",
+        "--set",
+        "train.epochs=5",
+        *BASE,
+    ]
     job = subprocess.Popen(args, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     metrics = project / "runs" / "c" / "metrics.jsonl"
     deadline = time.monotonic() + 120
@@ -121,26 +143,71 @@ def test_ctrl_c_prints_the_command_that_resumes(project):
     command = err.split("Resume with:")[1].strip().splitlines()[0]
     argv = shlex.split(command)
     assert argv[1:3] == ["-m", "coaudio"] and "--resume" in argv
-    resumed = subprocess.run([sys.executable, *argv[1:]], cwd=project, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, *argv[1:]], cwd=project, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr
     epochs = [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
     assert epochs == [1, 2, 3, 4, 5]
 
 
 def test_resume_says_what_it_found_and_names_changed_settings(project):
-    fresh = _coaudio("train", "folder", "data", "--out", "runs/d", "--set", "train.epochs=1", "--resume", *BASE,
-                     cwd=project)
+    fresh = _coaudio(
+        "train",
+        "folder",
+        "data",
+        "--out",
+        "runs/d",
+        "--set",
+        "train.epochs=1",
+        "--resume",
+        *BASE,
+        cwd=project,
+    )
     assert fresh.returncode == 0 and "nothing to resume in runs/d" in fresh.stderr
-    done = _coaudio("train", "folder", "data", "--out", "runs/d", "--set", "train.epochs=1", "--resume", *BASE,
-                    cwd=project)
+    done = _coaudio(
+        "train",
+        "folder",
+        "data",
+        "--out",
+        "runs/d",
+        "--set",
+        "train.epochs=1",
+        "--resume",
+        *BASE,
+        cwd=project,
+    )
     assert done.returncode == 0 and "already finished 1 epoch(s)" in done.stderr
-    other = _coaudio("train", "folder", "data", "--out", "runs/d", "--set", "train.epochs=2", "--resume",
-                     "--set", "train.lr=0.1", *BASE, cwd=project)
+    other = _coaudio(
+        "train",
+        "folder",
+        "data",
+        "--out",
+        "runs/d",
+        "--set",
+        "train.epochs=2",
+        "--resume",
+        "--set",
+        "train.lr=0.1",
+        *BASE,
+        cwd=project,
+    )
     assert other.returncode == 1 and "train.lr: run 0.002, now 0.1" in other.stderr
     assert other.stderr.count("\n") == 1
     # without --recipe or --set, --resume continues with the run's own recipe
-    longer = _coaudio("train", "folder", "data", "--out", "runs/d", "--resume", "--set", "train.epochs=2",
-                      "--jobs", 1, cwd=project)
+    longer = _coaudio(
+        "train",
+        "folder",
+        "data",
+        "--out",
+        "runs/d",
+        "--resume",
+        "--set",
+        "train.epochs=2",
+        "--jobs",
+        1,
+        cwd=project,
+    )
     assert longer.returncode == 0, longer.stderr
     assert "resuming runs/d after epoch 1 of 2" in longer.stderr
 
@@ -154,10 +221,18 @@ def test_results_are_readable_by_others_and_stale_curves_go(project):
     assert (run / "eval" / "per-hop-test.csv").exists()
     mask = os.umask(0)
     os.umask(mask)
-    for name in ("config.json", "best.safetensors", "last.safetensors", "metrics.jsonl", "eval/metrics-test.json"):
+    for name in (
+        "config.json",
+        "best.safetensors",
+        "last.safetensors",
+        "metrics.jsonl",
+        "eval/metrics-test.json",
+    ):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~mask, name
     assert _coaudio("evaluate", run, cwd=project).returncode == 0  # without --streaming
-    assert not (run / "eval" / "per-hop-test.csv").exists() and not (run / "eval" / "per-hop-test.png").exists()
+    assert (
+        not (run / "eval" / "per-hop-test.csv").exists() and not (run / "eval" / "per-hop-test.png").exists()
+    )
 
 
 @pytest.mark.parametrize("delay", [0.3, 1.0])
@@ -165,9 +240,14 @@ def test_ctrl_c_while_workers_start_shows_no_traceback(project, tmp_path, delay)
     """A terminal's Ctrl-C reaches the whole process group, workers included."""
     import os
 
-    job = subprocess.Popen([sys.executable, "-m", "coaudio", "features", "data", "--cache", str(tmp_path / "c"),
-                            "--jobs", "2"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    job = subprocess.Popen(
+        [sys.executable, "-m", "coaudio", "features", "data", "--cache", str(tmp_path / "c"), "--jobs", "2"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     time.sleep(delay)
     os.killpg(job.pid, signal.SIGINT)
     _, err = job.communicate(timeout=120)
@@ -184,7 +264,9 @@ def test_evaluate_stream_and_classify_report_the_same_hop_times(project):
     curve = list(csv.DictReader((run / "eval" / "per-hop-test.csv").read_text().splitlines()))
     clip = json.loads((run / "config.json").read_text())["paths"]["test"][0]
     streamed = _coaudio("stream", run, clip, cwd=project)
-    classified = _coaudio("classify", run, clip, "--timeline", "--format", "jsonl", "--jobs", 1, "-q", cwd=project)
+    classified = _coaudio(
+        "classify", run, clip, "--timeline", "--format", "jsonl", "--jobs", 1, "-q", cwd=project
+    )
     stream_ends = [json.loads(line)["end_s"] for line in streamed.stdout.splitlines()]
     timeline_ends = [entry["end_s"] for entry in json.loads(classified.stdout)["timeline"]]
     curve_ends = [float(row["time_s"]) for row in curve][: len(stream_ends)]

@@ -15,8 +15,16 @@ from safetensors.torch import load_file
 from coaudio.data.synth import SynthConfig, write_dataset
 from coaudio.models.checkpoint import load_checkpoint
 
-BASE = ["--set", "model.encoder.window=8", "--set", "train.threads=1", "--set", "data.windows_per_clip=3",
-        "--jobs", "1"]
+BASE = [
+    "--set",
+    "model.encoder.window=8",
+    "--set",
+    "train.threads=1",
+    "--set",
+    "data.windows_per_clip=3",
+    "--jobs",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +35,20 @@ def dataset(tmp_path_factory):
 
 
 def _train(dataset, out, epochs, *extra, background=False):
-    args = [sys.executable, "-m", "coaudio", "train", "folder", str(dataset), "--out", str(out),
-            "--set", f"train.epochs={epochs}", *BASE, *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "coaudio",
+        "train",
+        "folder",
+        str(dataset),
+        "--out",
+        str(out),
+        "--set",
+        f"train.epochs={epochs}",
+        *BASE,
+        *extra,
+    ]
     if background:
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -44,7 +64,9 @@ def test_a_run_learns_and_leaves_a_complete_folder(dataset, tmp_path):
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     assert history[-1]["train_accuracy"] > 0.6  # 5 classes: chance is 0.2
-    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0] == "epoch,loss,train_accuracy,valid_accuracy"
+    assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[
+        0
+    ] == "epoch,loss,train_accuracy,valid_accuracy"
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 5
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -54,9 +76,21 @@ def test_a_run_learns_and_leaves_a_complete_folder(dataset, tmp_path):
     assert labels == config["labels"] and 1 <= info["epoch"] <= 4
     assert "clip accuracy" in done.stdout
 
-    evaluated = subprocess.run([sys.executable, "-m", "coaudio", "evaluate", str(tmp_path / "run"),
-                                "--streaming", "--compare-clips", "2"], capture_output=True, text=True,
-                               timeout=300)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "evaluate",
+            str(tmp_path / "run"),
+            "--streaming",
+            "--compare-clips",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     folder = tmp_path / "run" / "eval"
     report = json.loads((folder / "metrics-test.json").read_text())
@@ -101,8 +135,12 @@ def test_resume_may_train_longer_but_not_differently(dataset, tmp_path):
 
 
 def test_bad_inputs(dataset, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "coaudio", "train", "folder", str(tmp_path), "--out",
-                           str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "coaudio", "train", "folder", str(tmp_path), "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and "need at least 2" in " ".join(done.stderr.replace("│", " ").split())
     done = _train(dataset, tmp_path / "r2", 1, "--set", "train.learning_rate=1")
     assert done.returncode != 0 and "unknown key" in " ".join(done.stderr.replace("│", " ").split())
@@ -117,9 +155,25 @@ def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
     single = _train(dataset, tmp_path / "one", 2, *no_dropout)
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-         "coaudio", "train", "folder", str(dataset), "--out", str(tmp_path / "two"), *settings],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "coaudio",
+            "train",
+            "folder",
+            str(dataset),
+            "--out",
+            str(tmp_path / "two"),
+            *settings,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     report = json.loads((tmp_path / "two" / "distributed.json").read_text())
     assert report == {"world_size": 2, "max_parameter_spread": 0.0}
@@ -128,8 +182,10 @@ def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
     # Adam moves a weight whose gradient is ~0 by up to lr per step whatever its size, so the
     # all-reduce's rounding shows at that scale; a different computation would be far larger.
     assert worst < 2e-3, worst  # lr = 2e-3: less than one Adam step apart after 6 steps
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
-              for run in ("one", "two")]
+    losses = [
+        [json.loads(line)["loss"] for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+        for run in ("one", "two")
+    ]
     assert losses[0] == pytest.approx(losses[1], rel=1e-3)
     assert ddp.stdout.count("clip accuracy") == 1  # only rank 0 reports
 
@@ -143,15 +199,35 @@ def test_training_on_vggish_embeddings(dataset, tmp_path):
 
     weights = tmp_path / "vggish.safetensors"
     save_file({k: v.contiguous() for k, v in VGGish().state_dict().items()}, str(weights))
-    options = ["--set", "data.frontend.kind=vggish", "--set", f'data.frontend.weights="{weights}"',
-               "--set", "model.token_dim=128", "--set", "data.frontend.hop_frames=96"]
+    options = [
+        "--set",
+        "data.frontend.kind=vggish",
+        "--set",
+        f'data.frontend.weights="{weights}"',
+        "--set",
+        "model.token_dim=128",
+        "--set",
+        "data.frontend.hop_frames=96",
+    ]
     done = _train(dataset, tmp_path / "vg", 1, *options)
     assert done.returncode == 0, done.stderr[-3000:]
     model, _, _ = load_checkpoint(tmp_path / "vg" / "best.safetensors")
     assert model.cfg.inputs == "tokens" and model.cfg.token_dim == 128
-    evaluated = subprocess.run([sys.executable, "-m", "coaudio", "evaluate", str(tmp_path / "vg"),
-                                "--streaming", "--compare-clips", "1"], capture_output=True, text=True,
-                               timeout=300)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "evaluate",
+            str(tmp_path / "vg"),
+            "--streaming",
+            "--compare-clips",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     stream = json.loads((tmp_path / "vg" / "eval" / "metrics-test.json").read_text())["streaming"]
     assert stream["compared_hops"] > 0 and stream["max_logit_diff"] < 1e-5
@@ -171,9 +247,26 @@ def test_train_gtzan_on_a_gtzan_shaped_tree(tmp_path):
     from tests.data.test_gtzan import _tree
 
     _tree(tmp_path / "gtzan", "original", per_genre=4, seconds=1.2)  # 40 AU clips, 22.05 kHz
-    done = subprocess.run([sys.executable, "-m", "coaudio", "train", "gtzan", str(tmp_path / "gtzan"),
-                           "--out", str(tmp_path / "run"), "--set", "data.split=random",
-                           "--set", "train.epochs=1", *BASE], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "train",
+            "gtzan",
+            str(tmp_path / "gtzan"),
+            "--out",
+            str(tmp_path / "run"),
+            "--set",
+            "data.split=random",
+            "--set",
+            "train.epochs=1",
+            *BASE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert len(config["labels"]) == 10 and sum(len(v) for v in config["splits"].values()) == 40

@@ -27,6 +27,11 @@ def _coaudio(*args, cwd, timeout=300):
     )
 
 
+def _train(project, out: str, *options):
+    """`coaudio train folder data --out OUT` in the project folder, with relative paths."""
+    return _coaudio("train", "folder", "data", "--out", out, *options, cwd=project)
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A project folder with its data, and a run trained there with *relative* paths, as a
@@ -96,22 +101,16 @@ def test_runs_from_before_the_data_record_are_found_with_data(project, tmp_path)
 def test_train_refuses_an_existing_run_and_force_replaces_it(project):
     run = project / "runs" / "a"
     stamp = (run / "best.safetensors").stat().st_mtime_ns
-    refused = _coaudio(
-        "train", "folder", "data", "--out", "runs/a", "--set", "train.epochs=1", *BASE, cwd=project
-    )
+    refused = _train(project, "runs/a", "--set", "train.epochs=1", *BASE)
     assert refused.returncode == 1 and "already holds a training run" in refused.stderr
     assert "--resume" in refused.stderr and "--force" in refused.stderr
     assert (run / "best.safetensors").stat().st_mtime_ns == stamp
     (run / "eval").mkdir(exist_ok=True)
-    replaced = _coaudio(
-        "train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", *BASE, cwd=project
-    )
+    replaced = _train(project, "runs/b", "--set", "train.epochs=1", *BASE)
     assert replaced.returncode == 0
     (project / "runs" / "b" / "eval").mkdir()
     (project / "runs" / "b" / "notes.txt").write_text("mine")
-    forced = _coaudio(
-        "train", "folder", "data", "--out", "runs/b", "--set", "train.epochs=1", "--force", *BASE, cwd=project
-    )
+    forced = _train(project, "runs/b", "--set", "train.epochs=1", "--force", *BASE)
     assert forced.returncode == 0, forced.stderr
     assert not (project / "runs" / "b" / "eval").exists()  # the old run's results went with it
     assert (project / "runs" / "b" / "notes.txt").read_text() == "mine"  # nothing else did
@@ -152,62 +151,15 @@ def test_ctrl_c_prints_the_command_that_resumes(project):
 
 
 def test_resume_says_what_it_found_and_names_changed_settings(project):
-    fresh = _coaudio(
-        "train",
-        "folder",
-        "data",
-        "--out",
-        "runs/d",
-        "--set",
-        "train.epochs=1",
-        "--resume",
-        *BASE,
-        cwd=project,
-    )
+    fresh = _train(project, "runs/d", "--set", "train.epochs=1", "--resume", *BASE)
     assert fresh.returncode == 0 and "nothing to resume in runs/d" in fresh.stderr
-    done = _coaudio(
-        "train",
-        "folder",
-        "data",
-        "--out",
-        "runs/d",
-        "--set",
-        "train.epochs=1",
-        "--resume",
-        *BASE,
-        cwd=project,
-    )
+    done = _train(project, "runs/d", "--set", "train.epochs=1", "--resume", *BASE)
     assert done.returncode == 0 and "already finished 1 epoch(s)" in done.stderr
-    other = _coaudio(
-        "train",
-        "folder",
-        "data",
-        "--out",
-        "runs/d",
-        "--set",
-        "train.epochs=2",
-        "--resume",
-        "--set",
-        "train.lr=0.1",
-        *BASE,
-        cwd=project,
-    )
+    other = _train(project, "runs/d", "--set", "train.epochs=2", "--resume", "--set", "train.lr=0.1", *BASE)
     assert other.returncode == 1 and "train.lr: run 0.002, now 0.1" in other.stderr
     assert other.stderr.count("\n") == 1
     # without --recipe or --set, --resume continues with the run's own recipe
-    longer = _coaudio(
-        "train",
-        "folder",
-        "data",
-        "--out",
-        "runs/d",
-        "--resume",
-        "--set",
-        "train.epochs=2",
-        "--jobs",
-        1,
-        cwd=project,
-    )
+    longer = _train(project, "runs/d", "--resume", "--set", "train.epochs=2", "--jobs", 1)
     assert longer.returncode == 0, longer.stderr
     assert "resuming runs/d after epoch 1 of 2" in longer.stderr
 

@@ -27,13 +27,18 @@ class Evaluated:
 
 
 def evaluate_cli(
-    run: Path = typer.Argument(..., help="Run folder from coaudio train (works from any directory)."),
-    split: str = typer.Option("test", help="train, valid or test."),
+    run: Path = typer.Argument(
+        ...,
+        help="Run folder from coaudio train (works from any directory), or a checkpoint file "
+        "(.safetensors) together with --data DIR.",
+    ),
+    split: str = typer.Option("test", help="train, valid or test (of a run folder)."),
     data: Optional[Path] = typer.Option(
         None,
         "--data",
         file_okay=False,
-        help="Where the run's dataset folder is now, if it moved since training.",
+        help="With a run folder: where its dataset folder is now, if it moved since training. With a "
+        "checkpoint file: a labelled <label>/<files> folder to evaluate on, all of it.",
     ),
     streaming: bool = typer.Option(
         False, "--streaming", help="Also run every clip hop by hop through the continual step."
@@ -41,21 +46,41 @@ def evaluate_cli(
     compare_clips: int = typer.Option(
         3, min=0, help="Clips whose every hop is also recomputed regularly (check + timing)."
     ),
-    cache: Path = typer.Option(None, help="Feature cache (default: <run>/../.coaudio-cache)."),
+    cache: Path = typer.Option(None, help="Feature cache (default: .coaudio-cache beside the run)."),
 ) -> None:
-    """Accuracy, per-class precision/recall/F1 and confusion matrix (table + PNG) on a split;
-    --streaming adds the accuracy-versus-time curve (PNG + CSV) and continual == regular.
+    """Accuracy, per-class precision/recall/F1 and confusion matrix (table + PNG) on a split of a
+    run, or on a labelled folder for a checkpoint; --streaming adds the accuracy-versus-time
+    curve (PNG + CSV) and continual == regular.
 
-    Results go to RUN/eval/ and are only written when every step succeeded."""
-    from coaudio.train.run import RunError, RunFolder, missing_data_message
-
+    Results go to eval/ beside the checkpoint and are only written when every step succeeded."""
     err, out = err_console(), out_console()
     if data is not None and not data.is_dir():
         fail(f"--data {data}: no such folder")
+    source = _source(run, split, data, err)
     try:
+        done = _batch(source, cache, err)
+        _print_table(out, source, done)
+        stream = _streaming(done, compare_clips, err, out, source.tag) if streaming else None
+    except KeyboardInterrupt:
+        interrupted(f"interrupted: nothing was written, {source.eval_dir} is as it was")
+    _write(source.eval_dir, source.tag, done, stream, source.labels)
+    err.print(f"wrote {source.eval_dir}", highlight=False)
+
+
+def _source(run: Path, split: str, data: Optional[Path], err: Console):
+    """The run's split (files found again, missing ones reported) or a checkpoint's folder."""
+    from coaudio.train.run import RunError, RunFolder, folder_source, missing_data_message, run_source
+
+    try:
+        if run.is_file():
+            if data is None:
+                fail(
+                    f"{run} is a file: give a run folder, or a checkpoint with the labelled folder to "
+                    "evaluate it on (--data DIR)"
+                )
+            return folder_source(run, data)
         folder = RunFolder(run)
-        checkpoint = folder.best
-        files = folder.split_files(split, data)
+        source, files = run_source(folder, split, data)
     except RunError as exc:
         fail(exc)
     if not files.found:
@@ -67,62 +92,54 @@ def evaluate_cli(
             highlight=False,
             soft_wrap=True,
         )
-    eval_dir = folder.path / "eval"
-    try:
-        done = _batch(folder, checkpoint, split, files, cache, err)
-        _print_table(out, folder, split, done)
-        stream = _streaming(done, compare_clips, err, out, split) if streaming else None
-    except KeyboardInterrupt:
-        interrupted(f"interrupted: nothing was written, {eval_dir} is as it was")
-    _write(eval_dir, split, done, stream, folder.labels)
-    err.print(f"wrote {eval_dir}", highlight=False)
+    return source
 
 
-def _batch(folder, checkpoint: Path, split: str, files, cache: Optional[Path], err: Console):
-    from coaudio.config import ConfigError, from_dict
+def _batch(source, cache: Optional[Path], err: Console) -> Evaluated:
+    from coaudio.config import ConfigError
     from coaudio.models.checkpoint import load_checkpoint
     from coaudio.threads import batch_threads, set_threads
-    from coaudio.train.config import Recipe
     from coaudio.train.data import load_clips
     from coaudio.train.evaluate import batch_report
 
     try:
-        recipe = from_dict(Recipe, folder.config["recipe"])
-        model, _, info = load_checkpoint(checkpoint)
+        model, _, info = load_checkpoint(source.checkpoint)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         fail(exc)
     set_threads(batch_threads())
-    with err.status(f"evaluating {len(files.found)} {split} clips"):
+    with err.status(f"evaluating {len(source.tracks)} clips"):
         clips, problems = load_clips(
-            files.found, folder.labels, cache or folder.default_cache, recipe.frontend
+            source.tracks, source.labels, cache or source.default_cache, source.recipe.frontend
         )
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)
     if not clips:
         fail(
-            f"none of the {len(files.found)} {split} files could be read (see the messages above); "
-            f"nothing was evaluated and {folder.path / 'eval'} was left as it was"
+            f"none of the {len(source.tracks)} files could be read (see the messages above); "
+            f"nothing was evaluated and {source.eval_dir} was left as it was"
         )
-    report = batch_report(model, clips, recipe, folder.labels)
+    report = batch_report(model, clips, source.recipe, source.labels)
     document = {
-        "split": split,
-        "checkpoint_epoch": info["epoch"],
+        "split": source.tag,
+        "evaluated": source.title + ")",
+        "checkpoint_epoch": info.get("epoch"),
         "clips": len(clips),
-        "missing": files.missing,
+        "missing": source.missing,
         "unreadable": problems,
         "accuracy": report.accuracy,
         "per_class": report.per_class,
         "confusion": report.confusion,
     }
-    return Evaluated(report, model, recipe, clips, document)
+    return Evaluated(report, model, source.recipe, clips, document)
 
 
-def _print_table(out: Console, folder, split: str, done: Evaluated) -> None:
+def _print_table(out: Console, source, done: Evaluated) -> None:
     report, document = done.report, done.document
     left_out = len(document["missing"]) + len(document["unreadable"])
     note = f" ({left_out} left out)" if left_out else ""
+    epoch = document["checkpoint_epoch"]
     table = Table(
-        title=f"{folder.path} ({split} split, best checkpoint from epoch {document['checkpoint_epoch']}): "
+        title=f"{source.title}{f', best checkpoint from epoch {epoch}' if epoch else ''}): "
         f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}"
     )
     for column in ("label", "precision", "recall", "f1", "support"):
@@ -151,9 +168,10 @@ def _streaming(done: Evaluated, compare_clips: int, err: Console, out: Console, 
         stream = streaming_report(
             model, [c.path for c in clips], [c.label for c in clips], recipe.frontend, compare_clips, embed
         )
+    what = "labelled folder" if split == "folder" else f"{split} split"
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
     out.print(
-        f"streaming ({split} split): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
+        f"streaming ({what}): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
         f"({stream.curve[0]['time_s']:.2f} s), {final:.3f} at the last; "
         f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
         f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "

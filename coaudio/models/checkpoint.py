@@ -8,6 +8,7 @@ rename (an interrupted save leaves the previous checkpoint intact).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import torch
@@ -15,8 +16,11 @@ from safetensors import safe_open
 
 from coaudio import __version__
 from coaudio.config import ConfigError, from_dict, to_dict
+from coaudio.features.frontend import FrontendConfig, migrate, migrate_data
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.safeio import save_safetensors_atomically
+
+log = logging.getLogger(__name__)
 
 FORMAT = "coaudio-checkpoint-1"
 
@@ -88,3 +92,23 @@ def differences(
         elif a != b:
             out.append(f"{name}: {names[0]} {a!r}, {names[1]} {b!r}")
     return "; ".join(out)
+
+
+def frontend_of(file: Path, info: dict) -> FrontendConfig:
+    """The front end a checkpoint was trained with (``info["frontend"]``, else the run's
+    ``config.json`` beside it, else the default with a warning); loaded strictly, older spellings
+    migrated, and a missing ``kind`` or ``hop_frames`` is an error, never a silent default.."""
+    if "frontend" in info:
+        saved = migrate(info["frontend"])
+        missing = [key for key in ("kind", "hop_frames") if key not in saved]  # no default may stand in
+        if missing:
+            raise ConfigError(f"{file}: frontend.{missing[0]}: missing from the checkpoint's front end")
+        return from_dict(FrontendConfig, saved, "frontend")
+    config = file.parent / "config.json"
+    if config.is_file():
+        data = migrate_data(json.loads(config.read_text())["recipe"]["data"])
+        return from_dict(FrontendConfig, data.get("frontend", {}), "frontend")
+    log.warning(
+        "%s has no front-end settings and no run config beside it; assuming %s", file, FrontendConfig()
+    )
+    return FrontendConfig()

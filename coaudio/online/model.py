@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from coaudio.features.frontend import FrontendConfig, migrate, migrate_data
+from coaudio.features.frontend import FrontendConfig
+from coaudio.models.checkpoint import frontend_of
 from coaudio.models.classifier import AudioClassifier
 
 log = logging.getLogger(__name__)
@@ -83,26 +84,6 @@ def load_online(path: str | Path, map_location: str = "cpu") -> OnlineModel:
             f"{frontend.model_inputs}"
         )
     return OnlineModel(model, labels, frontend, embed, str(file))
-
-
-def frontend_of(file: Path, info: dict) -> FrontendConfig:
-    """The front end a checkpoint was trained with (see the module docstring)."""
-    from coaudio.config import ConfigError, from_dict
-
-    if "frontend" in info:
-        saved = migrate(info["frontend"])
-        missing = [key for key in ("kind", "hop_frames") if key not in saved]  # no default may stand in
-        if missing:
-            raise ConfigError(f"{file}: frontend.{missing[0]}: missing from the checkpoint's front end")
-        return from_dict(FrontendConfig, saved, "frontend")
-    config = file.parent / "config.json"
-    if config.is_file():
-        data = migrate_data(json.loads(config.read_text())["recipe"]["data"])
-        return from_dict(FrontendConfig, data.get("frontend", {}), "frontend")
-    log.warning(
-        "%s has no front-end settings and no run config beside it; assuming %s", file, FrontendConfig()
-    )
-    return FrontendConfig()
 
 
 def probabilities(logits: Tensor) -> Tensor:

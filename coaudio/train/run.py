@@ -170,3 +170,80 @@ def missing_data_message(run: RunFolder, split: str, files: SplitFiles, data=Non
         f"{len(files.missing)} of the {total} {split} files of {run.path} were not found ({shown}; "
         f"looked in {', '.join(files.searched)}); {run.data_hint()}: {advice}"
     )
+
+
+@dataclass(frozen=True)
+class EvalSource:
+    """What ``coaudio evaluate`` works on: a model, its labels and recipe, and labelled tracks."""
+
+    title: str  # says which split (or folder) the numbers come from
+    tag: str  # file-name part of the results: test, valid, train or folder
+    checkpoint: Path
+    recipe: object  # coaudio.train.config.Recipe
+    labels: list[str]
+    tracks: list[Track]
+    missing: list[str]  # recorded files that were not found
+    eval_dir: Path
+    default_cache: Path
+
+
+def run_source(run: RunFolder, split: str, data=None) -> tuple[EvalSource, SplitFiles]:
+    """A split of a training run (its files looked up as :meth:`RunFolder.split_files` does)."""
+    from coaudio.config import ConfigError, from_dict
+    from coaudio.train.config import Recipe
+
+    checkpoint = run.best
+    if "recipe" not in run.config:
+        raise RunError(f"{run.path / CONFIG}: no recipe in it (not written by coaudio train)")
+    try:
+        recipe = from_dict(Recipe, run.config["recipe"])
+    except ConfigError as exc:
+        raise RunError(f"{run.path / CONFIG}: {exc}") from None
+    files = run.split_files(split, data)
+    source = EvalSource(
+        f"{run.path} ({split} split",
+        split,
+        checkpoint,
+        recipe,
+        run.labels,
+        files.found,
+        files.missing,
+        run.path / "eval",
+        run.default_cache,
+    )
+    return source, files
+
+
+def folder_source(checkpoint: Path, folder: Path) -> EvalSource:
+    """Every file of a labelled ``<label>/<files>`` folder, for a checkpoint (not a run folder):
+    the folder's labels must be labels the model knows; the recipe comes from the checkpoint
+    (its front end and window) with the default evaluation settings."""
+    from coaudio.data.tracks import DatasetError, list_labelled
+    from coaudio.models.checkpoint import frontend_of, read_metadata
+    from coaudio.train.config import DataConfig, ModelShape, Recipe
+
+    try:
+        cfg, labels, info = read_metadata(checkpoint)
+        tracks = list_labelled(folder, min_labels=1)
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        raise RunError(str(exc)) from None
+    unknown = sorted({t.label for t in tracks} - set(labels))
+    if unknown:
+        raise RunError(
+            f"{folder}: label folders the model does not know: {', '.join(unknown)} "
+            f"(it knows {', '.join(labels)})"
+        )
+    frontend = frontend_of(checkpoint, info)
+    shape = ModelShape(token_dim=cfg.token_dim, embedder_width=cfg.embedder_width, encoder=cfg.encoder)
+    recipe = Recipe(data=DataConfig(frontend=frontend), model=shape)
+    return EvalSource(
+        f"{checkpoint} (labelled folder {folder}",
+        "folder",
+        checkpoint,
+        recipe,
+        labels,
+        tracks,
+        [],
+        checkpoint.parent / "eval",
+        checkpoint.parent / ".coaudio-cache",
+    )

@@ -223,3 +223,18 @@ def test_evaluate_stream_and_classify_report_the_same_hop_times(project):
     timeline_ends = [entry["end_s"] for entry in json.loads(classified.stdout)["timeline"]]
     curve_ends = [float(row["time_s"]) for row in curve][: len(stream_ends)]
     assert len(stream_ends) > 5 and stream_ends == timeline_ends == curve_ends
+
+
+def test_a_checkpoint_is_evaluated_on_a_labelled_folder(project, tmp_path):
+    checkpoint = project / "runs" / "a" / "best.safetensors"
+    done = _coaudio("evaluate", checkpoint, "--data", "data", cwd=project)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((project / "runs" / "a" / "eval" / "metrics-folder.json").read_text())
+    assert metrics["clips"] == 30 and "labelled folder data" in metrics["evaluated"]
+    assert "labelled folder data" in " ".join(done.stdout.split())
+    alone = _coaudio("evaluate", checkpoint, cwd=project)
+    assert alone.returncode == 1 and "--data DIR" in alone.stderr
+    (tmp_path / "techno").mkdir()
+    shutil.copy(next((project / "data" / "drone").iterdir()), tmp_path / "techno" / "x.wav")
+    odd = _coaudio("evaluate", checkpoint, "--data", tmp_path, cwd=project)
+    assert odd.returncode == 1 and "does not know: techno" in odd.stderr

@@ -1,13 +1,12 @@
-"""``coaudio bench``: regular window recompute vs continual step, timed side by side."""
+"""``coaudio bench encoder|stream|classify|frontend|load|startup``: measured, side by side."""
 
 from __future__ import annotations
 
 import json
 import platform
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -15,16 +14,17 @@ from rich.table import Table
 
 from coaudio_cli.console import err_console
 
+app = typer.Typer(
+    help="Benchmarks: each prints a table, or with --json writes a JSON document ('-' = stdout).",
+    no_args_is_help=True,
+)
 
-class Suite(str, Enum):
-    encoder = "encoder"
-    stream = "stream"
-    classify = "classify"
-    frontend = "frontend"
-    load = "load"
-    startup = "startup"
-
-
+Json = Annotated[
+    Optional[str], typer.Option("--json", help="Write a JSON document to this file ('-' = stdout).")
+]
+Quick = Annotated[bool, typer.Option("--quick", help="A smaller, faster version of the benchmark.")]
+Threads = Annotated[int, typer.Option(min=1, help="Intra-op threads (torch.set_num_threads).")]
+Blocks = Annotated[str, typer.Option(help="Encoder depths to time, comma-separated.")]
 QUICK = {"models": "gtzan", "blocks": "1,2", "windows": "120", "rounds": 3}
 
 
@@ -38,49 +38,19 @@ def _ints(text: str, name: str) -> list[int]:
     return values
 
 
-def bench_cli(
-    suite: Suite = typer.Option(
-        Suite.encoder,
-        help="encoder (continual vs regular steps), stream (the whole "
-        "per-hop pipeline from audio), classify (files per second), frontend (log-mel "
-        "throughput), load (per-hop latency beside a multi-threaded torch job) or "
-        "startup (command start-up time).",
-    ),
-    models: str = typer.Option(
-        "gtzan,small", help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256)."
-    ),
-    blocks: str = typer.Option("1,2", help="Encoder depths to time, comma-separated."),
-    windows: str = typer.Option("32,64,120,256", help="Window lengths n, comma-separated."),
-    threads: int = typer.Option(1, min=1, help="Intra-op threads (torch.set_num_threads)."),
-    rounds: int = typer.Option(5, min=1, help="Interleaved timing rounds per configuration."),
-    quick: bool = typer.Option(False, "--quick", help="Only the GTZAN shape at n=120, 3 rounds."),
-    json_out: Optional[str] = typer.Option(
-        None, "--json", help="Write a JSON document to this file ('-' = stdout)."
-    ),
+@app.command("encoder")
+def encoder_cli(
+    models: Annotated[
+        str, typer.Option(help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256).")
+    ] = "gtzan,small",
+    blocks: Blocks = "1,2",
+    windows: Annotated[str, typer.Option(help="Window lengths n, comma-separated.")] = "32,64,120,256",
+    threads: Threads = 1,
+    rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds per configuration.")] = 5,
+    quick: Annotated[bool, typer.Option("--quick", help="Only the GTZAN shape at n=120, 3 rounds.")] = False,
+    json_out: Json = None,
 ) -> None:
-    """Time continual vs regular steps and count their FLOPs; --suite stream: the whole
-    per-hop pipeline (audio -> log-mel -> embed -> prediction); --suite frontend: log-mel
-    throughput vs librosa."""
-    if suite is Suite.frontend:
-        return _frontend(json_out)
-    if suite is Suite.classify:
-        return _classify(json_out, clips=8 if quick else 16)
-    if suite is Suite.stream:
-        return _stream(
-            _ints(blocks, "--blocks"),
-            _ints("120" if quick else windows, "--windows"),
-            threads,
-            json_out,
-            measured_hops=100 if quick else 300,
-        )
-    if suite is Suite.load:
-        from coaudio_cli.bench_system import load_cli
-
-        return load_cli(json_out, quick)
-    if suite is Suite.startup:
-        from coaudio_cli.bench_system import startup_cli
-
-        return startup_cli(json_out, quick)
+    """Per-step latency of continual vs regular steps, side by side, and FLOPs per prediction."""
     from coaudio.bench import encoder as encoder_bench  # heavy import only when run
 
     if quick:
@@ -104,6 +74,47 @@ def bench_cli(
     if not out.is_terminal:  # a pipe or file: never squeeze the table into 80 columns
         out = Console(width=240)
     out.print(_table(records, threads))
+
+
+@app.command("stream")
+def stream_cli(
+    blocks: Blocks = "1,2",
+    windows: Annotated[str, typer.Option(help="Window lengths n, comma-separated.")] = "32,64,120,256",
+    threads: Threads = 1,
+    quick: Annotated[bool, typer.Option("--quick", help="Only n=120 and 100 measured hops.")] = False,
+    json_out: Json = None,
+) -> None:
+    """Audio block to prediction per hop: continual vs regular vs regular on cached tokens."""
+    windows = "120" if quick else windows
+    _stream(_ints(blocks, "--blocks"), _ints(windows, "--windows"), threads, json_out, 100 if quick else 300)
+
+
+@app.command("classify")
+def classify_cli(quick: Quick = False, json_out: Json = None) -> None:
+    """Files through the model on 1 and 2 cores vs the regular encoder (x real time)."""
+    _classify(json_out, clips=8 if quick else 16)
+
+
+@app.command("frontend")
+def frontend_cli(json_out: Json = None) -> None:
+    """Log-mel throughput on 1 core and 2 worker processes vs librosa."""
+    _frontend(json_out)
+
+
+@app.command("load")
+def load_cli(quick: Quick = False, json_out: Json = None) -> None:
+    """Per-hop latency of stream, evaluate and classify, quiet and beside a torch training job."""
+    from coaudio_cli.bench_system import load_cli as run
+
+    run(json_out, quick)
+
+
+@app.command("startup")
+def startup_cli(quick: Quick = False, json_out: Json = None) -> None:
+    """Wall time of commands that need no model: --help, --version, a typo."""
+    from coaudio_cli.bench_system import startup_cli as run
+
+    run(json_out, quick)
 
 
 def _emit_json(document: dict, json_out: Optional[str], err: Console) -> bool:

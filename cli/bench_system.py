@@ -1,4 +1,4 @@
-"""``coaudio bench --suite load|startup``: how the commands behave on a real, busy machine."""
+"""``coaudio bench load|startup``: how the commands behave on a real, busy machine."""
 
 from __future__ import annotations
 

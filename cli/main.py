@@ -30,7 +30,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("bench")(bench.bench_cli)
+app.add_typer(bench.app, name="bench")
 app.command("features")(features.features_cli)
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")

@@ -170,8 +170,9 @@ CASES = [
     (["data", "synth", "--out", "{root}/good.wav"], None, "good.wav"),
     (["features", "{root}/missing.wav", "--cache", "{root}/cache"], None, "missing.wav"),
     (["features", "{root}/good.wav", "--cache", "{root}/cache", "--kind", "nope"], None, "'--kind'"),
-    (["bench", "--suite", "nope"], None, "'--suite'"),
-    (["bench", "--windows", "abc"], None, "windows"),
+    (["bench", "nope"], None, "No such command 'nope'"),
+    (["bench", "encoder", "--windows", "abc"], None, "windows"),
+    (["bench", "--suite", "stream"], None, "No such option"),
     (["recipes", "show", "nosuch"], None, "nosuch"),
 ]
 

@@ -31,7 +31,18 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 def test_bench_json_document_has_the_promised_keys():
     done = _run(
-        "bench", "--models", "small", "--blocks", "1,2", "--windows", "8", "--rounds", "1", "--json", "-"
+        "bench",
+        "encoder",
+        "--models",
+        "small",
+        "--blocks",
+        "1,2",
+        "--windows",
+        "8",
+        "--rounds",
+        "1",
+        "--json",
+        "-",
     )
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)
@@ -50,16 +61,16 @@ def test_bench_json_document_has_the_promised_keys():
 
 
 def test_bench_table_goes_to_stdout():
-    done = _run("bench", "--models", "gtzan", "--blocks", "1", "--windows", "4", "--rounds", "1")
+    done = _run("bench", "encoder", "--models", "gtzan", "--blocks", "1", "--windows", "4", "--rounds", "1")
     assert done.returncode == 0, done.stderr
     assert "continual" in done.stdout and "gtzan" in done.stdout
 
 
 def test_bad_arguments_get_a_clear_error():
-    done = _run("bench", "--models", "huge")
+    done = _run("bench", "encoder", "--models", "huge")
     assert done.returncode != 0
     assert "unknown model 'huge'" in done.stderr
-    done = _run("bench", "--windows", "0")
+    done = _run("bench", "encoder", "--windows", "0")
     assert done.returncode != 0
     assert "--windows" in done.stderr
 
@@ -69,7 +80,18 @@ def test_reference_column_is_optional():
     import importlib.util
 
     done = _run(
-        "bench", "--models", "small", "--blocks", "1", "--windows", "8", "--rounds", "1", "--json", "-"
+        "bench",
+        "encoder",
+        "--models",
+        "small",
+        "--blocks",
+        "1",
+        "--windows",
+        "8",
+        "--rounds",
+        "1",
+        "--json",
+        "-",
     )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["results"][0]
@@ -80,7 +102,7 @@ def test_reference_column_is_optional():
 
 
 def test_frontend_suite_reports_throughputs():
-    done = _run("bench", "--suite", "frontend", "--json", "-")
+    done = _run("bench", "frontend", "--json", "-")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["frontend"]
     for key in ("coaudio_1core_xrt", "coaudio_2core_xrt", "librosa_1core_xrt", "speedup_vs_librosa"):
@@ -89,7 +111,7 @@ def test_frontend_suite_reports_throughputs():
 
 
 def test_stream_suite_times_the_whole_pipeline_side_by_side():
-    done = _run("bench", "--suite", "stream", "--windows", "8", "--blocks", "1,2", "--json", "-")
+    done = _run("bench", "stream", "--windows", "8", "--blocks", "1,2", "--json", "-")
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)["stream"]
     assert [(r["blocks"], r["window"]) for r in records] == [(1, 8), (2, 8)]

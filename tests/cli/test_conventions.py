@@ -26,7 +26,7 @@ from tests.online.helpers import make_checkpoint, tone_mix
     ],
 )
 def test_help_and_typos_never_import_torch(argv):
-    """Start-up time is measured by `coaudio bench --suite startup`; here the cause is pinned:
+    """Start-up time is measured by `coaudio bench startup`; here the cause is pinned:
     answering these must not load torch (1-5 s on a busy machine)."""
     code = (
         f"import sys\nfrom coaudio_cli.main import run\nstatus = run({argv!r})\n"

@@ -92,7 +92,7 @@ def classify_cli(
     if run.rank == 0 and run.skipped:
         err.print(f"resuming: {run.skipped} of {len(run.inputs)} files already done", highlight=False)
     try:
-        run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast)
+        run.process(progress=None if quiet else _progress(err), fail_fast=fail_fast, bar=False)
     except KeyboardInterrupt:
         interrupted(
             f"\ninterrupted: finished files are in the journal ({journal}); continue with:\n"

@@ -109,7 +109,7 @@ def _batch(source, cache: Optional[Path], err: Console) -> Evaluated:
     set_threads(batch_threads())
     with err.status(f"evaluating {len(source.tracks)} clips"):
         clips, problems = load_clips(
-            source.tracks, source.labels, cache or source.default_cache, source.recipe.frontend
+            source.tracks, source.labels, cache or source.default_cache, source.recipe.frontend, bar=False
         )
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)

@@ -292,7 +292,7 @@ def _load_splits(
     with err.status("extracting features"):
         distributed.barrier(skip=rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
-            splits[name], problems = load_clips(tracks, labels, cache, cfg.frontend, options.jobs)
+            splits[name], problems = load_clips(tracks, labels, cache, cfg.frontend, options.jobs, bar=False)
             for problem in problems:
                 err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
         distributed.barrier(skip=rank != 0)

@@ -15,7 +15,16 @@ import coaudio
 
 ROOT = Path(coaudio.__file__).parent
 LAYERS = [
-    {"audio", "config", "safeio", "threads", "workers", "distributed", "continual"},  # foundations
+    {
+        "audio",
+        "config",
+        "safeio",
+        "threads",
+        "workers",
+        "distributed",
+        "progress",
+        "continual",
+    },  # foundations
     {"features", "data", "recipes"},
     {"models"},
     {"train", "online"},  # siblings: neither imports the other

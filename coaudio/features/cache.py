@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from coaudio import progress
 from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.features.logmel import PATCH_FRAMES, patches
 from coaudio.features.stream import StreamingLogMel
@@ -191,16 +192,23 @@ def extract(
     jobs: int = 1,
     fail_fast: bool = False,
     on_done: Callable[[Outcome], None] | None = None,
+    bar: bool = True,
 ) -> Summary:
-    """Extract features of ``files`` into ``cache`` with ``jobs`` processes."""
+    """Extract features of ``files`` into ``cache`` with ``jobs`` processes. Without an
+    ``on_done`` callback (and with ``bar``), a tqdm bar shows the progress (:mod:`coaudio.progress`)."""
     config.key()  # fail early on unreadable weight files, before any worker starts
     summary = Summary()
-    for outcome in _run(files, cache, config, jobs):
-        summary.outcomes.append(outcome)
-        if on_done is not None:
-            on_done(outcome)
-        if fail_fast and outcome.status == "failed":
-            break
+    shown = progress.bar(len(files), "features", "file", enabled=on_done is None and bar)
+    try:
+        for outcome in _run(files, cache, config, jobs):
+            summary.outcomes.append(outcome)
+            progress.advance(shown)
+            if on_done is not None:
+                on_done(outcome)
+            if fail_fast and outcome.status == "failed":
+                break
+    finally:
+        progress.close(shown)
     return summary
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coaudio import distributed
+from coaudio import progress as shown_progress
 from coaudio.features.cache import (
     file_key,  # path, size and mtime: an edited file is redone
 )
@@ -70,15 +71,18 @@ class BatchRun:
         self.mine = todo[self.rank :: self.world]
         self.complete = False  # set by finish(): every input has a journalled result
 
-    def process(self, progress: Progress | None = None, fail_fast: bool = False) -> None:
-        """Classify this rank's files, journalling each result as it completes."""
+    def process(self, progress: Progress | None = None, fail_fast: bool = False, bar: bool = True) -> None:
+        """Classify this rank's files, journalling each result as it completes. ``progress``
+        is called after each file; without it (and with ``bar``) a tqdm bar is shown."""
         started, audio_s = time.monotonic(), 0.0
+        shown = shown_progress.bar(len(self.mine), "classify", "file", enabled=progress is None and bar)
         results = classify_files(
             self.checkpoint, self.mine, self.top_k, self.timeline, self.jobs, self.online
         )
         for done, result in enumerate(results, start=1):
             self.journal.append(self.keys[result.path], result.to_dict())
             audio_s += result.duration_s
+            shown_progress.advance(shown)
             if progress is not None:
                 progress(done, len(self.mine), audio_s, time.monotonic() - started)
             if fail_fast and result.status != "ok":
@@ -86,6 +90,7 @@ class BatchRun:
                 break
         if progress is not None and not self.mine:
             progress(0, 0, 0.0, 0.0)
+        shown_progress.close(shown)
         self.journal.close()
 
     def finish(self) -> list[FileResult] | None:

@@ -37,13 +37,19 @@ class Window:
 
 
 def load_clips(
-    tracks: list[Track], labels: list[str], cache: Path, frontend: FrontendConfig, jobs: int = 2
+    tracks: list[Track],
+    labels: list[str],
+    cache: Path,
+    frontend: FrontendConfig,
+    jobs: int = 2,
+    bar: bool = True,
 ) -> tuple[list[Clip], list[str]]:
     """Features of ``tracks`` through the feature cache, as the tokens of ``frontend``: log-mel
     patches every ``hop_frames`` frames, or VGGish embeddings of those patches. Returns the
-    clips and the messages of tracks that could not be used (left out)."""
+    clips and the messages of tracks that could not be used (left out). ``bar``: show a tqdm
+    bar while extracting (callers that show their own progress turn it off)."""
     config = frontend.cache_config()
-    summary = extract([t.path for t in tracks], cache, config, jobs=jobs)
+    summary = extract([t.path for t in tracks], cache, config, jobs=jobs, bar=bar)
     failed = {o.path: o.error for o in summary.failed}
     clips, problems = [], [f"{path}: {error}" for path, error in failed.items()]
     index = {label: i for i, label in enumerate(labels)}

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
+from coaudio import progress
 from coaudio.config import ConfigError, from_dict, to_dict
 from coaudio.distributed import rank_and_world
 from coaudio.models.checkpoint import differences, save_checkpoint
@@ -161,8 +162,14 @@ def train(
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model)
+    # Python callers without callbacks get a tqdm bar over the epochs (coaudio.progress)
+    shown = progress.bar(
+        opt.epochs, "epochs", "epoch", enabled=on_epoch is None and on_batch is None and rank == 0
+    )
+    progress.advance(shown, first_epoch)
     for epoch in range(first_epoch, opt.epochs):
         report = _epoch(model, net, optimizer, splits, recipe, epoch, on_batch)
+        progress.advance(shown, 1, loss=f"{report.loss:.4f}", valid=f"{report.valid_accuracy:.3f}")
         history.append(report.__dict__)
         if rank == 0:
             if report.valid_accuracy > best:
@@ -177,6 +184,7 @@ def train(
         best = max(best, report.valid_accuracy)
         if on_epoch is not None and rank == 0:
             on_epoch(report)
+    progress.close(shown)
     if world > 1:
         spread = _parameter_spread(model)
         if rank == 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -41,34 +41,42 @@ def output_format(fmt: Optional[Format], output: Optional[Path], terminal: bool)
 
 
 def classify_cli(
-    checkpoint: Path = typer.Argument(
-        ..., help="Checkpoint (.safetensors) or run folder from coaudio train."
-    ),
-    paths: list[str] = typer.Argument(..., help="Audio files and folders (searched recursively)."),
-    glob: Optional[str] = typer.Option(
-        None, "--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."
-    ),
-    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes per file, best first."),
-    timeline: bool = typer.Option(False, "--timeline", help="Also the top class of every hop."),
-    fmt: Optional[Format] = typer.Option(
-        None,
-        "--format",
-        help="Output format. Default: from -o's extension "
-        "(.csv, .jsonl/.ndjson, .txt for a table); without -o, a table on a "
-        "terminal and JSON lines otherwise.",
-    ),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="Write results here instead of stdout."
-    ),
-    jobs: int = typer.Option(0, min=0, help="Worker processes (0: one per idle core, at least one)."),
-    resume: bool = typer.Option(
-        False, "--resume", help="Skip files an interrupted run with the same model and settings finished."
-    ),
-    journal: Path = typer.Option(Path(".coaudio-journal"), help="Folder of the resume journal."),
-    fail_fast: bool = typer.Option(
-        False, "--fail-fast", help="Stop at the first file that cannot be classified."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint (.safetensors) or run folder from coaudio train.")
+    ],
+    paths: Annotated[list[str], typer.Argument(help="Audio files and folders (searched recursively).")],
+    glob: Annotated[
+        Optional[str],
+        typer.Option("--glob", help="Only paths (or names) matching this pattern, e.g. '*.mp3'."),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes per file, best first.")] = 3,
+    timeline: Annotated[bool, typer.Option("--timeline", help="Also the top class of every hop.")] = False,
+    fmt: Annotated[
+        Optional[Format],
+        typer.Option(
+            "--format",
+            help="Output format. Default: from -o's extension "
+            "(.csv, .jsonl/.ndjson, .txt for a table); without -o, a table on a "
+            "terminal and JSON lines otherwise.",
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("-o", "--output", help="Write results here instead of stdout.")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(min=0, help="Worker processes (0: one per idle core, at least one).")
+    ] = 0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Skip files an interrupted run with the same model and settings finished."
+        ),
+    ] = False,
+    journal: Annotated[Path, typer.Option(help="Folder of the resume journal.")] = Path(".coaudio-journal"),
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first file that cannot be classified.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Classify every audio file under PATHS in one continual pass per file.
 

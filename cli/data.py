@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,17 +20,19 @@ app = typer.Typer(help="Datasets: download GTZAN, make the built-in synthetic se
 
 @app.command("download")
 def download_cli(
-    dataset: str = typer.Argument(..., help="Dataset name: gtzan."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to unpack into."),
-    url: str = typer.Option(
-        "", help="Archive URL (GTZAN mirrors change; default: the original marsyas archive)."
-    ),
-    sha256: str = typer.Option(
-        "",
-        help="Expected SHA-256 of the archive (64 hex digits). Without --url the "
-        "original archive's is used; with --url and no --sha256 the archive "
-        "is not verified (a warning says so).",
-    ),
+    dataset: Annotated[str, typer.Argument(help="Dataset name: gtzan.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to unpack into.")],
+    url: Annotated[
+        str, typer.Option(help="Archive URL (GTZAN mirrors change; default: the original marsyas archive).")
+    ] = "",
+    sha256: Annotated[
+        str,
+        typer.Option(
+            help="Expected SHA-256 of the archive (64 hex digits). Without --url the "
+            "original archive's is used; with --url and no --sha256 the archive "
+            "is not verified (a warning says so)."
+        ),
+    ] = "",
 ) -> None:
     """Download and unpack a dataset archive: resumable, checksum-verified, idempotent."""
     import re
@@ -81,16 +83,18 @@ def download_cli(
 
 @app.command("synth")
 def synth_cli(
-    out: Path = typer.Option(..., "--out", "-o", help="Folder to write <genre>/<genre>.000NN.wav into."),
-    per_genre: int = typer.Option(40, min=1, help="Clips per genre."),
-    seconds: float = typer.Option(10.0, min=1.0, max=600.0, help="Clip length in seconds."),
-    seed: int = typer.Option(0, help="Random seed; the same seed always gives the same files."),
-    force: bool = typer.Option(
-        False,
-        "--force",
-        help="Replace a synthetic set made with other settings, "
-        "or write into a folder that holds other files.",
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write <genre>/<genre>.000NN.wav into.")],
+    per_genre: Annotated[int, typer.Option(min=1, help="Clips per genre.")] = 40,
+    seconds: Annotated[float, typer.Option(min=1.0, max=600.0, help="Clip length in seconds.")] = 10.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed always gives the same files.")] = 0,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace a synthetic set made with other settings, "
+            "or write into a folder that holds other files.",
+        ),
+    ] = False,
 ) -> None:
     """Write the synthetic genre dataset (5 genres; deterministic; seconds to make).
 

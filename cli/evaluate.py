@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -27,26 +27,32 @@ class Evaluated:
 
 
 def evaluate_cli(
-    run: Path = typer.Argument(
-        ...,
-        help="Run folder from coaudio train (works from any directory), or a checkpoint file "
-        "(.safetensors) together with --data DIR.",
-    ),
-    split: str = typer.Option("test", help="train, valid or test (of a run folder)."),
-    data: Optional[Path] = typer.Option(
-        None,
-        "--data",
-        file_okay=False,
-        help="With a run folder: where its dataset folder is now, if it moved since training. With a "
-        "checkpoint file: a labelled <label>/<files> folder to evaluate on, all of it.",
-    ),
-    streaming: bool = typer.Option(
-        False, "--streaming", help="Also run every clip hop by hop through the continual step."
-    ),
-    compare_clips: int = typer.Option(
-        3, min=0, help="Clips whose every hop is also recomputed regularly (check + timing)."
-    ),
-    cache: Path = typer.Option(None, help="Feature cache (default: .coaudio-cache beside the run)."),
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="Run folder from coaudio train (works from any directory), or a checkpoint file "
+            "(.safetensors) together with --data DIR."
+        ),
+    ],
+    split: Annotated[str, typer.Option(help="train, valid or test (of a run folder).")] = "test",
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            file_okay=False,
+            help="With a run folder: where its dataset folder is now, if it moved since training. With a "
+            "checkpoint file: a labelled <label>/<files> folder to evaluate on, all of it.",
+        ),
+    ] = None,
+    streaming: Annotated[
+        bool, typer.Option("--streaming", help="Also run every clip hop by hop through the continual step.")
+    ] = False,
+    compare_clips: Annotated[
+        int, typer.Option(min=0, help="Clips whose every hop is also recomputed regularly (check + timing).")
+    ] = 3,
+    cache: Annotated[
+        Path, typer.Option(help="Feature cache (default: .coaudio-cache beside the run).")
+    ] = None,
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix (table + PNG) on a split of a
     run, or on a labelled folder for a checkpoint; --streaming adds the accuracy-versus-time

@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -21,29 +21,42 @@ class Kind(str, Enum):
 
 
 def features_cli(
-    paths: list[Path] = typer.Argument(
-        ..., help="Audio files and/or folders (searched recursively), or dataset roots with --dataset."
-    ),
-    dataset: Optional[str] = typer.Option(None, help="Read PATHS as dataset roots: gtzan (either layout)."),
-    cache: Path = typer.Option(..., "--cache", "-c", help="Cache folder (created if needed)."),
-    kind: Kind = typer.Option(Kind.logmel, help="logmel (frames, 64 bands) or vggish (128-d embeddings)."),
-    vggish_weights: Optional[Path] = typer.Option(
-        None, exists=True, dir_okay=False, help="Local VGGish weights (.pth/.safetensors/.npz)."
-    ),
-    vggish_pca: Optional[Path] = typer.Option(
-        None,
-        exists=True,
-        dir_okay=False,
-        help="Local VGGish PCA parameters; embeddings are then postprocessed.",
-    ),
-    patch_hop: float = typer.Option(0.96, min=0.01, help="Seconds between VGGish patches (vggish only)."),
-    jobs: int = typer.Option(2, min=1, help="Worker processes."),
-    keep_going: bool = typer.Option(
-        True,
-        "--keep-going/--fail-fast",
-        help="Carry on past files that fail (default), or stop at the first.",
-    ),
-    jsonl: bool = typer.Option(False, "--jsonl", help="One JSON line per file on stdout."),
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Audio files and/or folders (searched recursively), or dataset roots with --dataset."
+        ),
+    ],
+    cache: Annotated[Path, typer.Option("--cache", "-c", help="Cache folder (created if needed).")],
+    dataset: Annotated[
+        Optional[str], typer.Option(help="Read PATHS as dataset roots: gtzan (either layout).")
+    ] = None,
+    kind: Annotated[
+        Kind, typer.Option(help="logmel (frames, 64 bands) or vggish (128-d embeddings).")
+    ] = Kind.logmel,
+    vggish_weights: Annotated[
+        Optional[Path],
+        typer.Option(exists=True, dir_okay=False, help="Local VGGish weights (.pth/.safetensors/.npz)."),
+    ] = None,
+    vggish_pca: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Local VGGish PCA parameters; embeddings are then postprocessed.",
+        ),
+    ] = None,
+    patch_hop: Annotated[
+        float, typer.Option(min=0.01, help="Seconds between VGGish patches (vggish only).")
+    ] = 0.96,
+    jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going/--fail-fast", help="Carry on past files that fail (default), or stop at the first."
+        ),
+    ] = True,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per file on stdout.")] = False,
 ) -> None:
     """Extract features into an on-disk cache; re-running only does new or changed files."""
     from coaudio.features.cache import FeatureConfig, extract, find_audio

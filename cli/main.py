@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Annotated
 
 import typer
 
@@ -54,12 +55,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Log diagnostics (and tracebacks) to stderr."
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log diagnostics (and tracebacks) to stderr.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     _VERBOSE["on"] = verbose
     logging.basicConfig(

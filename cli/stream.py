@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -32,38 +32,52 @@ class StdinFormat(str, Enum):
 
 
 def stream_cli(
-    checkpoint: Path = typer.Argument(
-        ..., help="Checkpoint (.safetensors) or run folder from coaudio train."
-    ),
-    source: Optional[str] = typer.Argument(None, help="Audio file, or '-' for stdin. Omit with --mic."),
-    mic: bool = typer.Option(False, "--mic", help="Record from an input device (see coaudio devices)."),
-    device: Optional[str] = typer.Option(None, help="--mic: device index or part of its name."),
-    sr: Optional[int] = typer.Option(
-        None, "--sr", min=1, help="Raw stdin: sample rate (default 16000). --mic: rate to record at."
-    ),
-    channels: int = typer.Option(1, min=1, help="Raw stdin / --mic: channel count (mixed to mono)."),
-    fmt: StdinFormat = typer.Option(
-        StdinFormat.auto,
-        "--format",
-        help="stdin: auto (WAV/AU/FLAC/Ogg/MP3 by their "
-        "header), or raw PCM as s16le, s32le or f32le (with --sr and --channels).",
-    ),
-    top_k: int = typer.Option(1, "--top-k", min=1, help="Classes per hop in the output."),
-    jsonl: bool = typer.Option(
-        False, "--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."
-    ),
-    warmup: Warmup = typer.Option(
-        Warmup.predict,
-        help="predict: from the first hop on the shorter window; wait: only once the window is full.",
-    ),
-    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds of audio."),
-    realtime: bool = typer.Option(
-        False, "--realtime", help="File/stdin: pace the input at real time (demos)."
-    ),
-    record: Optional[Path] = typer.Option(
-        None, help="Also write the audio that was classified to this WAV file."
-    ),
-    threads: int = typer.Option(1, min=1, help="torch intra-op threads (one is fastest for single hops)."),
+    checkpoint: Annotated[
+        Path, typer.Argument(help="Checkpoint (.safetensors) or run folder from coaudio train.")
+    ],
+    source: Annotated[
+        Optional[str], typer.Argument(help="Audio file, or '-' for stdin. Omit with --mic.")
+    ] = None,
+    mic: Annotated[
+        bool, typer.Option("--mic", help="Record from an input device (see coaudio devices).")
+    ] = False,
+    device: Annotated[Optional[str], typer.Option(help="--mic: device index or part of its name.")] = None,
+    sr: Annotated[
+        Optional[int],
+        typer.Option("--sr", min=1, help="Raw stdin: sample rate (default 16000). --mic: rate to record at."),
+    ] = None,
+    channels: Annotated[
+        int, typer.Option(min=1, help="Raw stdin / --mic: channel count (mixed to mono).")
+    ] = 1,
+    fmt: Annotated[
+        StdinFormat,
+        typer.Option(
+            "--format",
+            help="stdin: auto (WAV/AU/FLAC/Ogg/MP3 by their "
+            "header), or raw PCM as s16le, s32le or f32le (with --sr and --channels).",
+        ),
+    ] = StdinFormat.auto,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Classes per hop in the output.")] = 1,
+    jsonl: Annotated[
+        bool,
+        typer.Option("--jsonl", help="JSON lines on stdout (the default when stdout is not a terminal)."),
+    ] = False,
+    warmup: Annotated[
+        Warmup,
+        typer.Option(
+            help="predict: from the first hop on the shorter window; wait: only once the window is full."
+        ),
+    ] = Warmup.predict,
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of audio.")] = None,
+    realtime: Annotated[
+        bool, typer.Option("--realtime", help="File/stdin: pace the input at real time (demos).")
+    ] = False,
+    record: Annotated[
+        Optional[Path], typer.Option(help="Also write the audio that was classified to this WAV file.")
+    ] = None,
+    threads: Annotated[
+        int, typer.Option(min=1, help="torch intra-op threads (one is fastest for single hops).")
+    ] = 1,
 ) -> None:
     """Classify audio hop by hop as it arrives: one line per hop, a summary at the end.
 
@@ -209,7 +223,7 @@ def _mic_summary(microphone) -> list[str]:
 
 
 def devices_cli(
-    json_out: bool = typer.Option(False, "--json", help="JSON on stdout instead of a table."),
+    json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table.")] = False,
 ) -> None:
     """List the input devices PortAudio sees (for coaudio stream --mic --device)."""
     import json

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from coaudio import distributed
 from coaudio_cli.console import err_console, out_console
 from coaudio_cli.errors import fail, interrupted, resume_command
 
@@ -140,70 +139,17 @@ def _recipe(spec: Optional[str], overrides: list[str], threads: int = 0, resumin
     return recipe
 
 
-def _settled(recipe, out: Path, resume: bool):
-    """The recipe as the run records it: absolute weight-file paths (config.json and the
-    checkpoints then work from any directory) and a concrete thread count: the one asked for,
-    else on resume the run's own (so the arithmetic, and the resumed weights, stay the same),
-    else chosen now from the idle cores."""
-    import json
-    import os
-    from dataclasses import replace
-
-    from coaudio.threads import batch_threads, local_processes
-
-    frontend = recipe.frontend
-    frontend = replace(
-        frontend,
-        **{
-            name: os.path.abspath(getattr(frontend, name))
-            for name in ("weights", "pca")
-            if getattr(frontend, name)
-        },
-    )
-    data = replace(recipe.data, frontend=frontend)
-    threads = recipe.train.threads
-    if not threads and resume and (out / "config.json").is_file():
-        threads = json.loads((out / "config.json").read_text())["recipe"]["train"].get("threads", 0)
-    chosen = batch_threads(threads, local_processes())
-    return replace(recipe, data=data, train=replace(recipe.train, threads=chosen))
-
-
-RUN_FILES = (
-    "config.json",
-    "best.safetensors",
-    "last.safetensors",
-    "metrics.jsonl",
-    "metrics.csv",
-    "curves.png",
-    "distributed.json",
-    "eval",
-)
-
-
 def _check_out(out: Path, resume: bool, force: bool) -> None:
-    """Never start over silently in a folder that holds a run (a finished epoch or more)."""
+    """Before any work: the options agree, and a used --out is not started over silently."""
+    from coaudio.runs import check_out
+    from coaudio.train.run import RunError
+
     if resume and force:
         raise typer.BadParameter("--resume continues the run in --out and --force replaces it: give one")
-    if out.exists() and not out.is_dir():
-        fail(f"--out {out}: exists and is not a folder")
-    holds_run = any((out / name).exists() for name in ("best.safetensors", "last.safetensors"))
-    if holds_run and not resume and not force:
-        fail(
-            f"{out} already holds a training run; add --resume to continue it, or --force to start "
-            "over and replace it"
-        )
-
-
-def _clear_run(out: Path) -> None:
-    """--force: remove the files of the previous run (only those; the folder may hold others)."""
-    import shutil
-
-    for name in RUN_FILES:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    try:
+        check_out(out, resume, force)
+    except RunError as exc:
+        fail(exc)
 
 
 @dataclass(frozen=True)
@@ -216,95 +162,11 @@ class RunOptions:
 
 
 def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
-    rank = distributed.join()
-    err = err_console(quiet=rank != 0)
-    labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
-    cfg = _settled(cfg, out, options.resume)
-    if _nothing_to_train(cfg, labels, out, options, err):
-        return
-    _check_split_sizes({name: len(tracks) for name, tracks in track_splits.items()})
-    if options.force and rank == 0:
-        _clear_run(out)
-    try:
-        splits = _load_splits(cfg, track_splits, labels, out, options, rank, err)
-    except KeyboardInterrupt:
-        interrupted(
-            "interrupted while extracting features; what was extracted is cached, so running the "
-            "same command again continues from there"
-        )
-    _check_split_sizes({name: len(clips) for name, clips in splits.items()})
-    err.print(
-        "clips: "
-        + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-        + f"; {cfg.train.threads} torch thread(s)",
-        highlight=False,
-    )
-    _train_with_progress(cfg, splits, labels, out, options, err)
-    distributed.leave()  # not on errors: a failed rank must not wait at a barrier for the others
-    if rank == 0:
-        _final_table(cfg, splits, out)
+    """coaudio.runs.train_run with rich progress, one-line errors and the resume command on Ctrl-C."""
+    from coaudio.runs import Callbacks, train_run
+    from coaudio.train.run import RunError
 
-
-def _nothing_to_train(cfg, labels: list[str], out: Path, options: RunOptions, err) -> bool:
-    """--resume: refuse other settings before any work, and say what was found."""
-    from coaudio.config import ConfigError
-    from coaudio.train.loop import check_resumable
-
-    if not options.resume:
-        return False
-    if not (out / "last.safetensors").exists():
-        err.print(f"nothing to resume in {out} (no finished epoch): starting a new run", highlight=False)
-        return False
-    try:
-        finished = check_resumable(out, cfg, labels)
-    except ConfigError as exc:
-        fail(exc)
-    if finished >= cfg.train.epochs:
-        err.print(
-            f"{out} has already finished {finished} epoch(s) (train.epochs = {cfg.train.epochs}): "
-            "nothing to train; to train longer, resume with --set train.epochs=N",
-            highlight=False,
-        )
-        return True
-    err.print(f"resuming {out} after epoch {finished} of {cfg.train.epochs}", highlight=False)
-    return False
-
-
-def _check_split_sizes(sizes: dict[str, int]) -> None:
-    """Training needs clips to learn from and validation clips to choose the best epoch."""
-    for name in ("train", "valid"):
-        if not sizes.get(name):
-            total = sum(sizes.values())
-            fail(
-                f"the {name} split has no clips ({', '.join(f'{k} {v}' for k, v in sizes.items())} of "
-                f"{total}): the best checkpoint is chosen on validation clips; use more clips per label "
-                "(at least about 10)"
-            )
-
-
-def _load_splits(
-    cfg, track_splits: dict, labels: list[str], out: Path, options: RunOptions, rank: int, err
-) -> dict:
-    from coaudio.train.data import load_clips
-
-    cache = options.cache or out.parent / ".coaudio-cache"
-    splits = {}
-    with err.status("extracting features"):
-        distributed.barrier(skip=rank == 0)  # rank 0 fills the feature cache; the others then read it
-        for name, tracks in track_splits.items():
-            splits[name], problems = load_clips(tracks, labels, cache, cfg.frontend, options.jobs, bar=False)
-            for problem in problems:
-                err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False)
-        distributed.barrier(skip=rank != 0)
-    return splits
-
-
-def _train_with_progress(
-    cfg, splits: dict, labels: list[str], out: Path, options: RunOptions, err: Console
-) -> None:
-    from coaudio.config import ConfigError
-    from coaudio.train.loop import train
-
+    err = err_console(quiet=int(os.environ.get("RANK", "0")) != 0)  # torchrun: rank 0 reports
     progress = Progress(
         TextColumn("epoch {task.fields[epoch]}"),
         BarColumn(),
@@ -312,46 +174,66 @@ def _train_with_progress(
         console=err,
         disable=not err.is_terminal,
     )
-    finished = {"epoch": 0}
+    finished = {"epoch": 0, "stage": "extracting"}
+    task = progress.add_task("batches", total=None, epoch=1)
+
+    def on_epoch(report) -> None:
+        finished["epoch"] = report.epoch
+        progress.update(task, epoch=report.epoch + 1, completed=0)
+        err.print(
+            f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
+            f"valid {report.valid_accuracy:.3f}",
+            highlight=False,
+        )
+
+    def on_batch(done: int, total: int) -> None:
+        if finished["stage"] != "training":  # started here, after the extraction spinner ended
+            finished["stage"] = "training"
+            progress.start()
+        progress.update(task, completed=done, total=total)
+
+    def note(text: str) -> None:
+        err.print(text, highlight=False, markup=False)
+
+    calls = Callbacks(note, lambda: err.status("extracting features"), on_epoch, on_batch)
     try:
-        with progress:
-            task = progress.add_task("batches", total=None, epoch=1)
-
-            def on_batch(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            def on_epoch(report) -> None:
-                finished["epoch"] = report.epoch
-                progress.update(task, epoch=report.epoch + 1, completed=0)
-                err.print(
-                    f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
-                    f"valid {report.valid_accuracy:.3f}",
-                    highlight=False,
-                )
-
-            train(
-                cfg,
-                splits,
-                labels,
-                out,
-                resume=options.resume,
-                on_epoch=on_epoch,
-                on_batch=on_batch,
-                data_root=options.data_root,
-            )
-    except ConfigError as exc:
+        result = train_run(
+            cfg,
+            track_splits,
+            out,
+            options.data_root,
+            options.resume,
+            options.force,
+            options.cache,
+            options.jobs,
+            calls,
+        )
+    except RunError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        if not (out / "last.safetensors").exists():
-            interrupted(
-                "interrupted before the first epoch ended; nothing was saved, so running the same "
-                "command again starts over"
-            )
-        done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the next epoch ended"
+        _interrupted(out, finished)
+    finally:
+        progress.stop()
+    if result.trained and result.rank == 0:
+        _final_table(result.recipe, result.splits, out)
+
+
+def _interrupted(out: Path, finished: dict) -> None:
+    if finished["stage"] == "extracting" and not (out / "last.safetensors").exists():
         interrupted(
-            f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
-            f"  {resume_command(drop=('--force',))}"
+            "interrupted while extracting features; what was extracted is cached, so running the "
+            "same command again continues from there"
         )
+    if not (out / "last.safetensors").exists():
+        interrupted(
+            "interrupted before the first epoch ended; nothing was saved, so running the same "
+            "command again starts over"
+        )
+    done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the next epoch ended"
+    interrupted(
+        f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
+        f"  {resume_command(drop=('--force',))}"
+    )
 
 
 def _final_table(cfg, splits: dict, out: Path) -> None:

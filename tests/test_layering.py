@@ -28,7 +28,7 @@ LAYERS = [
     {"features", "data", "recipes"},
     {"models"},
     {"train", "online"},  # siblings: neither imports the other
-    {"bench"},  # measures train and online
+    {"bench", "runs"},  # bench measures train and online; runs orchestrates them
 ]
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 CLI_ONLY = ("typer", "rich", "coaudio_cli")

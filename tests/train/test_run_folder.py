@@ -238,3 +238,24 @@ def test_a_checkpoint_is_evaluated_on_a_labelled_folder(project, tmp_path):
     shutil.copy(next((project / "data" / "drone").iterdir()), tmp_path / "techno" / "x.wav")
     odd = _coaudio("evaluate", checkpoint, "--data", tmp_path, cwd=project)
     assert odd.returncode == 1 and "does not know: techno" in odd.stderr
+
+
+def test_python_callers_train_and_evaluate_through_the_library(project, tmp_path, monkeypatch):
+    """coaudio.runs is what the commands run: usable without the CLI, from any directory."""
+    from coaudio.config import from_dict
+    from coaudio.data.gtzan import random_split
+    from coaudio.data.tracks import list_labelled
+    from coaudio.runs import evaluate_run, train_run
+    from coaudio.train.config import Recipe
+    from coaudio.train.run import RunError
+
+    monkeypatch.chdir(tmp_path)
+    recipe = from_dict(Recipe, {"model": {"encoder": {"window": 8}}, "train": {"epochs": 1, "threads": 1}})
+    splits = random_split(list_labelled(project / "data"), seed=0)
+    result = train_run(recipe, splits, tmp_path / "run", project / "data", jobs=1)
+    assert result.trained and (tmp_path / "run" / "best.safetensors").is_file()
+    evaluation = evaluate_run(tmp_path / "run", streaming=True, compare_clips=0)
+    assert evaluation.document["clips"] == len(splits["test"]) and evaluation.stream.curve
+    assert (tmp_path / "run" / "eval" / "metrics-test.json").is_file()
+    with pytest.raises(RunError, match="already holds a training run"):
+        train_run(recipe, splits, tmp_path / "run", project / "data", jobs=1)

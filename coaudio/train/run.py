@@ -91,6 +91,19 @@ class RunFolder:
         return list(self.config["paths"])
 
     @property
+    def last(self) -> Path | None:
+        """The full training state (what --resume continues from), if an epoch has finished."""
+        file = self.path / "last.safetensors"
+        return file if file.is_file() else None
+
+    def metrics(self) -> list[dict]:
+        """One record per finished epoch (``metrics.jsonl``): epoch, loss, accuracies."""
+        file = self.path / "metrics.jsonl"
+        if not file.is_file():
+            return []
+        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+    @property
     def default_cache(self) -> Path:
         return self.path.parent / ".coaudio-cache"
 

@@ -254,6 +254,8 @@ def test_python_callers_train_and_evaluate_through_the_library(project, tmp_path
     splits = random_split(list_labelled(project / "data"), seed=0)
     result = train_run(recipe, splits, tmp_path / "run", project / "data", jobs=1)
     assert result.trained and (tmp_path / "run" / "best.safetensors").is_file()
+    run = RunFolder(tmp_path / "run")
+    assert run.last.is_file() and [m["epoch"] for m in run.metrics()] == [1] and run.labels == result.labels
     evaluation = evaluate_run(tmp_path / "run", streaming=True, compare_clips=0)
     assert evaluation.document["clips"] == len(splits["test"]) and evaluation.stream.curve
     assert (tmp_path / "run" / "eval" / "metrics-test.json").is_file()

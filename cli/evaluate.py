@@ -76,10 +76,14 @@ def _print_table(out: Console, done) -> None:
     left_out = len(document["missing"]) + len(document["unreadable"])
     note = f" ({left_out} left out)" if left_out else ""
     epoch = document["checkpoint_epoch"]
-    table = Table(
-        title=f"{source.title}{f', best checkpoint from epoch {epoch}' if epoch else ''}): "
-        f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}"
+    # the heading is its own line: a table title would wrap to the table's width, mid-path
+    out.print(
+        f"{source.title}{f', best checkpoint from epoch {epoch}' if epoch else ''}): "
+        f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}",
+        highlight=False,
+        soft_wrap=True,
     )
+    table = Table()
     for column in ("label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="right")
     for row in report.per_class:

@@ -241,7 +241,8 @@ def _final_table(cfg, splits: dict, out: Path) -> None:
     from coaudio.train.loop import accuracy
 
     model, _, info = load_checkpoint(out / "best.safetensors")
-    table = Table(title=f"{out}: best checkpoint (epoch {info['epoch']})")
+    out_console().print(f"{out}: best checkpoint (epoch {info['epoch']})", highlight=False, soft_wrap=True)
+    table = Table()  # the heading above is its own line: a title would wrap mid-path
     for column in ("split", "clips", "clip accuracy"):
         table.add_column(column, justify="right")
     for name in ("train", "valid", "test"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from coaudio_cli.console import err_console
 
 INTERRUPTED = 130  # 128 + SIGINT
 _REPORTED = {"interrupt": False}
@@ -14,14 +15,14 @@ _REPORTED = {"interrupt": False}
 
 def fail(exc: Exception | str) -> NoReturn:
     """Print ``error: <message>`` (unwrapped, markup-safe) to stderr and exit with status 1."""
-    Console(stderr=True).print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err_console().print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
     raise typer.Exit(1)
 
 
 def interrupted(message: str = "") -> NoReturn:
     """After Ctrl-C: say what was kept and how to go on (``message``), exit with 130."""
     if message:
-        Console(stderr=True).print(message, highlight=False, soft_wrap=True, markup=False)
+        err_console().print(message, highlight=False, markup=False)
     _REPORTED["interrupt"] = True
     raise typer.Exit(INTERRUPTED)
 

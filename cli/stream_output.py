@@ -12,6 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from coaudio_cli.console import err_console
+
 if TYPE_CHECKING:  # importing it loads torch; the CLI must start without it
     from coaudio.online.session import Hop, StreamStats
 
@@ -52,7 +54,7 @@ class JsonlOutput:
         sys.stdout.flush()
 
     def note(self, text: str) -> None:
-        Console(stderr=True, soft_wrap=True).print(text, highlight=False)
+        err_console().print(text, highlight=False)
 
 
 class LiveOutput:

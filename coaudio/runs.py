@@ -190,11 +190,11 @@ def _load_splits(
     from coaudio.train.data import load_clips
 
     splits = {}
+    own_bar = calls.extracting is nullcontext  # a Python caller: the library draws its own bar
     with calls.extracting():
         distributed.barrier(skip=rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
-            shown = calls.extracting is nullcontext  # a Python caller: the library's own bar
-            splits[name], problems = load_clips(tracks, labels, cache, recipe.frontend, jobs, bar=shown)
+            splits[name], problems = load_clips(tracks, labels, cache, recipe.frontend, jobs, bar=own_bar)
             for problem in problems:
                 calls.note(f"skipped {problem}")
         distributed.barrier(skip=rank != 0)

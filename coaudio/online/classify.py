@@ -19,12 +19,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
 from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.online.engine import Engine
 from coaudio.online.model import OnlineModel, load_online
-from coaudio.workers import worker_pool
+from coaudio.workers import one_thread, worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +157,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(checkpoint: str) -> None:
-    torch.set_num_threads(1)  # one process per core
+    one_thread()  # one process per core, as every worker pool's default initializer
     _WORKER["online"] = load_online(checkpoint)
 
 
@@ -179,7 +177,7 @@ def classify_files(
     whose torch thread pools have started can hang), each loading the model once. With one
     job the files run in this process, on ``loaded`` when the caller has the model already."""
     if jobs <= 1 or len(inputs) <= 1:
-        torch.set_num_threads(1)
+        one_thread()  # per-hop work in this process: one thread
         online = loaded or load_online(checkpoint)
         for path, shown in inputs:
             yield classify_file(online, path, shown, top_k, timeline)

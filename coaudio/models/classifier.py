@@ -60,15 +60,40 @@ class AudioClassifier(nn.Module):
             embedded = inputs
         return self.proj(embedded)
 
-    def forward(self, inputs: Tensor, *, start: Tensor | int = 0, key_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        inputs: Tensor,
+        *,
+        start: Tensor | int = 0,
+        key_mask: Tensor | None = None,
+        index: Tensor | None = None,
+        mix: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
         """Logits ``(B, n_classes)`` of the newest token of each window.
 
         Args:
-            inputs: ``(B, T, 96, 64)`` patches or ``(B, T, token_dim)`` tokens, oldest first.
+            inputs: ``(B, T, 96, 64)`` patches or ``(B, T, token_dim)`` tokens, oldest first;
+                with ``index``, the ``(U, 96, 64)`` / ``(U, token_dim)`` tokens the windows share.
             start: stream index of the first token (sets the recycling positions).
             key_mask: ``(B, T)`` bool, False on padding.
+            index: ``(B, T)`` long: window ``b``'s token ``t`` is ``inputs[index[b, t]]``, so a
+                token that several windows read is embedded once (training's shared batches).
+            mix: training's mixup, ``(partner (B,) long, weight (B,))``: window ``b``'s tokens
+                become ``weight * own + (1 - weight) * partner's``, aligned at the newest token,
+                and it sees the keys either window has.
         """
-        last = self.encoder(self.tokens(inputs), start=start, key_mask=key_mask)
+        x = self.tokens(inputs)
+        if index is not None:
+            x = x[index]  # (U, D) -> (B, T, D): embedding is per token, so gathering after it is exact
+        if mix is not None:
+            partner, weight = mix
+            weight = weight.to(x.dtype).reshape(-1, 1, 1)
+            if key_mask is not None:  # padding must add nothing to the partner's tokens
+                x = x * key_mask.unsqueeze(-1).to(x.dtype)
+            x = weight * x + (1 - weight) * x[partner]
+            if key_mask is not None:
+                key_mask = key_mask | key_mask[partner]
+        last = self.encoder(x, start=start, key_mask=key_mask)
         return self.head(self.head_norm(last))
 
     def init_state(self, batch_size: int = 1, device=None, dtype=None) -> EncoderState:

@@ -5,6 +5,12 @@ the whole clip. A training example is a window of ``L`` consecutive tokens endin
 the clip, with ``L`` drawn from ``[min_window, n]``, so the model also learns to classify from
 the first hops of a stream. Batches are left-padded: the newest token is always last, padding
 is masked, and ``start`` gives each row's stream positions.
+
+Windows of one clip overlap, and an epoch draws several per clip. :func:`shared_batch` therefore
+hands the model each token a batch needs once (plus an index that lays them out as windows), and
+:func:`training_windows` keeps a clip's windows next to each other, so one batch embeds a clip's
+patches once instead of once per window and never embeds padding. :func:`batch` is the plain
+layout (every window's tokens copied, padding included): the reference the shared one equals.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from torch import Tensor
 
 from coaudio.data.tracks import Track
 from coaudio.features.cache import extract, load_entry
+from coaudio.features.fixed import patch_stats
 from coaudio.features.frontend import FrontendConfig
 from coaudio.features.logmel import PATCH_FRAMES, patches
 
 
 @dataclass
 class Clip:
-    tokens: Tensor  # (P, 96, 64) log-mel patches, or (P, 128) VGGish embeddings
+    tokens: Tensor  # (P, 96, 64) log-mel patches, or (P, 128) fixed tokens (melstats, VGGish)
     label: int
     track_id: str
     path: str = ""
@@ -57,7 +64,9 @@ def load_clips(
         if str(track.path) in failed:
             continue
         entry = load_entry(cache, config, track.path)
-        tokens = patches(entry, frontend.hop_frames) if frontend.kind == "learned" else entry
+        tokens = entry if frontend.kind == "vggish" else patches(entry, frontend.hop_frames)
+        if frontend.kind == "melstats":
+            tokens = patch_stats(tokens)  # fixed tokens: computed once here, not every epoch
         if tokens.shape[0] == 0:
             problems.append(f"{track.path}: shorter than one {PATCH_FRAMES}-frame patch")
             continue
@@ -68,18 +77,21 @@ def load_clips(
 def training_windows(
     clips: list[Clip], window: int, min_window: int, per_clip: int, generator: torch.Generator
 ) -> list[Window]:
-    """``per_clip`` random windows from every clip, in random order."""
-    out = []
+    """``per_clip`` random windows from every clip; the clips in random order, each clip's
+    windows together (so that a batch embeds the patches they share once)."""
+    per = []
     for i, clip in enumerate(clips):
         count = clip.tokens.shape[0]
+        mine = []
         for _ in range(per_clip):
             end = int(torch.randint(count, (1,), generator=generator))
             longest = min(window, end + 1)
             shortest = min(min_window, longest)
             length = int(torch.randint(shortest, longest + 1, (1,), generator=generator))
-            out.append(Window(i, end, length))
-    order = torch.randperm(len(out), generator=generator).tolist()
-    return [out[j] for j in order]
+            mine.append(Window(i, end, length))
+        per.append(mine)
+    order = torch.randperm(len(per), generator=generator).tolist()
+    return [w for j in order for w in per[j]]
 
 
 def evaluation_windows(clips: list[Clip], window: int, stride: int) -> list[list[Window]]:
@@ -109,3 +121,53 @@ def batch(clips: list[Clip], windows: list[Window]) -> tuple[Tensor, Tensor, Ten
         start[row] = w.end - w.length + 1 - pad  # stream index of column 0
         labels[row] = clips[w.clip].label
     return x, mask, start, labels
+
+
+@dataclass
+class SharedBatch:
+    """Windows that share their tokens: row ``b``, column ``t`` is ``tokens[index[b, t]]``.
+
+    ``tokens``: ``(U, 96, 64)`` patches or ``(U, token_dim)`` vectors, each once;
+    ``owner``: ``(U,)`` the clip each token came from (per-clip augmentation);
+    ``index``/``mask``: ``(B, L)``, left-padded (padding points at token 0 and is masked);
+    ``start``: ``(B,)`` stream index of column 0; ``labels``: ``(B,)``.
+    """
+
+    tokens: Tensor
+    owner: Tensor
+    index: Tensor
+    mask: Tensor
+    start: Tensor
+    labels: Tensor
+
+    @property
+    def rows(self) -> int:
+        return self.index.shape[0]
+
+
+def shared_batch(clips: list[Clip], windows: list[Window]) -> SharedBatch:
+    """The windows' tokens, each needed token once; equal to :func:`batch` once gathered."""
+    longest = max(w.length for w in windows)
+    used: dict[int, Tensor] = {}  # clip -> which of its tokens some window reads
+    for w in windows:
+        covered = used.setdefault(w.clip, torch.zeros(clips[w.clip].tokens.shape[0], dtype=torch.bool))
+        covered[w.end - w.length + 1 : w.end + 1] = True
+    pieces, owners, where, at = [], [], {}, 0
+    for clip, covered in used.items():
+        positions = covered.nonzero().squeeze(1)
+        pieces.append(clips[clip].tokens[positions])
+        owners.append(torch.full((len(positions),), clip, dtype=torch.long))
+        # token t of this clip sits at row at + (number of used tokens before t)
+        where[clip] = at + torch.cumsum(covered.long(), 0) - 1
+        at += len(positions)
+    index = torch.zeros(len(windows), longest, dtype=torch.long)
+    mask = torch.zeros(len(windows), longest, dtype=torch.bool)
+    start = torch.empty(len(windows), dtype=torch.long)
+    labels = torch.empty(len(windows), dtype=torch.long)
+    for row, w in enumerate(windows):
+        pad = longest - w.length
+        index[row, pad:] = where[w.clip][w.end - w.length + 1 : w.end + 1]
+        mask[row, pad:] = True
+        start[row] = w.end - w.length + 1 - pad
+        labels[row] = clips[w.clip].label
+    return SharedBatch(torch.cat(pieces), torch.cat(owners), index, mask, start, labels)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from coaudio.continual import EncoderConfig, LayerConfig
 from coaudio.features.frontend import FrontendConfig, migrate_data
+from coaudio.train.augment import AugmentConfig
 
 SPLITS = ("random", "filtered")
 
@@ -54,10 +55,15 @@ class OptimConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = auto (idle cores / processes, see coaudio.threads)
+    patience: int = 0  # stop after this many epochs without a better validation accuracy; 0 = never
+    label_smoothing: float = 0.0  # cross-entropy target smoothing (0 = one-hot targets)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # see coaudio.train.augment
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "epochs", "batch_size")
-        _at_least(self, 0, "threads", "seed")
+        _at_least(self, 0, "threads", "seed", "patience")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.lr > 0:  # also refuses NaN
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
@@ -75,6 +81,11 @@ class Recipe:
             raise ValueError(
                 "model.encoder.positional = absolute gives a model that cannot stream (its "
                 "positions move with the window); use recycling, the default"
+            )
+        if self.train.augment.changes_patches and self.frontend.model_inputs != "patches":
+            raise ValueError(
+                f"train.augment masks, gain and EQ change log-mel patches; the {self.frontend.kind} "
+                "front end's tokens are computed once, so only train.augment.mixup applies to it"
             )
         width = self.data.frontend.token_dim
         if width is not None and self.model.token_dim != width:

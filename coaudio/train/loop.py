@@ -39,8 +39,9 @@ from coaudio.models.checkpoint import differences, save_checkpoint
 from coaudio.models.classifier import AudioClassifier, ModelConfig
 from coaudio.safeio import save_safetensors_atomically, write_text_atomically
 from coaudio.threads import batch_threads, local_processes, set_threads
+from coaudio.train.augment import augment_patches, mixup_pairs
 from coaudio.train.config import Recipe
-from coaudio.train.data import Clip, batch, evaluation_windows, training_windows
+from coaudio.train.data import Clip, evaluation_windows, shared_batch, training_windows
 from coaudio.train.run import data_record
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,9 @@ def clip_predictions(
     with torch.no_grad():
         for at in range(0, len(flat), batch_size):
             chunk = flat[at : at + batch_size]
-            x, mask, start, _ = batch(clips, [w for _, w in chunk])
-            probs = torch.softmax(model(x, start=start, key_mask=mask), dim=-1)
-            sums.index_add_(0, torch.tensor([i for i, _ in chunk]), probs)
+            b = shared_batch(clips, [w for _, w in chunk])  # a clip's windows embed its patches once
+            logits = model(b.tokens, start=b.start, key_mask=b.mask, index=b.index)
+            sums.index_add_(0, torch.tensor([i for i, _ in chunk]), torch.softmax(logits, dim=-1))
     return sums / torch.tensor([len(ws) for ws in per_clip]).unsqueeze(1)
 
 
@@ -168,7 +169,10 @@ def train(
     )
     progress.advance(shown, first_epoch)
     for epoch in range(first_epoch, opt.epochs):
-        report = _epoch(model, net, optimizer, splits, recipe, epoch, on_batch)
+        if stale_epochs(history) >= opt.patience > 0:
+            log.info("stopping early after epoch %d: %s", epoch, early_stop_reason(history))
+            break
+        report = train_epoch(model, net, optimizer, splits, recipe, epoch, on_batch)
         progress.advance(shown, 1, loss=f"{report.loss:.4f}", valid=f"{report.valid_accuracy:.3f}")
         history.append(report.__dict__)
         if rank == 0:
@@ -198,7 +202,34 @@ def train(
     return history
 
 
-def _epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
+def stale_epochs(history: list[dict]) -> int:
+    """Epochs since the best validation accuracy (the first best counts; ties do not renew)."""
+    if not history:
+        return 0
+    accuracies = [h["valid_accuracy"] for h in history]
+    return len(accuracies) - 1 - accuracies.index(max(accuracies))
+
+
+def early_stop_reason(history: list[dict]) -> str:
+    """Why a run with ``train.patience`` ended before ``train.epochs``, in words."""
+    accuracies = [h["valid_accuracy"] for h in history]
+    best = accuracies.index(max(accuracies))
+    return (
+        f"no better validation accuracy for {stale_epochs(history)} epoch(s) "
+        f"(best {accuracies[best]:.3f} after epoch {best + 1})"
+    )
+
+
+def stopped_early(out: Path, patience: int) -> str | None:
+    """The reason the run in ``out`` stopped early under ``patience``, or None."""
+    path = out / "metrics.jsonl"
+    if patience <= 0 or not path.exists():
+        return None
+    history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return early_stop_reason(history) if stale_epochs(history) >= patience else None
+
+
+def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
     """One pass; ``net`` is ``model`` or its DistributedDataParallel wrapper."""
     data, opt = recipe.data, recipe.train
     rank, world = rank_and_world()
@@ -206,23 +237,37 @@ def _epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) 
     windows = training_windows(
         splits["train"], recipe.model.encoder.window, data.min_window, data.windows_per_clip, generator
     )
+    # augmentation draws per rank (each rank augments its own slice), seeded by epoch: a
+    # resumed run draws what an uninterrupted one would
+    augmenting = torch.Generator().manual_seed((opt.seed * 1_000_003 + epoch) * 1_009 + rank)
     model.train()
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, windows (this rank)
     batches = [windows[at : at + opt.batch_size] for at in range(0, len(windows), opt.batch_size)]
     batches = [b for b in batches if len(b) >= world]  # every rank needs at least one window
     for n, global_batch in enumerate(batches):
         local = global_batch[rank::world]
-        x, mask, start, labels = batch(splits["train"], local)
-        logits = net(x, start=start, key_mask=mask)
+        b = shared_batch(splits["train"], local)
+        tokens = b.tokens
+        if model.cfg.inputs == "patches":
+            tokens = augment_patches(tokens, b.owner, opt.augment, augmenting)
+        mix = mixup_pairs(b.rows, opt.augment.mixup, augmenting)
+        logits = net(tokens, start=b.start, key_mask=b.mask, index=b.index, mix=mix)
+        losses = F.cross_entropy(logits, b.labels, reduction="none", label_smoothing=opt.label_smoothing)
+        if mix is not None:
+            partner, weight = mix
+            theirs = F.cross_entropy(
+                logits, b.labels[partner], reduction="none", label_smoothing=opt.label_smoothing
+            )
+            losses = weight * losses + (1 - weight) * theirs
         # sum * world / global size: DDP's gradient average is then the global-batch mean
-        loss = F.cross_entropy(logits, labels, reduction="sum") * (world / len(global_batch))
+        loss = losses.sum() * (world / len(global_batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         totals += torch.tensor(
             [
                 loss.item() * len(global_batch) / world,
-                float((logits.argmax(dim=1) == labels).sum()),
+                float((logits.argmax(dim=1) == b.labels).sum()),
                 float(len(local)),
             ],
             dtype=torch.float64,
@@ -279,7 +324,7 @@ def check_resumable(out: Path, recipe: Recipe, labels: list[str]) -> int:
     if not path.exists():
         return 0
     saved = json.loads(path.read_text())
-    free = lambda r: {**r, "train": {**r["train"], "epochs": None, "threads": None}}  # noqa: E731
+    free = lambda r: {**r, "train": {**r["train"], "epochs": None, "threads": None, "patience": None}}  # noqa: E731
     then = to_dict(from_dict(Recipe, saved["recipe"]))  # in today's spelling (older runs are migrated)
     changed = differences(free(then), free(to_dict(recipe)), names=("run", "now"))
     if saved["labels"] != labels:

@@ -9,6 +9,9 @@ Kinds:
 
 * ``learned``: VGGish log-mel patches (16 kHz, 96 frames = 0.96 s) every ``hop_frames``
   frames, embedded by the patch embedder that is trained with the model;
+* ``melstats``: the same patches summarised per mel band (mean and standard deviation over
+  time, 128-d; :mod:`coaudio.features.fixed`): fixed tokens, so an epoch only runs the
+  transformer;
 * ``vggish``: the same patches through the pretrained VGGish network (``weights``, optional
   ``pca``), 128-d tokens computed once into the feature cache.
 
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 from coaudio.features.logmel import HOP_SAMPLES, PATCH_FRAMES, SAMPLE_RATE, WINDOW_SAMPLES
 
-KINDS = ("learned", "vggish")
+KINDS = ("learned", "melstats", "vggish")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class FrontendConfig:
     @property
     def token_dim(self) -> int | None:
         """The width of precomputed tokens, or None when the model embeds them itself."""
-        return 128 if self.kind == "vggish" else None
+        return None if self.kind == "learned" else 128  # melstats: 64 means + 64 stds
 
     # --- timing: the one place stream times come from -----------------------------------
 
@@ -88,10 +91,11 @@ class FrontendConfig:
 
     def cache_config(self):
         """What the feature cache stores for this front end: log-mel frames (any hop cuts
-        patches from them) or VGGish embeddings at this hop."""
+        patches from them; melstats tokens are summed up from them in a moment) or VGGish
+        embeddings at this hop."""
         from coaudio.features.cache import FeatureConfig
 
-        if self.kind == "learned":
+        if self.kind != "vggish":
             return FeatureConfig()
         return FeatureConfig(
             kind="vggish", hop_frames=self.hop_frames, vggish_weights=self.weights, vggish_pca=self.pca

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from coaudio.features.fixed import token_function
 from coaudio.features.frontend import FrontendConfig
 from coaudio.models.checkpoint import frontend_of
 from coaudio.models.classifier import AudioClassifier
@@ -28,8 +29,9 @@ CHECKPOINT_NAME = "best.safetensors"  # what a run folder is resolved to
 
 @dataclass
 class OnlineModel:
-    """``model`` in eval mode, its ``labels``, its ``frontend`` and, for VGGish models, the
-    ``embed`` function ``(P, 96, 64) -> (P, 128)`` that turns patches into its tokens."""
+    """``model`` in eval mode, its ``labels``, its ``frontend`` and, for fixed-token front
+    ends (melstats, VGGish), the ``embed`` function ``(P, 96, 64) -> (P, 128)`` that turns
+    patches into its tokens."""
 
     model: AudioClassifier
     labels: list[str]
@@ -73,11 +75,7 @@ def load_online(path: str | Path, map_location: str = "cpu") -> OnlineModel:
     file = resolve_checkpoint(path)
     model, labels, info = load_checkpoint(file, map_location=map_location)
     frontend = frontend_of(file, info)
-    embed = None
-    if frontend.kind == "vggish":
-        from coaudio.features.cache import vggish_embed
-
-        embed = vggish_embed(frontend.weights, frontend.pca)
+    embed = token_function(frontend)
     if model.cfg.inputs != frontend.model_inputs:
         raise ValueError(
             f"{file}: the model reads {model.cfg.inputs}, its {frontend.kind} front end gives "

@@ -190,25 +190,20 @@ def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
     assert ddp.stdout.count("clip accuracy") == 1  # only rank 0 reports
 
 
-def test_training_on_vggish_embeddings(dataset, tmp_path):
+@pytest.mark.parametrize("kind", ["vggish", "melstats"])
+def test_training_on_fixed_tokens(dataset, tmp_path, kind):
     """With data.frontend.kind = vggish, clips become VGGish embeddings (here: a randomly
-    initialised network saved in the public layout) and the model trains on those tokens."""
+    initialised network saved in the public layout); with melstats, per-band statistics of each
+    patch. The model trains on those tokens, and streams them hop by hop."""
     from safetensors.torch import save_file
 
     from coaudio.features.embed import VGGish
 
-    weights = tmp_path / "vggish.safetensors"
-    save_file({k: v.contiguous() for k, v in VGGish().state_dict().items()}, str(weights))
-    options = [
-        "--set",
-        "data.frontend.kind=vggish",
-        "--set",
-        f'data.frontend.weights="{weights}"',
-        "--set",
-        "model.token_dim=128",
-        "--set",
-        "data.frontend.hop_frames=96",
-    ]
+    options = ["--set", f"data.frontend.kind={kind}", "--set", "model.token_dim=128"]
+    if kind == "vggish":
+        weights = tmp_path / "vggish.safetensors"
+        save_file({k: v.contiguous() for k, v in VGGish().state_dict().items()}, str(weights))
+        options += ["--set", f'data.frontend.weights="{weights}"', "--set", "data.frontend.hop_frames=96"]
     done = _train(dataset, tmp_path / "vg", 1, *options)
     assert done.returncode == 0, done.stderr[-3000:]
     model, _, _ = load_checkpoint(tmp_path / "vg" / "best.safetensors")

@@ -1,4 +1,4 @@
-"""``coaudio bench encoder|stream|classify|frontend|load|startup``: measured, side by side."""
+"""``coaudio bench encoder|stream|classify|frontend|train|load|startup``: measured, side by side."""
 
 from __future__ import annotations
 
@@ -99,6 +99,20 @@ def classify_cli(quick: Quick = False, json_out: Json = None) -> None:
 def frontend_cli(json_out: Json = None) -> None:
     """Log-mel throughput on 1 core and 2 worker processes vs librosa."""
     _frontend(json_out)
+
+
+@app.command("train")
+def train_cli(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A small set (24 clips) instead of GTZAN's size.")
+    ] = False,
+    threads: Annotated[int, typer.Option(min=0, help="torch threads (0: what training picks).")] = 0,
+    json_out: Json = None,
+) -> None:
+    """Training speed on a GTZAN-sized set: per-window batches (before), shared batches, frozen tokens."""
+    from coaudio_cli.bench_system import train_cli as run
+
+    run(json_out, quick, threads)
 
 
 @app.command("load")

@@ -1,4 +1,4 @@
-"""``coaudio bench load|startup``: how the commands behave on a real, busy machine."""
+"""``coaudio bench load|startup|train``: how the commands behave on a real (busy) machine."""
 
 from __future__ import annotations
 
@@ -64,4 +64,34 @@ def startup_cli(json_out: Optional[str], quick: bool) -> None:
         table.add_column(column, justify="right")
     for r in record["rows"]:
         table.add_row(r["command"], f"{r['seconds']:.3f}")
+    Console(width=200).print(table)
+
+
+def train_cli(json_out: Optional[str], quick: bool, threads: int) -> None:
+    """Training throughput before and after shared batches, and with frozen tokens."""
+    from coaudio.bench import training
+
+    err = err_console()
+    with err.status("timing training epochs on a GTZAN-sized set" + (" (quick: 24 clips)" if quick else "")):
+        record = training.run(quick=quick, threads=threads)
+    if _emit_json({"machine": _machine(), "train": record}, json_out, err):
+        return
+    shape = record["shape"]
+    table = Table(
+        title=f"training on {shape['train']} + {shape['valid']} clips of {shape['tokens']} tokens, gtzan "
+        f"recipe, {record['windows_per_epoch']} windows per epoch, {record['threads']} thread(s), "
+        f"{_cpu_name()}"
+    )
+    for column in ["path", "windows/s", "epoch s", f"{record['epochs']} epochs, min", "vs before"]:
+        table.add_column(column, justify="right")
+    first = record["rows"][0]["epoch_s"]
+    for r in record["rows"]:
+        path = r["path"] + (f" (+{r['caching_s']:.1f} s once)" if "caching_s" in r else "")
+        table.add_row(
+            path,
+            f"{r['windows_per_s']:.0f}",
+            f"{r['epoch_s']:.1f}",
+            f"{r['run_min']:.1f}",
+            f"{first / r['epoch_s']:.1f}x",
+        )
     Console(width=200).print(table)

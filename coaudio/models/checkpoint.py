@@ -39,7 +39,7 @@ def save_checkpoint(
         "labels": json.dumps(list(labels)),
         "info": json.dumps(info or {}),
     }
-    tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}  # any layout in
     save_safetensors_atomically(tensors, path, metadata)
 
 

@@ -57,9 +57,10 @@ class EpochReport:
 
 
 def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
+    """A fresh model for training ``recipe``."""
     shape = recipe.model
     inputs = recipe.frontend.model_inputs
-    return AudioClassifier(
+    model = AudioClassifier(
         ModelConfig(
             n_classes=n_classes,
             inputs=inputs,
@@ -68,6 +69,9 @@ def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
             encoder=shape.encoder,
         )
     )
+    # oneDNN's convolutions (forward and backward) run about 1.3x faster on channels-last
+    # weights on a CPU; the values are the same, and checkpoints are saved contiguous
+    return model.to(memory_format=torch.channels_last) if inputs == "patches" else model
 
 
 def clip_predictions(

@@ -78,9 +78,10 @@ def _print_table(out: Console, done) -> None:
     epoch = document["checkpoint_epoch"]
     # the heading is its own line: a table title would wrap to the table's width, mid-path
     out.print(
-        f"{source.title}{f', best checkpoint from epoch {epoch}' if epoch else ''}): "
+        f"{source.title}{f'; best checkpoint from epoch {epoch}' if epoch else ''}): "
         f"accuracy {report.accuracy:.3f} on {len(done.clips)} clips{note}",
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
     table = Table()
@@ -102,8 +103,8 @@ def _streaming(done, compare_clips: int, err: Console, out: Console) -> None:
 
     with err.status("streaming every clip hop by hop"):
         stream = evaluate_streaming(done, compare_clips)
-    split = done.source.tag
-    what = "labelled folder" if split == "folder" else f"{split} split"
+    split, method = done.source.tag, done.source.split.get("description", "")
+    what = f"split: {method}" if split == "folder" else f"{split} split: {method}"
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
     out.print(
         f"streaming ({what}): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
@@ -113,5 +114,6 @@ def _streaming(done, compare_clips: int, err: Console, out: Console) -> None:
         f"{stream.regular_us:.0f} us regular (1 thread); FLOPs {stream.continual_flops / 1e6:.2f} M vs "
         f"{stream.regular_flops / 1e6:.1f} M per prediction",
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from coaudio import distributed
 from coaudio.config import ConfigError
+from coaudio.data.split_plan import Split, SplitError, SplitMethod, SplitOptions, plan_split
 from coaudio.threads import batch_threads, local_processes
-from coaudio.train.run import RunError
+from coaudio.train.run import RunError, RunFolder, recording_split
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,11 @@ def check_out(out: Path, resume: bool, force: bool) -> None:
     """Never start over silently in a folder that holds a run."""
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out}: exists and is not a folder")
+    if (out / "folds.json").is_file():  # its folds are runs of their own: never mix one in
+        raise RunError(
+            f"{out} holds a cross-validation (folds.json): continue it with --resume, or train a single "
+            "run in another --out"
+        )
     if any((out / name).exists() for name in HOLDS_RUN) and not resume and not force:
         raise RunError(
             f"{out} already holds a training run; add --resume to continue it, or --force to "
@@ -90,9 +96,30 @@ def settle(recipe, out: Path, resume: bool):
     return replace(recipe, data=data, train=replace(recipe.train, threads=chosen))
 
 
+def folder_split(
+    root: Path, options: SplitOptions, seed: int, out: Path | None = None, resume: bool = False
+) -> Split:
+    """The split to train the labelled folder ``root`` with: when resuming a run that recorded
+    its split, exactly that one (options that ask for another are refused, naming the
+    difference); else the one ``options`` choose (see :func:`coaudio.data.split_plan.plan_split`)."""
+    config = out / "config.json" if out is not None else None
+    if resume and config is not None and config.is_file():
+        recorded = RunFolder(out).recorded_split(root)
+        if recorded is not None:
+            asked = options.asked()
+            difference = asked and recorded.method.differs_from(asked)
+            if difference:
+                raise SplitError(
+                    f"{out}: {difference}; resume without split options (the run keeps its own) or "
+                    "with the same ones, or use a new --out"
+                )
+            return recorded
+    return plan_split(root, options, seed)
+
+
 def train_run(
     recipe,
-    track_splits: dict,
+    track_splits: dict | Split,
     out: Path,
     data_root: Path,
     resume: bool = False,
@@ -101,10 +128,13 @@ def train_run(
     jobs: int = 2,
     callbacks: Callbacks | None = None,
 ) -> TrainResult:
-    """Train (or continue) the run in ``out`` on ``track_splits`` (name -> list of Track)."""
+    """Train (or continue) the run in ``out`` on ``track_splits``: a :class:`Split` (its method
+    is recorded in config.json and reported) or a plain dict name -> list of Track."""
     from coaudio.train.loop import train
 
     calls = callbacks or Callbacks()
+    plan = track_splits if isinstance(track_splits, Split) else Split(track_splits, SplitMethod("given"))
+    track_splits = plan.splits
     check_out(out, resume, force)
     rank = distributed.join()
     labels = sorted({t.label for tracks in track_splits.values() for t in tracks})
@@ -112,8 +142,10 @@ def train_run(
     if _already_finished(recipe, labels, out, resume, calls.note):
         return TrainResult(recipe, labels, {}, rank, trained=False)
     _check_split_sizes({name: len(tracks) for name, tracks in track_splits.items()})
+    for line in (plan.headline, *plan.notes):  # after the checks: an error stays the only line
+        calls.note(line)
     if force and rank == 0:
-        _clear_run(out)
+        clear_run(out)
     splits = _load_splits(
         recipe, track_splits, labels, cache or out.parent / ".coaudio-cache", jobs, rank, calls
     )
@@ -124,16 +156,17 @@ def train_run(
         + f"; {recipe.train.threads} torch thread(s)"
     )
     try:
-        train(
-            recipe,
-            splits,
-            labels,
-            out,
-            resume=resume,
-            on_epoch=calls.on_epoch,
-            on_batch=calls.on_batch,
-            data_root=data_root,
-        )
+        with recording_split(plan.method.to_dict()):
+            train(
+                recipe,
+                splits,
+                labels,
+                out,
+                resume=resume,
+                on_epoch=calls.on_epoch,
+                on_batch=calls.on_batch,
+                data_root=data_root,
+            )
     except ConfigError as exc:
         raise RunError(str(exc)) from None
     distributed.leave()  # not on errors: a failed rank must not wait at a barrier for the others
@@ -174,7 +207,7 @@ def _check_split_sizes(sizes: dict[str, int]) -> None:
             )
 
 
-def _clear_run(out: Path) -> None:
+def clear_run(out: Path) -> None:
     """--force: remove the files of the previous run (only those; the folder may hold others)."""
     for name in RUN_FILES:
         path = out / name
@@ -225,6 +258,10 @@ def evaluation_source(run: Path, split: str = "test", data: Path | None = None, 
     run = Path(run)
     if data is not None and not Path(data).is_dir():
         raise RunError(f"--data {data}: no such folder")
+    if (run / "folds.json").is_file() and not (run / "config.json").is_file():
+        raise RunError(
+            f"{run} holds a cross-validation (folds.json): evaluate one of its folds, e.g. {run / 'fold-1'}"
+        )
     if run.is_file():
         if data is None:
             raise RunError(
@@ -269,6 +306,7 @@ def evaluate_batch(source, cache: Path | None = None, note=log.warning) -> Evalu
     report = batch_report(model, clips, source.recipe, source.labels)
     document = {
         "split": source.tag,
+        "split_method": source.split,
         "evaluated": source.title + ")",
         "checkpoint_epoch": info.get("epoch"),
         "clips": len(clips),
@@ -286,11 +324,9 @@ def evaluate_streaming(evaluation: Evaluation, compare_clips: int = 3):
     from coaudio.online.evaluation import streaming_report
 
     frontend, clips = evaluation.source.recipe.frontend, evaluation.clips
-    embed = None
-    if frontend.kind == "vggish":
-        from coaudio.features.cache import vggish_embed
+    from coaudio.features.fixed import token_function
 
-        embed = vggish_embed(frontend.weights, frontend.pca)
+    embed = token_function(frontend)
     evaluation.stream = streaming_report(
         evaluation.model, [c.path for c in clips], [c.label for c in clips], frontend, compare_clips, embed
     )

@@ -11,13 +11,19 @@ working directory and after the data moved:
 Runs written before this layout stored only the paths as typed at training time (relative to
 the directory training ran in); those are tried as they are, then against the run folder,
 and ``--data DIR`` matches them by their longest trailing part that exists under ``DIR``.
+
+``split`` records how the files were divided (:class:`coaudio.data.split_plan.SplitMethod`):
+evaluation names it, and a resumed run re-reads exactly the recorded files.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coaudio.data.tracks import Track
@@ -39,17 +45,38 @@ class SplitFiles:
     searched: list[str]  # where missing files were looked for (for messages)
 
 
+# The training loop writes config.json (with data_record's part) before its first epoch; the
+# split's description reaches it through this variable, so that the loop's signature need not
+# know about splits and a run is never on disk without its split.
+_SPLIT: ContextVar[dict | None] = ContextVar("coaudio_split", default=None)
+
+
+@contextmanager
+def recording_split(method: dict | None) -> Iterator[None]:
+    """Within this block, :func:`data_record` (and so a run's config.json) records ``method``
+    (a :meth:`SplitMethod.to_dict`) as the run's ``split``."""
+    token = _SPLIT.set(method)
+    try:
+        yield
+    finally:
+        _SPLIT.reset(token)
+
+
 def data_record(root: Path, out: Path, splits: dict) -> dict:
     """What ``config.json`` stores to find the data again; ``splits`` maps a split name to
-    objects with ``path`` (as read at training time)."""
+    objects with ``path`` (as read at training time). Within :func:`recording_split`, also how
+    the split was made."""
     root = Path(os.path.abspath(root))
-    return {
+    record = {
         "data": {"root": str(root), "root_from_run": os.path.relpath(root, os.path.abspath(out))},
         "files": {
             name: [Path(os.path.relpath(os.path.abspath(c.path), root)).as_posix() for c in clips]
             for name, clips in splits.items()
         },
     }
+    if _SPLIT.get() is not None:
+        record["split"] = _SPLIT.get()
+    return record
 
 
 class RunFolder:
@@ -154,6 +181,41 @@ class RunFolder:
             return [str(data)]
         return [str(r) for r in self._roots()] or ["the working directory", str(self.path)]
 
+    @property
+    def split_method(self) -> dict:
+        """How the run's files were divided (``description`` says it in words)."""
+        recorded = self.config.get("split")
+        if isinstance(recorded, dict) and recorded.get("description"):
+            return recorded
+        return {
+            "method": "unknown",
+            "description": "not recorded (a run from before runs recorded their split)",
+        }
+
+    def recorded_split(self, root: str | Path):
+        """The run's own split (a :class:`coaudio.data.split_plan.Split`), its files looked up
+        under the dataset folder ``root``; None for a run that recorded no split. Resuming
+        with it trains on exactly the files the run started with."""
+        from coaudio.data.split_plan import Split, SplitError, SplitMethod
+
+        if "split" not in self.config:
+            return None
+        splits, missing = {}, []
+        for name in self.splits:
+            files = self.split_files(name, root)
+            splits[name] = files.found
+            missing += files.missing
+        if missing:
+            shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise SplitError(
+                f"{len(missing)} file(s) of the split of {self.path} are not under {root} ({shown}): a "
+                "resumed run trains on exactly its files; restore them, or start over with --force"
+            )
+        method = SplitMethod.from_dict(self.config["split"])
+        return Split(
+            splits, method, [f"resuming with the run's own split ({sum(map(len, splits.values()))} files)"]
+        )
+
     def data_hint(self) -> str:
         """Where training read its data, for messages."""
         root = self.config.get("data", {}).get("root")
@@ -198,6 +260,7 @@ class EvalSource:
     missing: list[str]  # recorded files that were not found
     eval_dir: Path
     default_cache: Path
+    split: dict = field(default_factory=dict)  # how the files were chosen (SplitMethod.to_dict)
 
 
 def run_source(run: RunFolder, split: str, data=None) -> tuple[EvalSource, SplitFiles]:
@@ -213,8 +276,9 @@ def run_source(run: RunFolder, split: str, data=None) -> tuple[EvalSource, Split
     except ConfigError as exc:
         raise RunError(f"{run.path / CONFIG}: {exc}") from None
     files = run.split_files(split, data)
+    method = run.split_method
     source = EvalSource(
-        f"{run.path} ({split} split",
+        f"{run.path} ({split} split: {method['description']}",
         split,
         checkpoint,
         recipe,
@@ -223,6 +287,7 @@ def run_source(run: RunFolder, split: str, data=None) -> tuple[EvalSource, Split
         files.missing,
         run.path / "eval",
         run.default_cache,
+        method,
     )
     return source, files
 
@@ -231,6 +296,7 @@ def folder_source(checkpoint: Path, folder: Path) -> EvalSource:
     """Every file of a labelled ``<label>/<files>`` folder, for a checkpoint (not a run folder):
     the folder's labels must be labels the model knows; the recipe comes from the checkpoint
     (its front end and window) with the default evaluation settings."""
+    from coaudio.data.split_plan import SplitMethod
     from coaudio.data.tracks import DatasetError, list_labelled
     from coaudio.models.checkpoint import frontend_of, read_metadata
     from coaudio.train.config import DataConfig, ModelShape, Recipe
@@ -249,8 +315,9 @@ def folder_source(checkpoint: Path, folder: Path) -> EvalSource:
     frontend = frontend_of(checkpoint, info)
     shape = ModelShape(token_dim=cfg.token_dim, embedder_width=cfg.embedder_width, encoder=cfg.encoder)
     recipe = Recipe(data=DataConfig(frontend=frontend), model=shape)
+    method = SplitMethod("folder", folder=str(folder)).to_dict()
     return EvalSource(
-        f"{checkpoint} (labelled folder {folder}",
+        f"{checkpoint} (split: {method['description']}",
         "folder",
         checkpoint,
         recipe,
@@ -259,4 +326,5 @@ def folder_source(checkpoint: Path, folder: Path) -> EvalSource:
         [],
         checkpoint.parent / "eval",
         checkpoint.parent / ".coaudio-cache",
+        method,
     )

@@ -230,8 +230,8 @@ def test_a_checkpoint_is_evaluated_on_a_labelled_folder(project, tmp_path):
     done = _coaudio("evaluate", checkpoint, "--data", "data", cwd=project)
     assert done.returncode == 0, done.stderr
     metrics = json.loads((project / "runs" / "a" / "eval" / "metrics-folder.json").read_text())
-    assert metrics["clips"] == 30 and "labelled folder data" in metrics["evaluated"]
-    assert "labelled folder data" in " ".join(done.stdout.split())
+    assert metrics["clips"] == 30 and "split: the folder data" in metrics["evaluated"]
+    assert "(split: the folder data;" in " ".join(done.stdout.split())
     alone = _coaudio("evaluate", checkpoint, cwd=project)
     assert alone.returncode == 1 and "--data DIR" in alone.stderr
     (tmp_path / "techno").mkdir()

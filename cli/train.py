@@ -50,6 +50,35 @@ Threads = Annotated[
 ]
 
 
+SplitsFile = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--splits",
+        metavar="FILE",
+        help="CSV with the header path,split (train, valid or test): each file's split. Paths relative "
+        "to ROOT (or the CSV's folder) or absolute; files it does not list are left out.",
+    ),
+]
+Group = Annotated[
+    Optional[str],
+    typer.Option(
+        "--group",
+        metavar="REGEX",
+        help="The first capture group, searched in each file's path relative to ROOT, names its "
+        "recording: recordings are split 80/10/10 (stratified by label, seeded), never their clips.",
+    ),
+]
+FoldCount = Annotated[
+    Optional[int],
+    typer.Option(
+        "--folds",
+        metavar="K",
+        help="K-fold cross-validation (K >= 2) by recording (--group) or by file: runs in "
+        "OUT/fold-1..K, then each fold's test accuracy, their mean and standard deviation (OUT/folds.json).",
+    ),
+]
+
+
 @app.command("folder")
 def folder_cli(
     root: Annotated[
@@ -63,18 +92,42 @@ def folder_cli(
     jobs: Jobs = 2,
     force: Force = False,
     threads: Threads = 0,
+    splits: SplitsFile = None,
+    group: Group = None,
+    folds: FoldCount = None,
 ) -> None:
-    """Train on any labelled folder tree; splits are seeded random 80/10/10."""
-    from coaudio.data.gtzan import random_split
-    from coaudio.data.tracks import DatasetError, list_labelled
+    """Train on any labelled folder tree. The split: --splits FILE, else ROOT/train|valid|test/
+    folders, else --group REGEX; without any, a seeded random 80/10/10 by file (which lets
+    clips of one recording straddle train and test). --folds K cross-validates."""
+    from coaudio.crossval import is_cross_validation
+    from coaudio.data.split_plan import SplitOptions, SplitUsageError, check_options
 
-    _check_out(out, resume, force)
+    options = SplitOptions(splits, group, folds)
     try:
-        tracks = list_labelled(root)
-    except DatasetError as exc:
-        fail(exc)
+        check_options(options, root)
+    except SplitUsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    run_options = RunOptions(root, resume, force, cache, jobs)
+    if folds is not None or (resume and is_cross_validation(out)):
+        from coaudio_cli.train_folds import cross_validate
+
+        cross_validate(out, options, lambda resuming: _recipe(recipe, set_, threads, resuming), run_options)
+        return
+    _check_out(out, resume, force)
     cfg = _recipe(recipe, set_, threads, out if resume else None)
-    _run(cfg, random_split(tracks, seed=cfg.train.seed), out, RunOptions(root, resume, force, cache, jobs))
+    _run(cfg, _folder_split(root, options, cfg.train.seed, out, resume), out, run_options)
+
+
+def _folder_split(root: Path, options, seed: int, out: Path, resume: bool):
+    """coaudio.runs.folder_split, any problem a one-line error."""
+    from coaudio.data.tracks import DatasetError
+    from coaudio.runs import folder_split
+    from coaudio.train.run import RunError
+
+    try:
+        return folder_split(root, options, seed, out, resume)
+    except (DatasetError, RunError) as exc:
+        fail(exc)
 
 
 @app.command("gtzan")
@@ -90,7 +143,8 @@ def gtzan_cli(
     threads: Threads = 0,
 ) -> None:
     """Train on GTZAN; data.split = filtered (fault-filtered 443/197/290) or random."""
-    from coaudio.data.gtzan import GTZANError, filtered_split, list_tracks, random_split
+    from coaudio.data.gtzan import GTZANError, list_tracks
+    from coaudio.data.split_plan import gtzan_split
 
     _check_out(out, resume, force)
     try:
@@ -98,10 +152,12 @@ def gtzan_cli(
     except GTZANError as exc:
         fail(exc)
     cfg = _recipe(recipe, set_, threads, out if resume else None)
-    splits = (
-        filtered_split(tracks) if cfg.data.split == "filtered" else random_split(tracks, seed=cfg.train.seed)
+    _run(
+        cfg,
+        gtzan_split(tracks, cfg.data.split, cfg.train.seed),
+        out,
+        RunOptions(root, resume, force, cache, jobs),
     )
-    _run(cfg, splits, out, RunOptions(root, resume, force, cache, jobs))
 
 
 def _recipe(spec: Optional[str], overrides: list[str], threads: int = 0, resuming: Optional[Path] = None):
@@ -161,41 +217,60 @@ class RunOptions:
     jobs: int
 
 
-def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
-    """coaudio.runs.train_run with rich progress, one-line errors and the resume command on Ctrl-C."""
-    from coaudio.runs import Callbacks, train_run
-    from coaudio.train.run import RunError
+class Reporter:
+    """Progress of one training run on stderr: the extraction spinner, a bar per epoch, a line
+    per finished epoch, notes; ``finished`` says how far it got (for the Ctrl-C message)."""
 
-    err = err_console(quiet=int(os.environ.get("RANK", "0")) != 0)  # torchrun: rank 0 reports
-    progress = Progress(
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    )
-    finished = {"epoch": 0, "stage": "extracting"}
-    task = progress.add_task("batches", total=None, epoch=1)
+    def __init__(self) -> None:
+        self.err = err_console(quiet=int(os.environ.get("RANK", "0")) != 0)  # torchrun: rank 0 reports
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=self.err,
+            disable=not self.err.is_terminal,
+        )
+        self.task = self.progress.add_task("batches", total=None, epoch=1)
+        self.finished = {"epoch": 0, "stage": "extracting"}
 
-    def on_epoch(report) -> None:
-        finished["epoch"] = report.epoch
-        progress.update(task, epoch=report.epoch + 1, completed=0)
-        err.print(
+    def restart(self) -> None:
+        """A new run (the next fold): its epochs count from 1 again."""
+        self.progress.stop()
+        self.finished.update(epoch=0, stage="extracting")
+        self.progress.update(self.task, epoch=1, completed=0, total=None)
+
+    def on_epoch(self, report) -> None:
+        self.finished["epoch"] = report.epoch
+        self.progress.update(self.task, epoch=report.epoch + 1, completed=0)
+        self.err.print(
             f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
             f"valid {report.valid_accuracy:.3f}",
             highlight=False,
         )
 
-    def on_batch(done: int, total: int) -> None:
-        if finished["stage"] != "training":  # started here, after the extraction spinner ended
-            finished["stage"] = "training"
-            progress.start()
-        progress.update(task, completed=done, total=total)
+    def on_batch(self, done: int, total: int) -> None:
+        if self.finished["stage"] != "training":  # started here, after the extraction spinner ended
+            self.finished["stage"] = "training"
+            self.progress.start()
+        self.progress.update(self.task, completed=done, total=total)
 
-    def note(text: str) -> None:
-        err.print(text, highlight=False, markup=False)
+    def note(self, text: str) -> None:
+        self.err.print(text, highlight=False, markup=False)
 
-    calls = Callbacks(note, lambda: err.status("extracting features"), on_epoch, on_batch)
+    def callbacks(self):
+        from coaudio.runs import Callbacks
+
+        return Callbacks(
+            self.note, lambda: self.err.status("extracting features"), self.on_epoch, self.on_batch
+        )
+
+
+def _run(cfg, track_splits, out: Path, options: RunOptions) -> None:
+    """coaudio.runs.train_run with rich progress, one-line errors and the resume command on Ctrl-C."""
+    from coaudio.runs import train_run
+    from coaudio.train.run import RunError
+
+    reporter = Reporter()
     try:
         result = train_run(
             cfg,
@@ -206,14 +281,14 @@ def _run(cfg, track_splits: dict, out: Path, options: RunOptions) -> None:
             options.force,
             options.cache,
             options.jobs,
-            calls,
+            reporter.callbacks(),
         )
     except RunError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        _interrupted(out, finished)
+        _interrupted(out, reporter.finished)
     finally:
-        progress.stop()
+        reporter.progress.stop()
     if result.trained and result.rank == 0:
         _final_table(result.recipe, result.splits, out)
 
@@ -241,7 +316,9 @@ def _final_table(cfg, splits: dict, out: Path) -> None:
     from coaudio.train.loop import accuracy
 
     model, _, info = load_checkpoint(out / "best.safetensors")
-    out_console().print(f"{out}: best checkpoint (epoch {info['epoch']})", highlight=False, soft_wrap=True)
+    out_console().print(
+        f"{out}: best checkpoint (epoch {info['epoch']})", highlight=False, markup=False, soft_wrap=True
+    )
     table = Table()  # the heading above is its own line: a title would wrap mid-path
     for column in ("split", "clips", "clip accuracy"):
         table.add_column(column, justify="right")

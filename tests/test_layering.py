@@ -1,4 +1,5 @@
-"""Imports read top-down: cli -> (train | online) -> models -> (features | data) -> foundations.
+"""Imports read top-down: cli -> crossval -> (runs | bench) -> (train | online) -> models ->
+(features | data) -> foundations.
 
 Every ``import`` in the library (also those inside functions) is parsed; an import of a
 package from a higher layer, or of a sibling in the same layer, fails the test with the file
@@ -29,6 +30,7 @@ LAYERS = [
     {"models"},
     {"train", "online"},  # siblings: neither imports the other
     {"bench", "runs"},  # bench measures train and online; runs orchestrates them
+    {"crossval"},  # K runs of coaudio.runs and their summary
 ]
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 CLI_ONLY = ("typer", "rich", "coaudio_cli")

@@ -149,3 +149,20 @@ def test_version_and_help():
     assert done.returncode == 0 and all(
         c in done.stdout for c in ("bench", "features", "data", "stream", "devices", "classify")
     )
+
+
+def test_bench_train_quick_compares_the_three_training_paths():
+    done = _run("bench", "train", "--quick", "--threads", "1", "--json", "-")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)["train"]
+    assert record["threads"] == 1 and record["epochs"] == 60
+    paths = [r["path"] for r in record["rows"]]
+    assert paths == [
+        "learned, per-window batches (before)",
+        "learned, shared batches",
+        "melstats (frozen tokens)",
+    ]
+    for row in record["rows"]:
+        assert row["windows_per_s"] > 0 and row["epoch_s"] > 0
+        assert row["run_min"] == pytest.approx(record["epochs"] * row["epoch_s"] / 60)
+    assert record["rows"][2]["caching_s"] >= 0

@@ -122,6 +122,8 @@ def test_group_regex_notes_and_errors(tmp_path):
     # the regex is searched in the path relative to the folder, so it may use the label folder
     by_folder = plan_split(root, SplitOptions(group=r"^([^/]+/rec\d+)"), seed=0)
     assert len({t.label for t in by_folder.splits["train"]}) == 2
+    across = plan_split(root, SplitOptions(group=r"(rec\d+)"), seed=0)  # rec00 of dog and cat: one
+    assert "note: 3 recording(s) hold files of more than one label" in " ".join(across.notes)
     with pytest.raises(DatasetError, match="matches none of the 19"):
         plan_split(root, SplitOptions(group=r"(nothing)"), seed=0)
     with pytest.raises(SplitUsageError, match="no capture group"):

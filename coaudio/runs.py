@@ -24,7 +24,7 @@ from coaudio import distributed
 from coaudio.config import ConfigError
 from coaudio.data.split_plan import Split, SplitError, SplitMethod, SplitOptions, plan_split
 from coaudio.threads import batch_threads, local_processes
-from coaudio.train.run import RunError, RunFolder, recording_split
+from coaudio.train.run import RunError, RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +156,17 @@ def train_run(
         + f"; {recipe.train.threads} torch thread(s)"
     )
     try:
-        with recording_split(plan.method.to_dict()):
-            train(
-                recipe,
-                splits,
-                labels,
-                out,
-                resume=resume,
-                on_epoch=calls.on_epoch,
-                on_batch=calls.on_batch,
-                data_root=data_root,
-            )
+        train(
+            recipe,
+            splits,
+            labels,
+            out,
+            resume=resume,
+            on_epoch=calls.on_epoch,
+            on_batch=calls.on_batch,
+            data_root=data_root,
+            split=plan.method.to_dict(),
+        )
     except ConfigError as exc:
         raise RunError(str(exc)) from None
     distributed.leave()  # not on errors: a failed rank must not wait at a barrier for the others

@@ -141,10 +141,12 @@ def train(
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     data_root: Path | None = None,
+    split: dict | None = None,
 ) -> list[dict]:
     """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history.
     ``data_root``: the dataset folder the clips came from (recorded so that evaluation can
-    find the files again from any directory; default: the clips' common folder)."""
+    find the files again from any directory; default: the clips' common folder); ``split``:
+    how the splits were made (a SplitMethod's dict), recorded in config.json."""
     rank, world = rank_and_world()
     out.mkdir(parents=True, exist_ok=True)
     opt = recipe.train
@@ -152,7 +154,7 @@ def train(
     set_threads(threads)
     log.info("training with %d torch thread(s)", threads)
     if rank == 0:
-        _write_config(out, recipe, labels, splits, resume, data_root)
+        _write_config(out, recipe, labels, splits, resume, data_root, split)
     frontend = to_dict(recipe.frontend)  # what streaming needs, stored in every checkpoint
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
@@ -301,7 +303,13 @@ def _parameter_spread(model) -> float:
 
 
 def _write_config(
-    out: Path, recipe: Recipe, labels: list[str], splits: dict, resume: bool, data_root: Path | None
+    out: Path,
+    recipe: Recipe,
+    labels: list[str],
+    splits: dict,
+    resume: bool,
+    data_root: Path | None,
+    split: dict | None,
 ) -> None:
     if data_root is None:
         every = [os.path.abspath(c.path) for clips in splits.values() for c in clips]
@@ -312,7 +320,7 @@ def _write_config(
         "splits": {name: [c.track_id for c in clips] for name, clips in splits.items()},
         "paths": {name: [os.path.abspath(c.path) for c in clips] for name, clips in splits.items()},
         "targets": {name: [c.label for c in clips] for name, clips in splits.items()},
-        **data_record(data_root, out, splits),
+        **data_record(data_root, out, splits, split),
     }
     path = out / "config.json"
     if resume and path.exists():

@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,24 +45,9 @@ class SplitFiles:
 # The training loop writes config.json (with data_record's part) before its first epoch; the
 # split's description reaches it through this variable, so that the loop's signature need not
 # know about splits and a run is never on disk without its split.
-_SPLIT: ContextVar[dict | None] = ContextVar("coaudio_split", default=None)
-
-
-@contextmanager
-def recording_split(method: dict | None) -> Iterator[None]:
-    """Within this block, :func:`data_record` (and so a run's config.json) records ``method``
-    (a :meth:`SplitMethod.to_dict`) as the run's ``split``."""
-    token = _SPLIT.set(method)
-    try:
-        yield
-    finally:
-        _SPLIT.reset(token)
-
-
-def data_record(root: Path, out: Path, splits: dict) -> dict:
+def data_record(root: Path, out: Path, splits: dict, split: dict | None = None) -> dict:
     """What ``config.json`` stores to find the data again; ``splits`` maps a split name to
-    objects with ``path`` (as read at training time). Within :func:`recording_split`, also how
-    the split was made."""
+    objects with ``path`` (as read at training time); ``split``: how the split was made."""
     root = Path(os.path.abspath(root))
     record = {
         "data": {"root": str(root), "root_from_run": os.path.relpath(root, os.path.abspath(out))},
@@ -74,8 +56,8 @@ def data_record(root: Path, out: Path, splits: dict) -> dict:
             for name, clips in splits.items()
         },
     }
-    if _SPLIT.get() is not None:
-        record["split"] = _SPLIT.get()
+    if split is not None:
+        record["split"] = split
     return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
@@ -227,32 +228,48 @@ class Reporter:
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
             console=self.err,
             disable=not self.err.is_terminal,
+            transient=True,  # the epoch lines stay; the bar goes when training ends
         )
-        self.task = self.progress.add_task("batches", total=None, epoch=1)
+        self.task = self.progress.add_task("batches", total=None, epoch=1, rate="")
         self.finished = {"epoch": 0, "stage": "extracting"}
+        self.epoch_started, self.windows, self.trained_s = 0.0, 0, 0.0
+        self.first_batch = (0.0, 0)  # when the epoch's first batch ended, and its windows
 
     def restart(self) -> None:
         """A new run (the next fold): its epochs count from 1 again."""
         self.progress.stop()
         self.finished.update(epoch=0, stage="extracting")
-        self.progress.update(self.task, epoch=1, completed=0, total=None)
+        self.progress.update(self.task, epoch=1, completed=0, total=None, rate="")
 
     def on_epoch(self, report) -> None:
         self.finished["epoch"] = report.epoch
-        self.progress.update(self.task, epoch=report.epoch + 1, completed=0)
+        self.progress.update(self.task, epoch=report.epoch + 1, completed=0, rate="")
+        rate = f", {self.windows / self.trained_s:.0f} windows/s" if self.trained_s > 0 else ""
+        now = time.perf_counter()
+        seconds = now - (self.epoch_started or now)
         self.err.print(
             f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
-            f"valid {report.valid_accuracy:.3f}",
+            f"valid {report.valid_accuracy:.3f} ({seconds:.1f} s{rate})",
             highlight=False,
         )
+        self.epoch_started = now  # the next epoch starts now (its first batch is under way)
 
-    def on_batch(self, done: int, total: int) -> None:
+    def on_batch(self, done: int, total: int, windows: int) -> None:
+        now = time.perf_counter()
         if self.finished["stage"] != "training":  # started here, after the extraction spinner ended
             self.finished["stage"] = "training"
+            self.epoch_started = now
             self.progress.start()
-        self.progress.update(self.task, completed=done, total=total)
+        if done == 1:  # windows/s counts from here: the first batch also paid for the epoch's set-up
+            self.first_batch = (now, windows)
+            self.windows, self.trained_s = 0, 0.0
+        else:
+            self.windows, self.trained_s = windows - self.first_batch[1], now - self.first_batch[0]
+        rate = f"{self.windows / self.trained_s:.0f} windows/s" if self.trained_s > 0 else ""
+        self.progress.update(self.task, completed=done, total=total, rate=rate)
 
     def note(self, text: str) -> None:
         self.err.print(text, highlight=False, markup=False)

@@ -139,11 +139,13 @@ def train(
     out: Path,
     resume: bool = False,
     on_epoch: Callable[[EpochReport], None] | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
     data_root: Path | None = None,
     split: dict | None = None,
 ) -> list[dict]:
     """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history.
+    ``on_epoch(report)`` after each epoch; ``on_batch(batches done, batches, windows done)``
+    during one (all ranks' windows).
     ``data_root``: the dataset folder the clips came from (recorded so that evaluation can
     find the files again from any directory; default: the clips' common folder); ``split``:
     how the splits were made (a SplitMethod's dict), recorded in config.json."""
@@ -279,7 +281,7 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
             dtype=torch.float64,
         )
         if on_batch is not None and rank == 0:
-            on_batch(n + 1, len(batches))
+            on_batch(n + 1, len(batches), sum(len(b) for b in batches[: n + 1]))
     if world > 1:
         import torch.distributed as dist
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,9 @@ def test_a_run_learns_and_leaves_a_complete_folder(dataset, tmp_path):
     assert done.returncode == 0, done.stderr
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert re.search(
+        r"epoch 4: loss [\d.]+, train [\d.]+, valid [\d.]+ \([\d.]+ s, \d+ windows/s\)", done.stderr
+    )
     assert history[-1]["train_accuracy"] > 0.6  # 5 classes: chance is 0.2
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[
         0

@@ -43,7 +43,7 @@ def _coaudio_recipes(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_both_recipes_are_shipped_and_load_strictly():
-    assert recipes.names() == ["gtzan", "synth"]
+    assert recipes.names() == ["gtzan", "gtzan-melstats", "synth"]
     for name in ("gtzan", "synth", "synth.toml"):
         with recipes.locate(name) as path:
             cfg = load(Recipe, path)
@@ -66,12 +66,12 @@ def test_descriptions_are_the_leading_comment():
 def test_unknown_names_list_the_shipped_ones(spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
-        recipes.RecipeNotFound, match=r"\(shipped: gtzan, synth; see coaudio recipes\)"
+        recipes.RecipeNotFound, match=r"\(shipped: gtzan, gtzan-melstats, synth; see coaudio recipes\)"
     ) as info:
         with recipes.locate(spec):
             pass
     assert isinstance(info.value, ConfigError) and "\n" not in str(info.value)
-    with pytest.raises(recipes.RecipeNotFound, match="shipped: gtzan, synth"):
+    with pytest.raises(recipes.RecipeNotFound, match="shipped: gtzan, gtzan-melstats, synth"):
         recipes.text("nope")
 
 
@@ -101,11 +101,11 @@ def test_train_cli_takes_a_recipe_name_outside_the_clone(tmp_path):
     # The recipe is found and loaded strictly; the bogus override then stops the run before any work.
     found = train("--recipe", "synth", "--set", "train.bogus=1")
     assert found.returncode == 1 and found.stderr.strip().splitlines() == [
-        "error: train.bogus: unknown key (known: batch_size, epochs, lr, seed, threads, weight_decay)"
+        "error: train.bogus: unknown key (known: augment, batch_size, epochs, label_smoothing, lr, patience, seed, threads, weight_decay)"
     ]
     unknown = train("--recipe", "recipes/synth.toml")  # a clone's path, but this is not a clone
     assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
-        "error: recipe 'recipes/synth.toml': no such file (shipped: gtzan, synth; see coaudio recipes)"
+        "error: recipe 'recipes/synth.toml': no such file (shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
     ]
     assert not (tmp_path / "run").exists()
 
@@ -114,7 +114,7 @@ def test_recipes_command_lists_and_shows(tmp_path):
     listed = _coaudio_recipes(tmp_path, "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [r["name"] for r in rows] == ["gtzan", "synth"]
+    assert [r["name"] for r in rows] == ["gtzan", "gtzan-melstats", "synth"]
     assert all(r["description"] and Path(r["location"]).is_file() for r in rows)
 
     table = _coaudio_recipes(tmp_path)
@@ -128,7 +128,7 @@ def test_recipes_command_lists_and_shows(tmp_path):
     missing = _coaudio_recipes(tmp_path, "show", "nope")
     assert missing.returncode == 1 and missing.stdout == ""
     assert missing.stderr.strip().splitlines() == [
-        "error: recipe 'nope': no shipped recipe of that name (shipped: gtzan, synth; see coaudio recipes)"
+        "error: recipe 'nope': no shipped recipe of that name (shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
     ]
 
 

@@ -269,3 +269,17 @@ def test_train_gtzan_on_a_gtzan_shaped_tree(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert len(config["labels"]) == 10 and sum(len(v) for v in config["splits"].values()) == 40
+
+
+@pytest.mark.parametrize("recipe", ["gtzan", "gtzan-melstats"])
+def test_the_shipped_gtzan_recipes_train_with_their_augmentation(dataset, tmp_path, recipe):
+    """Seconds-long versions of the real recipes: their augmentation, label smoothing and
+    early stopping run on the same code paths as a full run."""
+    done = _train(
+        dataset, tmp_path / recipe, 2, "--recipe", recipe, "--set", "model.encoder.layer.d_model=32"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.loads((tmp_path / recipe / "config.json").read_text())
+    augment = config["recipe"]["train"]["augment"]
+    assert augment["mixup"] > 0 if recipe == "gtzan-melstats" else augment["time_masks"] > 0
+    assert "epoch 2: loss" in done.stderr

@@ -253,7 +253,8 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
     batches = [windows[at : at + opt.batch_size] for at in range(0, len(windows), opt.batch_size)]
     batches = [b for b in batches if len(b) >= world]  # every rank needs at least one window
     for n, global_batch in enumerate(batches):
-        local = global_batch[rank::world]
+        # a contiguous share: a clip's windows stay on one rank, which embeds its patches once
+        local = global_batch[len(global_batch) * rank // world : len(global_batch) * (rank + 1) // world]
         b = shared_batch(splits["train"], local)
         tokens = b.tokens
         if model.cfg.inputs == "patches":

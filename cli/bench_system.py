@@ -78,11 +78,10 @@ def train_cli(json_out: Optional[str], quick: bool, threads: int) -> None:
         return
     shape = record["shape"]
     table = Table(
-        title=f"training on {shape['train']} + {shape['valid']} clips of {shape['tokens']} tokens, gtzan "
-        f"recipe, {record['windows_per_epoch']} windows per epoch, {record['threads']} thread(s), "
-        f"{_cpu_name()}"
+        title=f"training on {shape['train']} + {shape['valid']} clips of {shape['tokens']} tokens, "
+        f"{record['windows_per_epoch']} windows per epoch, {record['threads']} thread(s), {_cpu_name()}"
     )
-    for column in ["path", "windows/s", "epoch s", f"{record['epochs']} epochs, min", "vs before"]:
+    for column in ["recipe, path", "windows/s", "epoch s", "epochs", "full run, min", "vs before"]:
         table.add_column(column, justify="right")
     first = record["rows"][0]["epoch_s"]
     for r in record["rows"]:
@@ -91,6 +90,7 @@ def train_cli(json_out: Optional[str], quick: bool, threads: int) -> None:
             path,
             f"{r['windows_per_s']:.0f}",
             f"{r['epoch_s']:.1f}",
+            str(r["epochs"]),
             f"{r['run_min']:.1f}",
             f"{first / r['epoch_s']:.1f}x",
         )

@@ -5,17 +5,19 @@ The set has GTZAN's fault-filtered shape: 443 training and 197 validation clips 
 epoch takes does not depend on what the patches hold (decoding and log-mel extraction happen
 once, into the feature cache, and are timed by ``coaudio bench frontend``).
 
-Rows, each with the shipped ``gtzan`` recipe's model, windows per clip and batch size:
+Rows, each with a shipped recipe as ``--recipe NAME`` loads it (model, windows per clip,
+batch size, augmentation):
 
-* ``learned, per-window batches (before)``: what training did before shared batches: windows
+* ``gtzan, per-window batches (before)``: what training did before shared batches: windows
   in random order, every window's patches copied into a padded batch and embedded, padding
   included; timed over a few batches;
-* ``learned, shared batches``: one real epoch of :func:`coaudio.train.loop.train_epoch`
+* ``gtzan, shared batches``: one real epoch of :func:`coaudio.train.loop.train_epoch`
   (training plus validation): a clip's windows share a batch, and each patch is embedded once;
-* ``melstats (frozen tokens)``: the one-time token computation, then one real epoch that only
-  runs the transformer.
+* ``gtzan-melstats, frozen tokens``: the one-time token computation, then one real epoch that
+  only runs the transformer.
 
-A full run is projected as ``train.epochs`` x the epoch time (early stopping ends runs sooner).
+A full run is projected as the recipe's ``train.epochs`` x the epoch time (early stopping
+ends runs sooner).
 """
 
 from __future__ import annotations
@@ -36,22 +38,15 @@ GTZAN_SHAPE = {"train": 443, "valid": 197, "tokens": 117, "classes": 10}
 QUICK_SHAPE = {"train": 24, "valid": 10, "tokens": 40, "classes": 10}
 
 
-def gtzan_recipe(kind: str = "learned"):
-    """The shipped gtzan recipe, with the front end of ``kind``."""
+def shipped_recipe(name: str):
+    """A shipped recipe (``gtzan``, ``gtzan-melstats``), as ``--recipe NAME`` loads it."""
     import tomllib
-    from dataclasses import replace
 
     from coaudio import recipes
     from coaudio.config import from_dict
     from coaudio.train.config import Recipe
 
-    recipe = from_dict(Recipe, tomllib.loads(recipes.text("gtzan")))
-    if kind == recipe.frontend.kind:
-        return recipe
-    frontend = replace(recipe.frontend, kind=kind)
-    return replace(
-        recipe, data=replace(recipe.data, frontend=frontend), model=replace(recipe.model, token_dim=128)
-    )
+    return from_dict(Recipe, tomllib.loads(recipes.text(name)))
 
 
 def random_clips(shape: dict, seed: int = 0) -> dict[str, list[Clip]]:
@@ -120,7 +115,7 @@ def run(quick: bool = False, threads: int = 0) -> dict:
     shape = QUICK_SHAPE if quick else GTZAN_SHAPE
     threads = batch_threads(threads)
     set_threads(threads)
-    learned = gtzan_recipe("learned")
+    learned = shipped_recipe("gtzan")
     splits = random_clips(shape)
     before = per_window_rate(learned, splits["train"], shape["classes"], batches=2 if quick else 6)
     after = epoch_time(learned, splits, shape["classes"])
@@ -131,15 +126,16 @@ def run(quick: bool = False, threads: int = 0) -> dict:
     }
     caching_s = time.perf_counter() - started
     del splits
-    frozen = epoch_time(gtzan_recipe("melstats"), frozen_splits, shape["classes"])
-    epochs = learned.train.epochs
+    frozen_recipe = shipped_recipe("gtzan-melstats")
+    frozen = epoch_time(frozen_recipe, frozen_splits, shape["classes"])
     windows = shape["train"] * learned.data.windows_per_clip
     before_epoch = windows / before + after["valid_s"]  # validation was never per window
     rows = [
-        {"path": "learned, per-window batches (before)", "windows_per_s": before, "epoch_s": before_epoch},
-        {"path": "learned, shared batches", **after},
-        {"path": "melstats (frozen tokens)", **frozen, "caching_s": caching_s},
+        {"path": "gtzan, per-window batches (before)", "windows_per_s": before, "epoch_s": before_epoch},
+        {"path": "gtzan, shared batches", **after},
+        {"path": "gtzan-melstats, frozen tokens", **frozen, "caching_s": caching_s},
     ]
-    for row in rows:
-        row["run_min"] = epochs * row["epoch_s"] / 60
-    return {"shape": shape, "threads": threads, "epochs": epochs, "windows_per_epoch": windows, "rows": rows}
+    for row, recipe in zip(rows, (learned, learned, frozen_recipe)):
+        row["epochs"] = recipe.train.epochs
+        row["run_min"] = recipe.train.epochs * row["epoch_s"] / 60
+    return {"shape": shape, "threads": threads, "windows_per_epoch": windows, "rows": rows}

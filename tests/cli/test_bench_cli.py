@@ -155,14 +155,14 @@ def test_bench_train_quick_compares_the_three_training_paths():
     done = _run("bench", "train", "--quick", "--threads", "1", "--json", "-")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["train"]
-    assert record["threads"] == 1 and record["epochs"] == 60
+    assert record["threads"] == 1
     paths = [r["path"] for r in record["rows"]]
     assert paths == [
-        "learned, per-window batches (before)",
-        "learned, shared batches",
-        "melstats (frozen tokens)",
+        "gtzan, per-window batches (before)",
+        "gtzan, shared batches",
+        "gtzan-melstats, frozen tokens",
     ]
     for row in record["rows"]:
         assert row["windows_per_s"] > 0 and row["epoch_s"] > 0
-        assert row["run_min"] == pytest.approx(record["epochs"] * row["epoch_s"] / 60)
+        assert row["run_min"] == pytest.approx(row["epochs"] * row["epoch_s"] / 60)
     assert record["rows"][2]["caching_s"] >= 0

@@ -130,7 +130,8 @@ def train_run(
 ) -> TrainResult:
     """Train (or continue) the run in ``out`` on ``track_splits``: a :class:`Split` (its method
     is recorded in config.json and reported) or a plain dict name -> list of Track."""
-    from coaudio.train.loop import early_stop_reason, stale_epochs, train
+    from coaudio.train.loop import train
+    from coaudio.train.selection import early_stop_reason, stale_epochs
 
     calls = callbacks or Callbacks()
     plan = track_splits if isinstance(track_splits, Split) else Split(track_splits, SplitMethod("given"))
@@ -169,15 +170,17 @@ def train_run(
         )
     except ConfigError as exc:
         raise RunError(str(exc)) from None
-    if len(history) < recipe.train.epochs and stale_epochs(history) >= recipe.train.patience > 0:
-        calls.note(f"stopped early after epoch {len(history)}: {early_stop_reason(history)}")
+    select = recipe.train.select
+    if len(history) < recipe.train.epochs and stale_epochs(history, select) >= recipe.train.patience > 0:
+        calls.note(f"stopped early after epoch {len(history)}: {early_stop_reason(history, select)}")
     distributed.leave()  # not on errors: a failed rank must not wait at a barrier for the others
     return TrainResult(recipe, labels, splits, rank, trained=True)
 
 
 def _already_finished(recipe, labels: list[str], out: Path, resume: bool, note) -> bool:
     """--resume: refuse other settings before any work, and say what was found."""
-    from coaudio.train.loop import check_resumable, stopped_early
+    from coaudio.train.loop import check_resumable
+    from coaudio.train.selection import stopped_early
 
     if not resume:
         return False
@@ -188,7 +191,7 @@ def _already_finished(recipe, labels: list[str], out: Path, resume: bool, note) 
         finished = check_resumable(out, recipe, labels)
     except ConfigError as exc:
         raise RunError(str(exc)) from None
-    early = stopped_early(out, recipe.train.patience)
+    early = stopped_early(out, recipe.train.patience, recipe.train.select)
     if early is not None:
         note(
             f"{out} stopped early after epoch {finished}: {early}; nothing to train "

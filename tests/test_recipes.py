@@ -101,11 +101,13 @@ def test_train_cli_takes_a_recipe_name_outside_the_clone(tmp_path):
     # The recipe is found and loaded strictly; the bogus override then stops the run before any work.
     found = train("--recipe", "synth", "--set", "train.bogus=1")
     assert found.returncode == 1 and found.stderr.strip().splitlines() == [
-        "error: train.bogus: unknown key (known: augment, batch_size, epochs, label_smoothing, lr, patience, seed, threads, weight_decay)"
+        "error: train.bogus: unknown key (known: augment, batch_size, epochs, grad_clip, label_smoothing, "
+        "lr, patience, seed, select, threads, warmup_epochs, weight_decay)"
     ]
     unknown = train("--recipe", "recipes/synth.toml")  # a clone's path, but this is not a clone
     assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
-        "error: recipe 'recipes/synth.toml': no such file (shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
+        "error: recipe 'recipes/synth.toml': no such file "
+        "(shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
     ]
     assert not (tmp_path / "run").exists()
 
@@ -128,7 +130,8 @@ def test_recipes_command_lists_and_shows(tmp_path):
     missing = _coaudio_recipes(tmp_path, "show", "nope")
     assert missing.returncode == 1 and missing.stdout == ""
     assert missing.stderr.strip().splitlines() == [
-        "error: recipe 'nope': no shipped recipe of that name (shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
+        "error: recipe 'nope': no shipped recipe of that name "
+        "(shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
     ]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from coaudio.continual import EncoderConfig, LayerConfig
 from coaudio.features.frontend import FrontendConfig, migrate_data
 from coaudio.train.augment import AugmentConfig
+from coaudio.train.selection import SELECT
 
 SPLITS = ("random", "filtered")
 
@@ -55,13 +56,22 @@ class OptimConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 = auto (idle cores / processes, see coaudio.threads)
-    patience: int = 0  # stop after this many epochs without a better validation accuracy; 0 = never
+    patience: int = 0  # stop after this many epochs without a better validation score; 0 = never
+    select: str = "accuracy"  # the best epoch: validation "accuracy" or "loss" (coaudio.train.selection)
     label_smoothing: float = 0.0  # cross-entropy target smoothing (0 = one-hot targets)
+    grad_clip: float = (
+        1.0  # largest gradient norm per step (0 = no clipping); keeps a bad batch from derailing
+    )
+    warmup_epochs: int = 0  # learning rate grows linearly from 0 over these epochs' steps
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # see coaudio.train.augment
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "epochs", "batch_size")
-        _at_least(self, 0, "threads", "seed", "patience")
+        _at_least(self, 0, "threads", "seed", "patience", "warmup_epochs")
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}, got {self.select!r}")
+        if not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.lr > 0:  # also refuses NaN

@@ -4,7 +4,7 @@ Run folder::
 
     config.json        resolved recipe, labels, split sizes
     metrics.jsonl      one line per finished epoch (metrics.csv + curves.png when training ends)
-    best.safetensors   model checkpoint with the best validation accuracy
+    best.safetensors   model checkpoint of the best epoch on validation (train.select)
     last.safetensors   full training state (model, optimizer, RNG, epoch, history), written
                        atomically after every epoch; --resume continues from it
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from coaudio.train.augment import augment_patches, mixup_pairs
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip, evaluation_windows, shared_batch, training_windows
 from coaudio.train.run import data_record
+from coaudio.train.selection import best_epoch, early_stop_reason, score, stale_epochs
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "coaudio-train-state-1"
@@ -54,6 +56,7 @@ class EpochReport:
     loss: float
     train_accuracy: float
     valid_accuracy: float
+    valid_loss: float  # mean over clips of -log(probability of the clip's label)
 
 
 def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
@@ -91,11 +94,19 @@ def clip_predictions(
     return sums / torch.tensor([len(ws) for ws in per_clip]).unsqueeze(1)
 
 
-def accuracy(model: AudioClassifier, clips: list[Clip], recipe: Recipe) -> float:
+def validation(model: AudioClassifier, clips: list[Clip], recipe: Recipe) -> tuple[float, float]:
+    """Clip accuracy and clip loss (mean -log probability of the label); NaN without clips."""
     if not clips:
-        return float("nan")
-    predicted = clip_predictions(model, clips, recipe).argmax(dim=1)
-    return float((predicted == torch.tensor([c.label for c in clips])).float().mean())
+        return float("nan"), float("nan")
+    probs = clip_predictions(model, clips, recipe)
+    labels = torch.tensor([c.label for c in clips])
+    accuracy = float((probs.argmax(dim=1) == labels).float().mean())
+    loss = float(-probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean())
+    return accuracy, loss
+
+
+def accuracy(model: AudioClassifier, clips: list[Clip], recipe: Recipe) -> float:
+    return validation(model, clips, recipe)[0]
 
 
 def _save_state(path: Path, model, optimizer, epoch: int, best: float, history: list[dict]) -> None:
@@ -161,7 +172,7 @@ def train(
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    first_epoch, best, history = 0, -1.0, []
+    first_epoch, best, history = 0, -math.inf, []  # best: the score of the best epoch so far
     last = out / "last.safetensors"
     if resume and last.exists():
         first_epoch, best, history = _load_state(last, model, optimizer)
@@ -177,23 +188,23 @@ def train(
     )
     progress.advance(shown, first_epoch)
     for epoch in range(first_epoch, opt.epochs):
-        if stale_epochs(history) >= opt.patience > 0:
-            log.info("stopping early after epoch %d: %s", epoch, early_stop_reason(history))
+        if stale_epochs(history, opt.select) >= opt.patience > 0:
+            log.info("stopping early after epoch %d: %s", epoch, early_stop_reason(history, opt.select))
             break
         report = train_epoch(model, net, optimizer, splits, recipe, epoch, on_batch)
         progress.advance(shown, 1, loss=f"{report.loss:.4f}", valid=f"{report.valid_accuracy:.3f}")
         history.append(report.__dict__)
+        best = max(best, score(report.__dict__, opt.select))
         if rank == 0:
-            if report.valid_accuracy > best:
+            if best_epoch(history, opt.select) == len(history) - 1:
                 save_checkpoint(
                     out / "best.safetensors",
                     model,
                     labels,
                     {"epoch": epoch + 1, **report.__dict__, "frontend": frontend},
                 )
-            _save_state(last, model, optimizer, epoch + 1, max(best, report.valid_accuracy), history)
+            _save_state(last, model, optimizer, epoch + 1, best, history)
             write_text_atomically(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        best = max(best, report.valid_accuracy)
         if on_epoch is not None and rank == 0:
             on_epoch(report)
     progress.close(shown)
@@ -208,33 +219,6 @@ def train(
 
         save_training_curves(history, out / "curves.png", out / "metrics.csv")
     return history
-
-
-def stale_epochs(history: list[dict]) -> int:
-    """Epochs since the best validation accuracy (the first best counts; ties do not renew)."""
-    if not history:
-        return 0
-    accuracies = [h["valid_accuracy"] for h in history]
-    return len(accuracies) - 1 - accuracies.index(max(accuracies))
-
-
-def early_stop_reason(history: list[dict]) -> str:
-    """Why a run with ``train.patience`` ended before ``train.epochs``, in words."""
-    accuracies = [h["valid_accuracy"] for h in history]
-    best = accuracies.index(max(accuracies))
-    return (
-        f"no better validation accuracy for {stale_epochs(history)} epoch(s) "
-        f"(best {accuracies[best]:.3f} after epoch {best + 1})"
-    )
-
-
-def stopped_early(out: Path, patience: int) -> str | None:
-    """The reason the run in ``out`` stopped early under ``patience``, or None."""
-    path = out / "metrics.jsonl"
-    if patience <= 0 or not path.exists():
-        return None
-    history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return early_stop_reason(history) if stale_epochs(history) >= patience else None
 
 
 def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_batch) -> EpochReport:
@@ -252,6 +236,7 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
     totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, windows (this rank)
     batches = [windows[at : at + opt.batch_size] for at in range(0, len(windows), opt.batch_size)]
     batches = [b for b in batches if len(b) >= world]  # every rank needs at least one window
+    warmup_steps = opt.warmup_epochs * len(batches)  # linear learning-rate warm-up from 0
     for n, global_batch in enumerate(batches):
         # a contiguous share: a clip's windows stay on one rank, which embeds its patches once
         local = global_batch[len(global_batch) * rank // world : len(global_batch) * (rank + 1) // world]
@@ -272,6 +257,10 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
         loss = losses.sum() * (world / len(global_batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if opt.grad_clip > 0:  # after DDP's all-reduce: every rank clips the same gradient
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        for group in optimizer.param_groups:  # a pure function of the step: resume needs no state
+            group["lr"] = opt.lr * min(1.0, (epoch * len(batches) + n + 1) / max(1, warmup_steps))
         optimizer.step()
         totals += torch.tensor(
             [
@@ -287,9 +276,11 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
         import torch.distributed as dist
 
         dist.all_reduce(totals)
-    valid = accuracy(model, splits.get("valid", []), recipe)
+    valid_accuracy, valid_loss = validation(model, splits.get("valid", []), recipe)
     seen = max(float(totals[2]), 1.0)
-    return EpochReport(epoch + 1, float(totals[0]) / seen, float(totals[1]) / seen, valid)
+    return EpochReport(
+        epoch + 1, float(totals[0]) / seen, float(totals[1]) / seen, valid_accuracy, valid_loss
+    )
 
 
 def _parameter_spread(model) -> float:

@@ -16,7 +16,9 @@ def _pyplot():
 
 def save_training_curves(history: list[dict], png: Path, csv: Path) -> None:
     """Loss and accuracies per epoch, as CSV and as a two-panel PNG."""
-    columns = ["epoch", "loss", "train_accuracy", "valid_accuracy"]
+    columns = [
+        c for c in ("epoch", "loss", "train_accuracy", "valid_accuracy", "valid_loss") if c in history[0]
+    ]
     csv.write_text(
         ",".join(columns)
         + "\n"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from coaudio.config import from_dict
 from coaudio.features.fixed import patch_stats
 from coaudio.train.config import Recipe
 from coaudio.train.data import Clip
-from coaudio.train.loop import stale_epochs, stopped_early, train
+from coaudio.train.loop import train
+from coaudio.train.selection import stale_epochs, stopped_early
 
 
 def _recipe(**train_options) -> Recipe:
@@ -66,3 +68,29 @@ def test_melstats_tokens_are_band_means_and_deviations():
     assert tokens.shape == (3, 128)
     torch.testing.assert_close(tokens[:, :64], patches.mean(dim=1))
     torch.testing.assert_close(tokens[:, 64:], patches.std(dim=1, correction=0))
+
+
+def test_selecting_on_loss_keeps_the_lowest_validation_loss():
+    from coaudio.train.selection import best_epoch, early_stop_reason
+
+    history = [
+        {"epoch": e + 1, "valid_accuracy": a, "valid_loss": loss}
+        for e, (a, loss) in enumerate([(0.5, 1.2), (0.7, 1.0), (0.6, 0.8), (0.7, 0.9)])
+    ]
+    assert best_epoch(history, "accuracy") == 1 and best_epoch(history, "loss") == 2
+    assert stale_epochs(history, "loss") == 1
+    assert early_stop_reason(history, "loss") == (
+        "no better validation loss for 1 epoch(s) (best 0.800 after epoch 3)"
+    )
+    with pytest.raises(ValueError, match="select must be one of"):
+        _recipe(select="f1")
+    with pytest.raises(ValueError, match="grad_clip must be >= 0"):
+        _recipe(grad_clip=-1.0)
+
+
+def test_warm_up_and_loss_selection_train_and_write_valid_loss(tmp_path):
+    splits = {"train": _clips(12, 0), "valid": _clips(6, 1)}
+    recipe = _recipe(epochs=3, warmup_epochs=2, select="loss")
+    history = train(recipe, splits, ["a", "b", "c"], tmp_path / "run", data_root=tmp_path)
+    assert all(h["valid_loss"] > 0 for h in history)
+    assert "valid_loss" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]

@@ -70,7 +70,7 @@ def test_a_run_learns_and_leaves_a_complete_folder(dataset, tmp_path):
     assert history[-1]["train_accuracy"] > 0.6  # 5 classes: chance is 0.2
     assert (tmp_path / "run" / "metrics.csv").read_text().splitlines()[
         0
-    ] == "epoch,loss,train_accuracy,valid_accuracy"
+    ] == "epoch,loss,train_accuracy,valid_accuracy,valid_loss"
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 5
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     config = json.loads((tmp_path / "run" / "config.json").read_text())

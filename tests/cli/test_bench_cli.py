@@ -166,3 +166,20 @@ def test_bench_train_quick_compares_the_three_training_paths():
         assert row["windows_per_s"] > 0 and row["epoch_s"] > 0
         assert row["run_min"] == pytest.approx(row["epochs"] * row["epoch_s"] / 60)
     assert record["rows"][2]["caching_s"] >= 0
+
+
+@pytest.mark.parametrize("command", [["train", "--quick"], ["startup", "--quick"], ["frontend"]])
+def test_an_unwritable_json_path_is_refused_before_benchmarking(tmp_path, capsys, command):
+    """The benchmark takes seconds to minutes: a bad --json must stop it before, in one line."""
+    import time
+
+    from coaudio_cli.main import run
+
+    for bad, why in [(tmp_path / "missing" / "x.json", "does not exist"), (tmp_path, "is a folder")]:
+        started = time.perf_counter()
+        status = run(["bench", *command, "--json", str(bad)])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+        assert why in lines[0] and "internal error" not in err
+        assert time.perf_counter() - started < 2  # nothing was benchmarked

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +75,34 @@ def _digest_of(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class CacheError(ValueError):
+    """A feature cache folder that cannot be used (a file, or a folder that cannot be made)."""
+
+
+def check_cache(cache: str | Path, name: str = "feature cache", create: bool = True) -> Path:
+    """``cache`` as a usable folder, made if missing (``create``; else only checked that it
+    could be). Raises :class:`CacheError` saying why not (``name`` names it in the message,
+    e.g. ``--cache``), so that a bad cache is one error before any work instead of a failure
+    for every file."""
+    cache = Path(cache)
+    if cache.exists() and not cache.is_dir():
+        raise CacheError(f"{name} {cache}: not a folder")
+    if not create:
+        above = next((p for p in cache.absolute().parents if p.exists()), None)
+        if cache.is_dir() or above is None:
+            return cache
+        if not above.is_dir():
+            raise CacheError(f"{name} {cache}: cannot create it ({above} is not a folder)")
+        if not os.access(above, os.W_OK | os.X_OK):
+            raise CacheError(f"{name} {cache}: cannot create it ({above} is not writable)")
+        return cache
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"{name} {cache}: cannot create it ({exc.strerror or exc})") from None
+    return cache
 
 
 def file_key(path: Path) -> str:
@@ -197,6 +226,7 @@ def extract(
     """Extract features of ``files`` into ``cache`` with ``jobs`` processes. Without an
     ``on_done`` callback (and with ``bar``), a tqdm bar shows the progress (:mod:`coaudio.progress`)."""
     config.key()  # fail early on unreadable weight files, before any worker starts
+    check_cache(cache)  # one error, not a failed outcome per file
     summary = Summary()
     shown = progress.bar(len(files), "features", "file", enabled=on_done is None and bar)
     try:
@@ -212,13 +242,26 @@ def extract(
     return summary
 
 
+def _needs_work(audio: Path, cache: Path, config: FeatureConfig) -> bool:
+    """Whether ``audio`` has no cache entry yet (a file that cannot be looked up fails fast in
+    process, so it needs no worker either)."""
+    try:
+        return not entry_path(cache, config, audio).exists()
+    except OSError:
+        return False
+
+
 def _run(files: list[Path], cache: Path, config: FeatureConfig, jobs: int) -> Iterator[Outcome]:
-    if jobs <= 1 or len(files) <= 1:
+    """Outcomes in the order of ``files``. Cached entries are read here; worker processes
+    (seconds to start) are started only when two or more files need extracting."""
+    todo = [f for f in files if _needs_work(f, cache, config)]
+    if jobs <= 1 or len(todo) <= 1:
         for f in files:
             yield extract_one(f, cache, config)
         return
     # spawn, not fork: forking a process that has started torch's thread pools can hang
     with worker_pool(jobs) as pool:
-        n = len(files)
-        for future in pool.submit_all(extract_one, files, [cache] * n, [config] * n):
-            yield future.result()
+        n = len(todo)
+        futures = dict(zip(todo, pool.submit_all(extract_one, todo, [cache] * n, [config] * n)))
+        for f in files:
+            yield futures[f].result() if f in futures else extract_one(f, cache, config)

@@ -48,7 +48,9 @@ def evaluate_cli(
     Results go to eval/ beside the checkpoint and are only written when every step succeeded."""
     from coaudio.runs import evaluate_batch, evaluation_source, write_evaluation
     from coaudio.train.run import RunError
+    from coaudio_cli.cache_option import check_cache_option
 
+    check_cache_option(cache)  # before any work: not one failure per clip
     err, out = err_console(), out_console()
 
     def note(text: str) -> None:

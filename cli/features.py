@@ -59,7 +59,7 @@ def features_cli(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per file on stdout.")] = False,
 ) -> None:
     """Extract features into an on-disk cache; re-running only does new or changed files."""
-    from coaudio.features.cache import FeatureConfig, extract, find_audio
+    from coaudio.features.cache import CacheError, FeatureConfig, check_cache, extract, find_audio
 
     err = err_console()
     try:
@@ -70,6 +70,10 @@ def features_cli(
             vggish_pca=str(vggish_pca or ""),
         )
     except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        check_cache(cache, "--cache", create=False)
+    except CacheError as exc:
         raise typer.BadParameter(str(exc)) from None
     missing = [p for p in paths if not p.exists()]
     if missing:

@@ -99,9 +99,10 @@ def _fold_line(result) -> None:
 def _summary(cv, out: Path) -> None:
     console = out_console()
     description = cv.folds.method().describe()
+    std = "n/a" if cv.std is None else f"{cv.std:.3f}"  # undefined over one fold
     console.print(
         f"{out}: {len(cv.results)} of {cv.folds.count} folds, split: {description}; test accuracy "
-        f"{cv.mean:.3f} +/- {cv.std:.3f} (mean +/- sample standard deviation over folds)",
+        f"{cv.mean:.3f} +/- {std} (mean +/- sample standard deviation over folds)",
         highlight=False,
         markup=False,
         soft_wrap=True,
@@ -113,5 +114,5 @@ def _summary(cv, out: Path) -> None:
         counts = [str(r.sizes.get(name, 0)) for name in ("train", "valid", "test")]
         table.add_row(str(r.fold), *counts, f"{r.accuracy:.3f}", end_section=r is cv.results[-1])
     table.add_row("mean", "", "", "", f"{cv.mean:.3f}")
-    table.add_row("std", "", "", "", f"{cv.std:.3f}")
+    table.add_row("std", "", "", "", std)
     console.print(table)

@@ -4,11 +4,13 @@
 fold k tests on part k of :class:`coaudio.data.kfold.Folds`. ``OUT/folds.json`` is written
 first with the folds themselves (the files of each part), so that a resumed cross-validation
 re-reads exactly those, and again after every fold with its test accuracy; at the end it holds
-their mean and standard deviation. Every write is atomic.
+their mean and standard deviation (null over fewer than two folds). Every write is atomic.
 
 Resuming continues each fold as a single run resumes (:func:`coaudio.runs.train_run`): finished
 folds train nothing, and their test results are read back from their ``eval/`` when newer than
-their best checkpoint.
+their best checkpoint. A resume never loses what ``folds.json`` holds: it is rewritten only
+when a fold's result differs from the recorded one, and keeps the recorded results of the
+folds not reached yet, so a refused, failed or interrupted resume leaves it as it was.
 """
 
 from __future__ import annotations
@@ -67,9 +69,14 @@ class CrossValidation:
         return statistics.fmean(self.accuracies) if self.results else float("nan")
 
     @property
-    def std(self) -> float:
-        """Sample standard deviation (n - 1) of the folds' test accuracies."""
-        return statistics.stdev(self.accuracies) if len(self.results) > 1 else 0.0
+    def std(self) -> float | None:
+        """Sample standard deviation (n - 1) of the folds' test accuracies; None (undefined)
+        over fewer than two folds."""
+        return _std(self.accuracies)
+
+
+def _std(accuracies: list[float]) -> float | None:
+    return statistics.stdev(accuracies) if len(accuracies) > 1 else None
 
 
 @dataclass
@@ -136,7 +143,10 @@ def run_cross_validation(
     if force:
         _clear_stale_folds(out, folds.count)
     done = CrossValidation(folds, [])
-    _write_record(out, done)  # first: a resume must find the folds even if fold 1 never ends
+    # a resume keeps the recorded results until their folds are done again
+    earlier = _recorded_results(out) if resume and not force else {}
+    if not (resume and is_cross_validation(out)):
+        _write_record(out, done)  # first: a resume must find the folds even if fold 1 never ends
     for fold in range(1, folds.count + 1):
         on_fold.start(fold, folds.count)
         run = fold_dir(out, fold)
@@ -144,7 +154,7 @@ def run_cross_validation(
         if trained.rank != 0:  # under torchrun, rank 0 evaluates and reports
             continue
         done.results.append(_fold_result(fold, run, trained.trained, cache, calls.note))
-        _write_record(out, done)
+        _write_record(out, done, earlier)
         on_fold.done(done.results[-1])
     return done
 
@@ -163,29 +173,57 @@ def _fold_result(fold: int, run: Path, trained: bool, cache: Path | None, note) 
     return FoldResult(fold, run, trained, sizes, evaluation.document, evaluation)
 
 
-def _write_record(out: Path, done: CrossValidation) -> None:
+def _recorded_results(out: Path) -> dict[int, dict]:
+    """The results ``folds.json`` holds, by fold ({} when there is none or it is unreadable)."""
+    try:
+        results = json.loads((Path(out) / FOLDS_FILE).read_text())["results"]
+        return {int(r["fold"]): r for r in results if isinstance(r.get("test_accuracy"), (int, float))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _write_record(out: Path, done: CrossValidation, earlier: dict[int, dict] | None = None) -> None:
+    """``folds.json``: the folds, this run's results and, for folds it has not reached, the
+    ``earlier`` recorded ones. Written atomically, and only when its contents change."""
     folds = done.folds
+    results = {
+        r.fold: {
+            "fold": r.fold,
+            "run": r.run.name,
+            "split": r.document.get("split_method"),
+            "clips": r.sizes,
+            "checkpoint_epoch": r.document.get("checkpoint_epoch"),
+            "test_accuracy": r.accuracy,
+        }
+        for r in done.results
+    }
+    for fold, entry in (earlier or {}).items():
+        if 1 <= fold <= folds.count:
+            results.setdefault(fold, entry)
+    entries = [results[fold] for fold in sorted(results)]
+    accuracies = [entry["test_accuracy"] for entry in entries]
     document = {
         "folds": folds.count,
         "split": folds.method().to_dict(),
         "data_root": str(folds.root.absolute()),
         "assignment": folds.assignment(),
-        "results": [
-            {
-                "fold": r.fold,
-                "run": r.run.name,
-                "split": r.document.get("split_method"),
-                "clips": r.sizes,
-                "checkpoint_epoch": r.document.get("checkpoint_epoch"),
-                "test_accuracy": r.accuracy,
-            }
-            for r in done.results
-        ],
-        "test_accuracy": {"mean": done.mean, "std": done.std, "folds": len(done.results)}
-        if done.results
+        "results": entries,
+        "test_accuracy": {
+            "mean": statistics.fmean(accuracies),
+            "std": _std(accuracies),
+            "folds": len(entries),
+        }
+        if entries
         else None,
     }
-    write_text_atomically(out / FOLDS_FILE, json.dumps(document, indent=1) + "\n")
+    text = json.dumps(document, indent=1) + "\n"
+    path = out / FOLDS_FILE
+    try:
+        if path.read_text() == text:
+            return  # nothing changed (a resume that read a finished fold back)
+    except OSError:
+        pass
+    write_text_atomically(path, text)
 
 
 def _clear_stale_folds(out: Path, count: int) -> None:

@@ -25,8 +25,8 @@ RecipeFile = Annotated[
     typer.Option(
         "--recipe",
         metavar="NAME|FILE",
-        help="Recipe TOML file, or a shipped recipe's name (synth, gtzan; see coaudio recipes); "
-        "default: built-in defaults.",
+        help="Recipe TOML file, or a shipped recipe's name (synth, gtzan, gtzan-melstats; see "
+        "coaudio recipes); default: built-in defaults.",
     ),
 ]
 Overrides = Annotated[
@@ -235,39 +235,39 @@ class Reporter:
         )
         self.task = self.progress.add_task("batches", total=None, epoch=1, rate="")
         self.finished = {"epoch": 0, "stage": "extracting"}
-        self.epoch_started, self.windows, self.trained_s = 0.0, 0, 0.0
-        self.first_batch = (0.0, 0)  # when the epoch's first batch ended, and its windows
+        self.epoch_started, self.windows, self.trained_s = 0.0, 0, 0.0  # this epoch's clock and rate
 
     def restart(self) -> None:
         """A new run (the next fold): its epochs count from 1 again."""
-        self.progress.stop()
+        self.stop()
         self.finished.update(epoch=0, stage="extracting")
         self.progress.update(self.task, epoch=1, completed=0, total=None, rate="")
+
+    def stop(self) -> None:
+        """Take the bar off the screen (before a result, an error or the Ctrl-C message)."""
+        self.progress.stop()
 
     def on_epoch(self, report) -> None:
         self.finished["epoch"] = report.epoch
         self.progress.update(self.task, epoch=report.epoch + 1, completed=0, rate="")
+        seconds = time.perf_counter() - self.epoch_started
         rate = f", {self.windows / self.trained_s:.0f} windows/s" if self.trained_s > 0 else ""
-        now = time.perf_counter()
-        seconds = now - (self.epoch_started or now)
         self.err.print(
             f"epoch {report.epoch}: loss {report.loss:.4f}, train {report.train_accuracy:.3f}, "
             f"valid {report.valid_accuracy:.3f} ({seconds:.1f} s{rate})",
             highlight=False,
         )
-        self.epoch_started = now  # the next epoch starts now (its first batch is under way)
 
     def on_batch(self, done: int, total: int, windows: int) -> None:
+        """Called with done = 0 before an epoch's first batch, then after every batch."""
         now = time.perf_counter()
         if self.finished["stage"] != "training":  # started here, after the extraction spinner ended
             self.finished["stage"] = "training"
-            self.epoch_started = now
             self.progress.start()
-        if done == 1:  # windows/s counts from here: the first batch also paid for the epoch's set-up
-            self.first_batch = (now, windows)
-            self.windows, self.trained_s = 0, 0.0
+        if done == 0:  # the epoch's clock starts: training, then validation until on_epoch
+            self.epoch_started, self.windows, self.trained_s = now, 0, 0.0
         else:
-            self.windows, self.trained_s = windows - self.first_batch[1], now - self.first_batch[0]
+            self.windows, self.trained_s = windows, now - self.epoch_started
         rate = f"{self.windows / self.trained_s:.0f} windows/s" if self.trained_s > 0 else ""
         self.progress.update(self.task, completed=done, total=total, rate=rate)
 
@@ -301,11 +301,12 @@ def _run(cfg, track_splits, out: Path, options: RunOptions) -> None:
             reporter.callbacks(),
         )
     except RunError as exc:
+        reporter.stop()
         fail(exc)
     except KeyboardInterrupt:
+        reporter.stop()  # first: the message must not land on (or under) a live bar
         _interrupted(out, reporter.finished)
-    finally:
-        reporter.progress.stop()
+    reporter.stop()
     if result.trained and result.rank == 0:
         _final_table(result.recipe, result.splits, out)
 

@@ -8,6 +8,7 @@ Overrides look like ``train.lr=3e-4`` and their values are TOML literals (``true
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -63,6 +64,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return float(value)
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is float and not math.isfinite(value):  # no setting means anything at inf or nan
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     return value
 
 

@@ -78,6 +78,11 @@ def _shipped_file(name: str, problem: str = "no shipped recipe of that name") ->
     raise RecipeNotFound(f"recipe {name!r}: {problem} {_known(files)}")
 
 
+def _shipped_name(spec: str) -> bool:
+    files = _files()
+    return spec in files or spec.removesuffix(".toml") in files
+
+
 def _known(files: dict[str, Traversable]) -> str:
     """The tail of a lookup error: which names would have worked."""
     return f"(shipped: {', '.join(files) or 'none'}; see coaudio recipes)"
@@ -99,7 +104,9 @@ def locate(spec: str | Path) -> Iterator[Path]:
     if path.is_file():
         yield path
         return
-    if path.exists():
+    # a folder is never a recipe: `--recipe gtzan` run beside a dataset folder called gtzan
+    # means the shipped recipe
+    if path.exists() and not (path.is_dir() and path.name == str(spec) and _shipped_name(str(spec))):
         raise RecipeNotFound(f"recipe {str(spec)!r}: not a file")
     if path.name != str(spec):  # a path with folders that is not there: not a name either
         raise RecipeNotFound(f"recipe {str(spec)!r}: no such file {_known(_files())}")

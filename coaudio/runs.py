@@ -194,8 +194,9 @@ def _already_finished(recipe, labels: list[str], out: Path, resume: bool, note) 
     early = stopped_early(out, recipe.train.patience, recipe.train.select)
     if early is not None:
         note(
-            f"{out} stopped early after epoch {finished}: {early}; nothing to train "
-            "(to train on, resume with a larger --set train.patience=N, or 0 for no early stopping)"
+            f"{out}: nothing to train with train.patience = {recipe.train.patience} after epoch "
+            f"{finished} ({early}); to train on, resume with a larger --set train.patience=N, or 0 "
+            "for no early stopping"
         )
         return True
     if finished >= recipe.train.epochs:

@@ -143,3 +143,15 @@ def test_the_recipes_modules_leave_torch_alone():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_folder_named_like_a_shipped_recipe_does_not_hide_it(tmp_path, monkeypatch):
+    """`coaudio train gtzan gtzan --recipe gtzan`, run beside the dataset folder gtzan."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gtzan").mkdir()
+    (tmp_path / "notes").mkdir()
+    with recipes.locate("gtzan") as found:
+        assert found.read_text() == recipes.text("gtzan")
+    with pytest.raises(recipes.RecipeNotFound, match="'notes': not a file"):
+        with recipes.locate("notes"):
+            pass

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from coaudio.features.logmel import LOG_OFFSET
+from coaudio.features.logmel import LOG_OFFSET, N_MELS, PATCH_FRAMES
+
+MAX_DB = 40.0  # gain and EQ beyond this no longer model a recording's level
 
 
 @dataclass(frozen=True)
@@ -37,16 +39,28 @@ class AugmentConfig:
     mixup: float = 0.0  # alpha of the Beta(alpha, alpha) mixing weights; 0 = off
 
     def __post_init__(self) -> None:
-        for name in ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bands"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("gain_db", "eq_db", "mixup"):
-            if not getattr(self, name) >= 0:  # also refuses NaN
-                raise ValueError(f"augment.{name} must be >= 0, got {getattr(self, name)}")
+        limits = {  # the widest a mask can be: a patch's frames and bands; levels within reason
+            "time_masks": 16,
+            "time_mask_frames": PATCH_FRAMES,
+            "freq_masks": 16,
+            "freq_mask_bands": N_MELS,
+            "gain_db": MAX_DB,
+            "eq_db": MAX_DB,
+            "mixup": 10.0,
+        }
+        for name, highest in limits.items():
+            value = getattr(self, name)
+            if not 0 <= value <= highest:  # also refuses NaN
+                raise ValueError(f"{name} must be in [0, {highest}], got {value}")
 
     @property
     def changes_patches(self) -> bool:
-        return bool(self.time_masks or self.freq_masks or self.gain_db or self.eq_db)
+        return bool(self.patch_settings())
+
+    def patch_settings(self) -> list[str]:
+        """The settings in use that change log-mel patches (all but mixup)."""
+        names = ("time_masks", "freq_masks", "gain_db", "eq_db")
+        return [f"train.augment.{n} = {getattr(self, n)}" for n in names if getattr(self, n)]
 
 
 def augment_patches(patches: Tensor, owner: Tensor, cfg: AugmentConfig, generator: torch.Generator) -> Tensor:

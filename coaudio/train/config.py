@@ -94,8 +94,9 @@ class Recipe:
             )
         if self.train.augment.changes_patches and self.frontend.model_inputs != "patches":
             raise ValueError(
-                f"train.augment masks, gain and EQ change log-mel patches; the {self.frontend.kind} "
-                "front end's tokens are computed once, so only train.augment.mixup applies to it"
+                f"{', '.join(self.train.augment.patch_settings())}: masks, gain and EQ change log-mel "
+                f"patches, but the {self.frontend.kind} front end's tokens are computed once; set "
+                "them to 0 (only train.augment.mixup applies; --recipe gtzan-melstats does this)"
             )
         width = self.data.frontend.token_dim
         if width is not None and self.model.token_dim != width:

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = "coaudio-train-state-1"
 
 
+class TrainingDiverged(ConfigError):
+    """The loss or the gradient stopped being a finite number: nothing more can be learned."""
+
+
 @dataclass
 class EpochReport:
     epoch: int
@@ -156,7 +160,7 @@ def train(
 ) -> list[dict]:
     """Train on ``splits["train"]``, select on ``splits["valid"]``; returns the history.
     ``on_epoch(report)`` after each epoch; ``on_batch(batches done, batches, windows done)``
-    during one (all ranks' windows).
+    before an epoch's first batch (0 done) and after every batch (all ranks' windows).
     ``data_root``: the dataset folder the clips came from (recorded so that evaluation can
     find the files again from any directory; default: the clips' common folder); ``split``:
     how the splits were made (a SplitMethod's dict), recorded in config.json."""
@@ -237,6 +241,8 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
     batches = [windows[at : at + opt.batch_size] for at in range(0, len(windows), opt.batch_size)]
     batches = [b for b in batches if len(b) >= world]  # every rank needs at least one window
     warmup_steps = opt.warmup_epochs * len(batches)  # linear learning-rate warm-up from 0
+    if on_batch is not None and rank == 0:
+        on_batch(0, len(batches), 0)  # the epoch starts
     for n, global_batch in enumerate(batches):
         # a contiguous share: a clip's windows stay on one rank, which embeds its patches once
         local = global_batch[len(global_batch) * rank // world : len(global_batch) * (rank + 1) // world]
@@ -257,8 +263,14 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
         loss = losses.sum() * (world / len(global_batch))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if opt.grad_clip > 0:  # after DDP's all-reduce: every rank clips the same gradient
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        # after DDP's all-reduce every rank sees the same gradient: they clip, and stop, alike
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip or math.inf)
+        if not (math.isfinite(norm) and math.isfinite(loss.item())):
+            raise TrainingDiverged(
+                f"the training loss became {loss.item()} in epoch {epoch + 1} (batch {n + 1}): the "
+                "learning rate, the augmentation or the data are too extreme; the run keeps its "
+                f"last finished epoch ({epoch}), nothing of this one was saved"
+            )
         for group in optimizer.param_groups:  # a pure function of the step: resume needs no state
             group["lr"] = opt.lr * min(1.0, (epoch * len(batches) + n + 1) / max(1, warmup_steps))
         optimizer.step()
@@ -338,7 +350,7 @@ def check_resumable(out: Path, recipe: Recipe, labels: list[str]) -> int:
     if changed:
         raise ConfigError(
             f"{out} was trained with other settings ({changed}); resume with the run's "
-            "settings (only train.epochs may change), or use a new --out"
+            "settings (only train.epochs and train.patience may change), or use a new --out"
         )
     return finished_epochs(out)
 

@@ -94,3 +94,16 @@ def test_warm_up_and_loss_selection_train_and_write_valid_loss(tmp_path):
     history = train(recipe, splits, ["a", "b", "c"], tmp_path / "run", data_root=tmp_path)
     assert all(h["valid_loss"] > 0 for h in history)
     assert "valid_loss" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_epoch(tmp_path):
+    from coaudio.config import ConfigError
+    from coaudio.train.loop import TrainingDiverged
+
+    splits = {"train": _clips(12, 0), "valid": _clips(6, 1)}
+    with pytest.raises(TrainingDiverged, match=r"the training loss became (nan|inf) in epoch \d+"):
+        train(_recipe(epochs=5, lr=1e30), splits, ["a", "b", "c"], tmp_path / "run", data_root=tmp_path)
+    with pytest.raises(ConfigError, match="expected a finite number"):
+        _recipe(lr=float("inf"))
+    with pytest.raises(ValueError, match=r"gain_db must be in \[0, 40.0\]"):
+        from_dict(Recipe, {"train": {"augment": {"gain_db": 1000.0}}})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coaudio.data.kfold import Folds, plan_folds
-from coaudio.data.split_plan import SplitError, SplitMethod, SplitOptions
+from coaudio.data.split_plan import SplitError, SplitMethod, SplitOptions, check_out_outside
 from coaudio.runs import HOLDS_RUN, Callbacks, clear_run, evaluate_run, train_run
 from coaudio.safeio import write_text_atomically
 from coaudio.train.run import RunError, RunFolder
@@ -106,7 +106,9 @@ def check_folds_out(out: Path, resume: bool, force: bool) -> None:
 
 def plan_cross_validation(root: Path, options: SplitOptions, seed: int, out: Path, resume: bool) -> Folds:
     """The folds: when resuming, exactly those ``folds.json`` recorded (options that ask for
-    others are refused, naming the difference); else made from ``options``."""
+    others are refused, naming the difference); else made from ``options``. An ``out`` inside
+    ``root`` is refused: its runs would become a label of the dataset."""
+    check_out_outside(root, out)
     if not (resume and is_cross_validation(out)):
         return plan_folds(root, options, seed)
     try:

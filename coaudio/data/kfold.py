@@ -12,6 +12,7 @@ from pathlib import Path
 
 from coaudio.data.grouping import fold_split, group_folds, group_tracks, relative_path
 from coaudio.data.split_plan import (
+    FOLDS_CAVEAT,
     Split,
     SplitError,
     SplitMethod,
@@ -43,11 +44,13 @@ class Folds:
 
     def split(self, fold: int) -> Split:
         """Fold ``fold`` (1-based): its part tests, the next validates, the rest trains (with
-        two folds the other part is split into train and valid by recording)."""
+        two folds the other part is split into train and valid by recording). Folds by file
+        (no --group) carry the random fallback's caveat: they leak in the same way."""
         every = [t for part in self.parts for t in part]
         pattern = compile_group(self.regex) if self.regex else None
         groups = group_tracks(every, self.root, pattern)
-        return Split(fold_split(self.parts, fold - 1, groups, self.seed), self.method(fold))
+        caveat = None if self.regex else FOLDS_CAVEAT
+        return Split(fold_split(self.parts, fold - 1, groups, self.seed), self.method(fold), caveat=caveat)
 
     def assignment(self) -> list[list[str]]:
         """Each part's files relative to the dataset folder (what folds.json records)."""

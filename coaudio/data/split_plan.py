@@ -29,9 +29,9 @@ from pathlib import Path
 from coaudio.data.grouping import SPLITS, Groups, group_tracks, grouped_split
 from coaudio.data.tracks import DatasetError, Track, list_labelled
 
-RANDOM_CAVEAT = (
-    "clips of one recording may straddle train and test: use --splits, --group or train/valid/test folders"
-)
+STRADDLE = "clips of one recording may straddle train and test"
+RANDOM_CAVEAT = f"{STRADDLE}: use --splits, --group or train/valid/test folders"
+FOLDS_CAVEAT = f"{STRADDLE}: --group keeps each recording's clips in one fold"
 
 
 class SplitError(DatasetError):
@@ -134,16 +134,33 @@ def compile_group(regex: str) -> re.Pattern:
     return pattern
 
 
-def check_options(options: SplitOptions, root: Path) -> None:
-    """Refuse options that contradict each other or the folder, before any work."""
+def check_out_outside(root: str | Path, out: str | Path | None) -> None:
+    """Refuse a run folder ``out`` inside the dataset folder ``root`` (or ``root`` itself): its
+    files would become a label folder of the dataset (and break the next run on it)."""
+    if out is None:
+        return
+    root, out = Path(root), Path(out)
+    real_root, real_out = os.path.realpath(root), os.path.realpath(out)
+    if real_out == real_root or real_out.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise SplitUsageError(
+            f"--out {out} is inside the dataset folder {root}: its files would become a label; put runs "
+            "elsewhere"
+        )
+
+
+def check_options(options: SplitOptions, root: Path, out: Path | None = None) -> None:
+    """Refuse options that contradict each other or the folder, before any work; with ``out``
+    (the run folder), also one inside the dataset folder."""
+    check_out_outside(root, out)
     if options.folds is not None and options.folds < 2:
         raise SplitUsageError(f"--folds {options.folds}: cross-validation needs at least 2 folds")
     if options.csv is not None and options.group is not None:
         raise SplitUsageError("--splits gives every file's split and --group makes one: give one")
     if options.csv is not None and options.folds is not None:
         raise SplitUsageError("--folds makes its own splits and --splits gives them: give one")
-    if (options.folds is not None or options.group is not None) and has_split_folders(root):
-        which = "--folds" if options.folds is not None else "--group"
+    given = (("--folds", options.folds), ("--splits", options.csv), ("--group", options.group))
+    which = next((name for name, value in given if value is not None), None)
+    if which is not None and has_split_folders(root):
         raise SplitUsageError(
             f"{root} has train/valid/test folders, which fix the split; {which} needs one folder of "
             "<label>/ folders"
@@ -243,22 +260,33 @@ def folder_split(root: Path) -> Split:
 
 def _label_warnings(root: Path, splits: dict[str, list[Track]]) -> list[str]:
     """A label only valid/test has cannot be learnt (error); one they lack is not measured there."""
+    return label_checks(
+        splits,
+        lambda name, unknown: (
+            f"{root / name}: label folder(s) {', '.join(unknown)} are not in "
+            f"{root / 'train'} (the model could never predict them): add them to train/ or remove them"
+        ),
+        lambda name, lacking: (
+            f"warning: {root / name} has no files for {', '.join(lacking)}: their "
+            f"accuracy is not measured on the {name} split"
+        ),
+    )
+
+
+def label_checks(splits: dict[str, list[Track]], unknown_error, lacking_warning) -> list[str]:
+    """Every label of valid/test must be in train (else :class:`SplitError` with
+    ``unknown_error(split, labels)``); a label train has but a non-empty valid/test lacks is a
+    warning ``lacking_warning(split, labels)``. Returns the warnings."""
     trained = {t.label for t in splits["train"]}
     warnings = []
     for name in ("valid", "test"):
         labels = {t.label for t in splits[name]}
         unknown = sorted(labels - trained)
         if unknown:
-            raise SplitError(
-                f"{root / name}: label folder(s) {', '.join(unknown)} are not in {root / 'train'} "
-                "(the model could never predict them): add them to train/ or remove them"
-            )
+            raise SplitError(unknown_error(name, unknown))
         lacking = sorted(trained - labels)
         if lacking and splits[name]:
-            warnings.append(
-                f"warning: {root / name} has no files for {', '.join(lacking)}: their accuracy is "
-                f"not measured on the {name} split"
-            )
+            warnings.append(lacking_warning(name, lacking))
     return warnings
 
 
@@ -290,7 +318,17 @@ def read_split_csv(csv_path: Path, root: Path) -> Split:
     empty = [name for name in SPLITS if not chosen[name]]
     if empty:
         raise SplitError(f"{csv_path}: no files for the {' and '.join(empty)} split: each split needs files")
-    notes = []
+    notes = label_checks(
+        chosen,
+        lambda name, unknown: (
+            f"{csv_path}: label(s) {', '.join(unknown)} have files in the {name} split "
+            "but none in train (the model could never predict them): put some of their files in train"
+        ),
+        lambda name, lacking: (
+            f"warning: {csv_path} puts no files of {', '.join(lacking)} in the {name} "
+            f"split: their accuracy is not measured on the {name} split"
+        ),
+    )
     if len(seen) < len(tracks):
         left = len(tracks) - len(seen)
         notes.append(f"note: {left} of the {len(tracks)} files under {root} are not in {csv_path}: left out")

@@ -8,6 +8,9 @@ from pathlib import Path
 from coaudio.audio import audio_files_under
 from coaudio.data.synth import unfinished
 
+# files only a run folder of `coaudio train` holds (a single run, or a cross-validation)
+RUN_FILES = ("config.json", "folds.json", "best.safetensors", "last.safetensors")
+
 
 @dataclass(frozen=True)
 class Track:
@@ -46,6 +49,12 @@ def list_labelled(root: str | Path, min_labels: int = 2) -> list[Track]:
             empty.append(label)
         tracks += [Track(f, label, f.relative_to(root).with_suffix("").as_posix()) for f in found]
     usable = len(labels) - len(empty)
+    runs = [label for label in empty if any((root / label / name).is_file() for name in RUN_FILES)]
+    if runs:
+        raise DatasetError(
+            f"{root}: {', '.join(runs)} holds a training run, not audio (an --out inside the dataset "
+            f"folder): move it out of {root} and put runs elsewhere"
+        )
     if empty:
         raise DatasetError(f"{root}: label folders without audio files: {', '.join(empty)}")
     if usable < min_labels:

@@ -165,7 +165,13 @@ def test_a_csv_gives_the_split(tmp_path):
     split = plan_split(root, SplitOptions(csv=csv), seed=0)
     assert {k: len(v) for k, v in split.splits.items()} == {"train": 3, "valid": 1, "test": 1}
     assert split.method == SplitMethod("file", csv=str(csv))
-    assert split.notes == [f"note: 3 of the 8 files under {root} are not in {csv}: left out"]
+    assert split.notes == [
+        f"warning: {csv} puts no files of dog in the valid split: their accuracy is not measured on the "
+        "valid split",
+        f"warning: {csv} puts no files of cat in the test split: their accuracy is not measured on the "
+        "test split",
+        f"note: 3 of the 8 files under {root} are not in {csv}: left out",
+    ]
     assert split.headline == f"split: from the file {csv}"
 
 
@@ -273,3 +279,64 @@ def test_a_split_method_round_trips_and_names_differences():
     fold = SplitMethod("fold", seed=0, regex=None, fold=2, folds=5)
     assert fold.differs_from(SplitOptions(folds=5).asked()) == ""
     assert fold.differs_from(SplitOptions(folds=4).asked())
+
+
+def test_a_csv_gets_the_label_checks_of_the_folder_layout(tmp_path):
+    root = _recordings(tmp_path / "data", {"dog": 2, "cat": 2, "owl": 1}, clips=1)
+    rows = ["path,split", "dog/rec00_clip0.wav,train", "cat/rec00_clip0.wav,train"]
+    only_tested = _csv(tmp_path / "a.csv", *rows, "dog/rec01_clip0.wav,valid", "owl/rec00_clip0.wav,test")
+    with pytest.raises(SplitError, match=r"label\(s\) owl have files in the test split but none in train"):
+        plan_split(root, SplitOptions(csv=only_tested), seed=0)
+    lacking = _csv(tmp_path / "b.csv", *rows, "dog/rec01_clip0.wav,valid", "cat/rec01_clip0.wav,test")
+    split = plan_split(root, SplitOptions(csv=lacking), seed=0)
+    assert split.notes[:2] == [
+        f"warning: {lacking} puts no files of cat in the valid split: their accuracy is not measured on "
+        "the valid split",
+        f"warning: {lacking} puts no files of dog in the test split: their accuracy is not measured on "
+        "the test split",
+    ]
+
+
+def test_split_options_are_refused_on_a_train_valid_test_root(tmp_path):
+    root = tmp_path / "data"
+    for name in SPLITS:
+        for label in ("dog", "cat"):
+            _wav(root / name / label / "a.wav")
+    csv = _csv(tmp_path / "s.csv", "path,split", "train/dog/a.wav,train")
+    for options, which in [(SplitOptions(csv=csv), "--splits"), (SplitOptions(group="(a)"), "--group")]:
+        with pytest.raises(SplitUsageError, match=f"which fix the split; {which} needs one folder"):
+            plan_split(root, options, seed=0)
+
+
+def test_folds_by_file_warn_like_the_random_fallback(tmp_path):
+    root = _recordings(tmp_path / "data", {"dog": 3, "cat": 3})
+    by_file = plan_folds(root, SplitOptions(folds=3), seed=0).split(1)
+    assert by_file.headline == (
+        "split: fold 1 of 3 by file, stratified by label, seed 0; clips of one recording may straddle "
+        "train and test: --group keeps each recording's clips in one fold"
+    )
+    grouped = plan_folds(root, SplitOptions(group=r"(rec\d+)", folds=3), seed=0).split(1)
+    assert grouped.caveat is None
+
+
+def test_a_run_folder_inside_the_dataset_is_refused(tmp_path):
+    from coaudio.crossval import plan_cross_validation
+    from coaudio.data.split_plan import check_out_outside
+    from coaudio.data.tracks import list_labelled
+
+    root = _recordings(tmp_path / "g2", {"dog": 1, "cat": 1}, clips=1)
+    for out in (root / "myrun", root, root / "dog" / "x"):
+        with pytest.raises(SplitUsageError) as caught:
+            check_options(SplitOptions(), root, out)
+        assert str(caught.value) == (
+            f"--out {out} is inside the dataset folder {root}: its files would become a label; put runs "
+            "elsewhere"
+        )
+    with pytest.raises(SplitUsageError, match="inside the dataset folder"):
+        plan_cross_validation(root, SplitOptions(folds=2), 0, root / "cv", resume=False)
+    check_out_outside(root, tmp_path / "g2x")  # a sibling that only shares the prefix
+    check_options(SplitOptions(), root, tmp_path / "runs" / "x")
+    (root / "myrun").mkdir()  # one made before this check: named, not "a label without audio"
+    (root / "myrun" / "config.json").write_text("{}")
+    with pytest.raises(DatasetError, match="myrun holds a training run, not audio"):
+        list_labelled(root)

@@ -21,7 +21,9 @@ def evaluate_cli(
             "(.safetensors) together with --data DIR."
         ),
     ],
-    split: Annotated[str, typer.Option(help="train, valid or test (of a run folder).")] = "test",
+    split: Annotated[
+        Optional[str], typer.Option(help="train, valid or test (of a run folder; default test).")
+    ] = None,
     data: Annotated[
         Optional[Path],
         typer.Option(
@@ -50,6 +52,13 @@ def evaluate_cli(
     from coaudio.train.run import RunError
     from coaudio_cli.cache_option import check_cache_option
 
+    if split is not None and data is not None and run.is_file():
+        raise typer.BadParameter(
+            f"{split!r}: a checkpoint with --data is evaluated on all of {data} (a labelled "
+            "folder has no splits); --split picks a split of a run folder",
+            param_hint="--split",
+        )
+    split = split or "test"
     check_cache_option(cache)  # before any work: not one failure per clip
     err, out = err_console(), out_console()
 
@@ -108,12 +117,21 @@ def _streaming(done, compare_clips: int, err: Console, out: Console) -> None:
     split, method = done.source.tag, done.source.split.get("description", "")
     what = f"split: {method}" if split == "folder" else f"{split} split: {method}"
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
+    if stream.compared_hops:
+        check = (
+            f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
+            f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
+            f"{stream.regular_us:.0f} us regular (1 thread)"
+        )
+    else:  # --compare-clips 0: nothing was recomputed regularly, so there is nothing to claim
+        check = (
+            "continual vs regular: not compared (--compare-clips 0); per hop "
+            f"{stream.continual_us:.0f} us continual (1 thread)"
+        )
     out.print(
         f"streaming ({what}): accuracy {stream.curve[0]['accuracy']:.3f} after the first hop "
         f"({stream.curve[0]['time_s']:.2f} s), {final:.3f} at the last; "
-        f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
-        f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "
-        f"{stream.regular_us:.0f} us regular (1 thread); FLOPs {stream.continual_flops / 1e6:.2f} M vs "
+        f"{check}; FLOPs {stream.continual_flops / 1e6:.2f} M vs "
         f"{stream.regular_flops / 1e6:.1f} M per prediction",
         highlight=False,
         markup=False,

@@ -31,10 +31,10 @@ from coaudio.threads import per_hop
 class StreamingReport:
     hop_s: float
     curve: list[dict] = field(default_factory=list)  # {"hop", "time_s" (hop end), "accuracy", "clips"}
-    max_logit_diff: float = 0.0
+    max_logit_diff: float | None = 0.0  # None (and regular_us None): no hop was compared
     compared_hops: int = 0
     continual_us: float = 0.0  # median per hop: embed + step
-    regular_us: float = 0.0  # median per hop: embed the window + forward
+    regular_us: float | None = 0.0  # median per hop: embed the window + forward
     continual_flops: int = 0
     regular_flops: int = 0
 
@@ -73,7 +73,9 @@ def streaming_report(
             for h, v in sorted(hits.items())
         ]
         report.continual_us = statistics.median(step_us) if step_us else 0.0
-        report.regular_us = statistics.median(regular_us) if regular_us else 0.0
+        report.regular_us = statistics.median(regular_us) if regular_us else None
+        if not report.compared_hops:  # compare_clips 0: nothing was checked or timed regularly
+            report.max_logit_diff = None
         report.continual_flops, report.regular_flops = _flops(model, window)
     return report
 

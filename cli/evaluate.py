@@ -48,6 +48,7 @@ def evaluate_cli(
     curve (PNG + CSV) and continual == regular.
 
     Results go to eval/ beside the checkpoint and are only written when every step succeeded."""
+    from coaudio.features.cache import CacheError
     from coaudio.runs import evaluate_batch, evaluation_source, write_evaluation
     from coaudio.train.run import RunError
     from coaudio_cli.cache_option import check_cache_option
@@ -74,7 +75,7 @@ def evaluate_cli(
             _streaming(done, compare_clips, err, out)
     except KeyboardInterrupt:
         interrupted("interrupted: nothing was written; eval/ is as it was")
-    except RunError as exc:
+    except (RunError, CacheError) as exc:  # CacheError: the default cache cannot be made
         fail(exc)
     try:
         err.print(f"wrote {write_evaluation(done)}", highlight=False)

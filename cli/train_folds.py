@@ -21,6 +21,9 @@ def cross_validate(out: Path, options, make_recipe: Callable[[Path | None], obje
 
     if run.resume and run.force:
         raise typer.BadParameter("--resume continues the run in --out and --force replaces it: give one")
+    from coaudio_cli.cache_option import check_cache_option
+
+    check_cache_option(run.cache)  # before any work: one error line, not one per clip
     try:
         check_folds_out(out, run.resume, run.force)
     except _errors() as exc:
@@ -68,9 +71,10 @@ def cross_validate(out: Path, options, make_recipe: Callable[[Path | None], obje
 
 def _errors() -> tuple[type[Exception], ...]:
     from coaudio.data.tracks import DatasetError
+    from coaudio.features.cache import CacheError
     from coaudio.train.run import RunError
 
-    return (DatasetError, RunError)
+    return (DatasetError, RunError, CacheError)
 
 
 def _plan(out: Path, options, seed: int, run):

@@ -8,7 +8,8 @@ from coaudio_cli.main import run
 
 
 @pytest.mark.parametrize("under", [False, True])
-def test_evaluate_and_features_refuse_a_cache_that_is_not_a_folder(tmp_path, capsys, under):
+def test_evaluate_features_and_folds_refuse_a_cache_that_is_not_a_folder(tmp_path, capsys, under):
+    (tmp_path / "data").mkdir()
     afile = tmp_path / "afile"
     afile.write_text("x")
     bad = afile / "sub" if under else afile
@@ -16,6 +17,17 @@ def test_evaluate_and_features_refuse_a_cache_that_is_not_a_folder(tmp_path, cap
     for argv in (
         ["evaluate", str(tmp_path / "no-run"), "--cache", str(bad)],  # checked before the run is read
         ["features", str(tmp_path), "--cache", str(bad)],
+        [
+            "train",
+            "folder",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "cv"),
+            "--folds",
+            "2",
+            "--cache",
+            str(bad),
+        ],
     ):
         status = run(argv)
         err = capsys.readouterr().err

@@ -102,10 +102,12 @@ def folder_cli(
     clips of one recording straddle train and test). --folds K cross-validates."""
     from coaudio.crossval import is_cross_validation
     from coaudio.data.split_plan import SplitOptions, SplitUsageError, check_options
+    from coaudio_cli.cache_option import check_cache_option
 
+    check_cache_option(cache)  # before any work: one error line, not one per clip
     options = SplitOptions(splits, group, folds)
     try:
-        check_options(options, root)
+        check_options(options, root, out)
     except SplitUsageError as exc:
         raise typer.BadParameter(str(exc)) from None
     run_options = RunOptions(root, resume, force, cache, jobs)
@@ -146,7 +148,9 @@ def gtzan_cli(
     """Train on GTZAN; data.split = filtered (fault-filtered 443/197/290) or random."""
     from coaudio.data.gtzan import GTZANError, list_tracks
     from coaudio.data.split_plan import gtzan_split
+    from coaudio_cli.cache_option import check_cache_option
 
+    check_cache_option(cache)  # before any work: one error line, not one per clip
     _check_out(out, resume, force)
     try:
         tracks = list_tracks(root)
@@ -284,6 +288,7 @@ class Reporter:
 
 def _run(cfg, track_splits, out: Path, options: RunOptions) -> None:
     """coaudio.runs.train_run with rich progress, one-line errors and the resume command on Ctrl-C."""
+    from coaudio.features.cache import CacheError
     from coaudio.runs import train_run
     from coaudio.train.run import RunError
 
@@ -300,7 +305,7 @@ def _run(cfg, track_splits, out: Path, options: RunOptions) -> None:
             options.jobs,
             reporter.callbacks(),
         )
-    except RunError as exc:
+    except (RunError, CacheError) as exc:  # CacheError: the default cache cannot be made
         reporter.stop()
         fail(exc)
     except KeyboardInterrupt:

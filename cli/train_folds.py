@@ -41,6 +41,7 @@ def cross_validate(out: Path, options, make_recipe: Callable[[Path | None], obje
         reporter.note(f"fold {fold} of {count}: {fold_dir(out, fold)}")
 
     def done(result) -> None:
+        reporter.stop()  # the fold's result on a line of its own, not on a leftover bar
         _fold_line(result)
 
     try:
@@ -56,14 +57,15 @@ def cross_validate(out: Path, options, make_recipe: Callable[[Path | None], obje
             FoldCallbacks(start, done),
         )
     except _errors() as exc:
+        reporter.stop()
         fail(exc)
     except KeyboardInterrupt:
+        reporter.stop()  # first: the message must not land on a live bar
         interrupted(
             f"interrupted in fold {current['fold']} of {folds.count}; {out} keeps every finished fold and "
             f"epoch. Resume with:\n  {resume_command(drop=('--force',))}"
         )
-    finally:
-        reporter.progress.stop()
+    reporter.stop()
     if cv.results:
         _summary(cv, out)
         reporter.note(f"wrote {out / 'folds.json'}")

@@ -146,6 +146,22 @@ CASES = [
         "dropout must be in [0, 1)",
     ),
     (["train", "folder", "{root}/data", "--out", "{root}/run", "--resume", "--force"], None, "give one"),
+    (["train", "folder", "{root}/data", "--out", "{root}/data/run"], None, "inside the dataset folder"),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--cache", "{root}/good.wav"],
+        None,
+        "not a folder",
+    ),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.lr=inf"],
+        None,
+        "finite number",
+    ),
+    (
+        ["train", "folder", "{root}/data", "--out", "{root}/run", "--set", "train.augment.gain_db=1000"],
+        None,
+        "gain_db must be in [0, 40.0]",
+    ),
     (
         [
             "train",

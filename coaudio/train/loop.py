@@ -265,7 +265,8 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
         loss.backward()
         # after DDP's all-reduce every rank sees the same gradient: they clip, and stop, alike
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip or math.inf)
-        if not (math.isfinite(norm) and math.isfinite(loss.item())):
+        # (a rank's own loss decides alone only without ranks to wait for it)
+        if not math.isfinite(norm) or (world == 1 and not math.isfinite(loss.item())):
             raise TrainingDiverged(
                 f"the training loss became {loss.item()} in epoch {epoch + 1} (batch {n + 1}): the "
                 "learning rate, the augmentation or the data are too extreme; the run keeps its "
@@ -283,7 +284,7 @@ def train_epoch(model, net, optimizer, splits, recipe: Recipe, epoch: int, on_ba
             dtype=torch.float64,
         )
         if on_batch is not None and rank == 0:
-            on_batch(n + 1, len(batches), sum(len(b) for b in batches[: n + 1]))
+            on_batch(n + 1, len(batches), sum(len(chunk) for chunk in batches[: n + 1]))
     if world > 1:
         import torch.distributed as dist
 

@@ -10,7 +10,8 @@ evaluate`` on the test recordings; finished runs are reused, so a second call on
 
 * ``mfcc-logreg``: ``baseline.py`` (MFCC mean/std per clip + logistic regression);
 * ``learned``: the shipped ``gtzan`` recipe (patch embedder trained with the model), and the
-  same without augmentation, to show what augmentation adds;
+  same without augmentation, with SpecAugment masks only, and with gain/EQ only, to show what
+  each adds;
 * ``melstats``: the shipped ``gtzan-melstats`` recipe (fixed per-band statistics per patch),
   with and without mixup.
 
@@ -45,6 +46,8 @@ NO_AUGMENT = [
 CONFIGS = {
     "learned": ("gtzan", []),
     "learned-no-augment": ("gtzan", NO_AUGMENT),
+    "learned-masks-only": ("gtzan", ["train.augment.gain_db=0", "train.augment.eq_db=0"]),
+    "learned-level-only": ("gtzan", ["train.augment.time_masks=0", "train.augment.freq_masks=0"]),
     "melstats": ("gtzan-melstats", []),
     "melstats-no-mixup": ("gtzan-melstats", ["train.augment.mixup=0"]),
 }

@@ -1,6 +1,7 @@
 import atexit
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -17,6 +18,13 @@ if "COAUDIO_CACHE" not in os.environ:
 # and CLI subprocesses inherit the setting (coaudio.threads honours OMP_NUM_THREADS).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# The Ctrl-C tests send SIGINT to real child processes, which inherit this process's disposition:
+# a shell starts a background job (`... &`, nohup) with SIGINT ignored, and then no child would
+# ever see the signal. The tests need the terminal's default, whoever started them.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

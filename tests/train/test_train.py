@@ -139,8 +139,19 @@ def test_resume_may_train_longer_but_not_differently(dataset, tmp_path):
 
 
 def test_bad_inputs(dataset, tmp_path):
+    (tmp_path / "d" / "only").mkdir(parents=True)  # one label: too few to classify
+    (tmp_path / "d" / "only" / "a.wav").write_bytes(b"")
     done = subprocess.run(
-        [sys.executable, "-m", "coaudio", "train", "folder", str(tmp_path), "--out", str(tmp_path / "r")],
+        [
+            sys.executable,
+            "-m",
+            "coaudio",
+            "train",
+            "folder",
+            str(tmp_path / "d"),
+            "--out",
+            str(tmp_path / "r"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

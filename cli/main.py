@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -112,8 +115,41 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+_SIGINT = {"seen": False}
+
+
+def _note_sigint(signum, frame) -> None:
+    """Python's own Ctrl-C handler, remembering that it ran: a Ctrl-C that lands inside an
+    import or a library's ``except Exception`` can surface as some other error later, and that
+    must still end as an interruption, not as an internal error."""
+    _SIGINT["seen"] = True
+    signal.default_int_handler(signum, frame)
+
+
+@contextmanager
+def _sigint_noted():
+    """Install :func:`_note_sigint` where Python's default handler is (never over SIG_IGN, which a
+    shell gives background jobs, nor from a thread, where handlers cannot be set)."""
+    _SIGINT["seen"] = False
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _note_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    with _sigint_noted():
+        return _run(argv)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     stdout = sys.stdout
     sys.stdout = _GuardedStdout(stdout)
     try:
@@ -133,6 +169,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return SIGPIPE_STATUS
     except Exception as exc:  # a defect: still one line, the traceback only with --verbose
+        if _SIGINT["seen"]:  # not a defect: the Ctrl-C broke something on its way out
+            sys.stderr.write("interrupted\n")
+            return INTERRUPTED
         if _VERBOSE["on"]:
             log.exception("internal error")
         _say(

@@ -109,3 +109,28 @@ def test_a_reader_that_stops_early_ends_the_stream_quietly(model_and_audio):
     assert json.loads(lines[0])["hop"] == 0
     assert lines[-1] in ("status 0", "status 141")
     assert done.stderr == "", done.stderr  # no error, no traceback, no "Exception ignored"
+
+
+def test_a_ctrl_c_that_surfaces_as_another_error_still_ends_as_an_interruption(monkeypatch, capsys):
+    """A Ctrl-C during an import or inside a library's `except Exception` can come out as some
+    other error (seen once in CI: exit 1 instead of 130); it must still read as an interruption."""
+    import signal
+
+    from coaudio_cli import main
+
+    def interrupted_import(**_):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            raise AttributeError("partially initialized module 'torch' has no attribute 'nn'") from None
+
+    def plain_defect(**_):
+        raise AttributeError("a real defect")
+
+    monkeypatch.setattr(main, "app", interrupted_import)
+    assert main.run([]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted"]
+    monkeypatch.setattr(main, "app", plain_defect)
+    assert main.run([]) == 1
+    assert "internal error (AttributeError: a real defect)" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

@@ -327,7 +327,12 @@ def _interrupted(out: Path, finished: dict) -> None:
             "interrupted before the first epoch ended; nothing was saved, so running the same "
             "command again starts over"
         )
-    done = f"after epoch {finished['epoch']}" if finished["epoch"] else "before the next epoch ended"
+    from coaudio.train.loop import finished_epochs
+
+    # what last.safetensors holds, not the last epoch line: the Ctrl-C may land between the save
+    # of an epoch and its line
+    saved = finished_epochs(out) or finished["epoch"]
+    done = f"after epoch {saved}" if saved else "before the next epoch ended"
     interrupted(
         f"interrupted {done}; {out} keeps every finished epoch. Resume with:\n"
         f"  {resume_command(drop=('--force',))}"

@@ -130,7 +130,7 @@ def _save_state(path: Path, model, optimizer, epoch: int, best: float, history: 
     save_safetensors_atomically(tensors, path, meta)
 
 
-def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:
+def _load_state(path: Path, model, optimizer) -> tuple[int, list[dict]]:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
         if meta.get("format") != STATE_FORMAT:
@@ -144,7 +144,7 @@ def _load_state(path: Path, model, optimizer) -> tuple[int, float, list[dict]]:
             state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     torch.set_rng_state(tensors["rng.torch"])
-    return int(meta["epoch"]), json.loads(meta["best"]), json.loads(meta["history"])
+    return int(meta["epoch"]), json.loads(meta["history"])  # "best" is derived from the history
 
 
 def train(
@@ -176,10 +176,10 @@ def train(
     torch.manual_seed(opt.seed)
     model = build_model(recipe, len(labels))
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
-    first_epoch, best, history = 0, -math.inf, []  # best: the score of the best epoch so far
+    first_epoch, history = 0, []
     last = out / "last.safetensors"
     if resume and last.exists():
-        first_epoch, best, history = _load_state(last, model, optimizer)
+        first_epoch, history = _load_state(last, model, optimizer)
         log.info("resuming after epoch %d", first_epoch)
     net = model
     if world > 1:
@@ -198,16 +198,16 @@ def train(
         report = train_epoch(model, net, optimizer, splits, recipe, epoch, on_batch)
         progress.advance(shown, 1, loss=f"{report.loss:.4f}", valid=f"{report.valid_accuracy:.3f}")
         history.append(report.__dict__)
-        best = max(best, score(report.__dict__, opt.select))
         if rank == 0:
-            if best_epoch(history, opt.select) == len(history) - 1:
+            best = best_epoch(history, opt.select)
+            if best == len(history) - 1:
                 save_checkpoint(
                     out / "best.safetensors",
                     model,
                     labels,
                     {"epoch": epoch + 1, **report.__dict__, "frontend": frontend},
                 )
-            _save_state(last, model, optimizer, epoch + 1, best, history)
+            _save_state(last, model, optimizer, epoch + 1, score(history[best], opt.select), history)
             write_text_atomically(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         if on_epoch is not None and rank == 0:
             on_epoch(report)

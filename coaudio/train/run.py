@@ -45,6 +45,14 @@ class SplitFiles:
 # The training loop writes config.json (with data_record's part) before its first epoch; the
 # split's description reaches it through this variable, so that the loop's signature need not
 # know about splits and a run is never on disk without its split.
+def read_metrics(run: Path) -> list[dict]:
+    """The records of ``run/metrics.jsonl``, one per finished epoch ([] before the first)."""
+    file = run / "metrics.jsonl"
+    if not file.is_file():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+
+
 def data_record(root: Path, out: Path, splits: dict, split: dict | None = None) -> dict:
     """What ``config.json`` stores to find the data again; ``splits`` maps a split name to
     objects with ``path`` (as read at training time); ``split``: how the split was made."""
@@ -107,10 +115,7 @@ class RunFolder:
 
     def metrics(self) -> list[dict]:
         """One record per finished epoch (``metrics.jsonl``): epoch, loss, accuracies."""
-        file = self.path / "metrics.jsonl"
-        if not file.is_file():
-            return []
-        return [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        return read_metrics(self.path)
 
     @property
     def default_cache(self) -> Path:

@@ -9,8 +9,9 @@ epochs since that best one; the first best counts, a tie does not renew patience
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from coaudio.train.run import read_metrics
 
 SELECT = ("accuracy", "loss")
 
@@ -45,8 +46,7 @@ def early_stop_reason(history: list[dict], select: str = "accuracy") -> str:
 
 def stopped_early(out: Path, patience: int, select: str = "accuracy") -> str | None:
     """The reason the run in ``out`` stopped early under ``patience``, or None."""
-    path = out / "metrics.jsonl"
-    if patience <= 0 or not path.exists():
+    history = read_metrics(out)
+    if patience <= 0 or not history:
         return None
-    history = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return early_stop_reason(history, select) if stale_epochs(history, select) >= patience else None

@@ -1,5 +1,5 @@
 """Imports read top-down: cli -> crossval -> (runs | bench) -> (train | online) -> models ->
-(features | data) -> foundations.
+pretrained -> (features | data) -> foundations.
 
 Every ``import`` in the library (also those inside functions) is parsed; an import of a
 package from a higher layer, or of a sibling in the same layer, fails the test with the file
@@ -27,6 +27,7 @@ LAYERS = [
         "continual",
     },  # foundations
     {"features", "data", "recipes"},
+    {"pretrained"},  # the model store: fetches, verifies and names pretrained front-end weights
     {"models"},
     {"train", "online"},  # siblings: neither imports the other
     {"bench", "runs"},  # bench measures train and online; runs orchestrates them

@@ -105,11 +105,44 @@ def stream_cli(
     windows: Annotated[str, typer.Option(help="Window lengths n, comma-separated.")] = "32,64,120,256",
     threads: Threads = 1,
     quick: Annotated[bool, typer.Option("--quick", help="Only n=120 and 100 measured hops.")] = False,
+    frontends: Annotated[
+        str,
+        typer.Option(
+            help="Front ends to time per hop with their shipped recipes (learned, melstats, vggish, "
+            "musicnn; comma-separated), 'all' or 'none'."
+        ),
+    ] = "all",
     json_out: Json = None,
 ) -> None:
-    """Audio block to prediction per hop: continual vs regular vs regular on cached tokens."""
+    """Audio block to prediction per hop: continual vs regular vs regular on cached tokens, and
+    the cost of a hop with each front end."""
+    kinds = _frontend_kinds(frontends)
     windows = "120" if quick else windows
-    _stream(_ints(blocks, "--blocks"), _ints(windows, "--windows"), threads, json_out, 100 if quick else 300)
+    _stream(
+        _ints(blocks, "--blocks"),
+        _ints(windows, "--windows"),
+        threads,
+        json_out,
+        100 if quick else 300,
+        kinds,
+        20 if quick else 60,
+    )
+
+
+def _frontend_kinds(text: str) -> list[str]:
+    known = ["learned", "melstats", "vggish", "musicnn"]
+    if text.strip() == "all":
+        return known
+    if text.strip() == "none":
+        return []
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in known]
+    if unknown or not kinds:
+        raise typer.BadParameter(
+            f"--frontends: unknown front end {unknown[0] if unknown else text!r} (known: "
+            f"{', '.join(known)}, all, none)"
+        )
+    return kinds
 
 
 @app.command("classify")
@@ -257,18 +290,27 @@ def _frontend(json_out: Optional[str]) -> None:
 
 
 def _stream(
-    blocks: list[int], windows: list[int], threads: int, json_out: Optional[str], measured_hops: int
+    blocks: list[int],
+    windows: list[int],
+    threads: int,
+    json_out: Optional[str],
+    measured_hops: int,
+    kinds: list[str],
+    frontend_hops: int,
 ) -> None:
-    from coaudio.bench import pipeline
+    from coaudio.bench import frontends, pipeline
 
     err = err_console()
-    records = []
+    records, per_frontend = [], []
     with err.status("benchmarking the per-hop pipeline") as status:
         for b in blocks:
             for n in windows:
                 status.update(f"per-hop pipeline: {b} block(s), n={n}")
                 records.append(pipeline.run(window=n, blocks=b, measured_hops=measured_hops, threads=threads))
-    document = {"machine": _machine(), "threads": threads, "stream": records}
+        for kind in kinds:
+            status.update(f"per-hop pipeline: the {kind} front end")
+            per_frontend.append(frontends.run(kind, measured_hops=frontend_hops, threads=threads))
+    document = {"machine": _machine(), "threads": threads, "stream": records, "frontends": per_frontend}
     if _emit_json(document, json_out, err):
         return
     table = Table(
@@ -312,6 +354,31 @@ def _stream(
             f"{r['max_abs_diff']:.1e}",
         )
     Console(width=240).print(table)
+    if per_frontend:
+        Console(width=240).print(_frontend_table(per_frontend, threads))
+
+
+def _frontend_table(records: list[dict], threads: int) -> Table:
+    table = Table(
+        title=f"per hop with each front end, audio block -> prediction (its shipped recipe), "
+        f"{threads} thread(s) ({_cpu_name()})"
+    )
+    columns = ["front end", "recipe", "weights", "hop s", "window", "us per hop", "p95 us", "RTF", "token us"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for r in records:
+        table.add_row(
+            r["frontend"],
+            r["recipe"],
+            r["weights"],
+            f"{r['hop_s']:.3f}",
+            str(r["window"]),
+            f"{r['hop_us']:.0f}",
+            f"{r['hop_p95_us']:.0f}",
+            f"{r['rtf']:.4f}",
+            "in step" if r["token_us"] is None else f"{r['token_us']:.0f}",
+        )
+    return table
 
 
 def _classify(json_out: Optional[str], clips: int) -> None:

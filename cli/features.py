@@ -66,8 +66,8 @@ def features_cli(
         config = FeatureConfig(
             kind=kind.value,
             hop_frames=max(1, round(patch_hop * 100)),
-            vggish_weights=str(vggish_weights or ""),
-            vggish_pca=str(vggish_pca or ""),
+            weights=str(vggish_weights or ""),
+            pca=str(vggish_pca or ""),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

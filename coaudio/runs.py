@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -78,17 +77,17 @@ def check_out(out: Path, resume: bool, force: bool) -> None:
 
 
 def settle(recipe, out: Path, resume: bool):
-    """The recipe as the run records it: absolute weight-file paths (config.json and the
-    checkpoints then work from any directory) and a concrete thread count: the one asked for,
-    else on resume the run's own (so the arithmetic, and the resumed weights, stay the same),
-    else chosen now from the idle cores."""
-    frontend = recipe.frontend
-    files = {
-        name: os.path.abspath(getattr(frontend, name))
-        for name in ("weights", "pca")
-        if getattr(frontend, name)
-    }
-    data = replace(recipe.data, frontend=replace(frontend, **files))
+    """The recipe as the run records it: pretrained weights by model name or absolute file path
+    with their SHA-256 (config.json and the checkpoints then work from any directory, and name
+    the exact weights; :func:`coaudio.pretrained.frontends.record_frontend`) and a concrete
+    thread count: the one asked for, else on resume the run's own (so the arithmetic, and the
+    resumed weights, stay the same), else chosen now from the idle cores."""
+    from coaudio.pretrained.frontends import record_frontend
+
+    try:
+        data = replace(recipe.data, frontend=record_frontend(recipe.frontend))
+    except (FileNotFoundError, ConfigError) as exc:  # e.g. a model not fetched: what to run
+        raise RunError(str(exc)) from None
     threads = recipe.train.threads
     if not threads and resume and (out / "config.json").is_file():
         threads = json.loads((out / "config.json").read_text())["recipe"]["train"].get("threads", 0)
@@ -233,14 +232,15 @@ def clear_run(out: Path) -> None:
 def _load_splits(
     recipe, track_splits: dict, labels: list[str], cache: Path, jobs: int, rank: int, calls: Callbacks
 ) -> dict:
+    from coaudio.pretrained.frontends import resolve_frontend
     from coaudio.train.data import load_clips
 
-    splits = {}
+    splits, frontend = {}, resolve_frontend(recipe.frontend)
     own_bar = calls.extracting is nullcontext  # a Python caller: the library draws its own bar
     with calls.extracting():
         distributed.barrier(skip=rank == 0)  # rank 0 fills the feature cache; the others then read it
         for name, tracks in track_splits.items():
-            splits[name], problems = load_clips(tracks, labels, cache, recipe.frontend, jobs, bar=own_bar)
+            splits[name], problems = load_clips(tracks, labels, cache, frontend, jobs, bar=own_bar)
             for problem in problems:
                 calls.note(f"skipped {problem}")
         distributed.barrier(skip=rank != 0)
@@ -297,6 +297,7 @@ def evaluation_source(run: Path, split: str = "test", data: Path | None = None, 
 def evaluate_batch(source, cache: Path | None = None, note=log.warning) -> Evaluation:
     """Clip metrics of ``source``'s model on its tracks (features through the cache)."""
     from coaudio.models.checkpoint import load_checkpoint
+    from coaudio.pretrained.frontends import resolve_frontend
     from coaudio.threads import set_threads
     from coaudio.train.data import load_clips
     from coaudio.train.evaluate import batch_report
@@ -306,8 +307,12 @@ def evaluate_batch(source, cache: Path | None = None, note=log.warning) -> Evalu
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         raise RunError(str(exc)) from None
     set_threads(batch_threads())
+    try:
+        frontend = resolve_frontend(source.recipe.frontend)
+    except (ConfigError, FileNotFoundError) as exc:  # e.g. its model not fetched: what to run
+        raise RunError(str(exc)) from None
     clips, problems = load_clips(
-        source.tracks, source.labels, cache or source.default_cache, source.recipe.frontend, bar=False
+        source.tracks, source.labels, cache or source.default_cache, frontend, bar=False
     )
     for problem in problems:
         note(f"skipped {problem}")
@@ -334,12 +339,12 @@ def evaluate_batch(source, cache: Path | None = None, note=log.warning) -> Evalu
 
 def evaluate_streaming(evaluation: Evaluation, compare_clips: int = 3):
     """Every clip hop by hop through the per-hop engine; kept in ``evaluation.stream``."""
+    from coaudio.features.fixed import token_function
     from coaudio.online.evaluation import streaming_report
+    from coaudio.pretrained.frontends import resolve_frontend
 
     frontend, clips = evaluation.source.recipe.frontend, evaluation.clips
-    from coaudio.features.fixed import token_function
-
-    embed = token_function(frontend)
+    embed = token_function(resolve_frontend(frontend))
     evaluation.stream = streaming_report(
         evaluation.model, [c.path for c in clips], [c.label for c in clips], frontend, compare_clips, embed
     )

@@ -42,9 +42,9 @@ def _coaudio_recipes(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return _coaudio(cwd, "recipes", *args)
 
 
-def test_both_recipes_are_shipped_and_load_strictly():
-    assert recipes.names() == ["gtzan", "gtzan-melstats", "synth"]
-    for name in ("gtzan", "synth", "synth.toml"):
+def test_the_recipes_are_shipped_and_load_strictly():
+    assert recipes.names() == ["gtzan", "gtzan-melstats", "gtzan-musicnn", "gtzan-vggish", "synth"]
+    for name in ("gtzan", "synth", "synth.toml", "gtzan-musicnn", "gtzan-vggish"):
         with recipes.locate(name) as path:
             cfg = load(Recipe, path)
         stem = name.removesuffix(".toml")

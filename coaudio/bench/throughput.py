@@ -26,7 +26,7 @@ import torch
 
 from coaudio.audio import read_audio
 from coaudio.bench.pipeline import gtzan_model
-from coaudio.features.logmel import log_mel, patches
+from coaudio.features.logmel import log_mel
 from coaudio.models.checkpoint import save_checkpoint
 from coaudio.models.classifier import ModelConfig
 from coaudio.online import classify
@@ -51,7 +51,7 @@ def _clips(folder: Path, count: int) -> list[Path]:
 
 def _regular(online, path: Path) -> None:
     model, n = online.model, online.window
-    tokens = model.tokens(patches(log_mel(read_audio(path)), online.frontend.hop_frames))
+    tokens = model.tokens(online.frontend.patches(log_mel(read_audio(path))))
     for k in range(tokens.shape[0]):
         first = max(0, k - n + 1)
         model.head(model.head_norm(model.encoder(tokens[None, first : k + 1], start=first)))

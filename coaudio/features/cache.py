@@ -32,36 +32,43 @@ from coaudio.workers import worker_pool
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # bump when the stored contents change meaning (2: MP3 block decoding fixed)
-KINDS = ("logmel", "vggish")
+KINDS = ("logmel", "vggish", "musicnn")
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    kind: str = "logmel"  # "logmel": frames (F, 64); "vggish": embeddings (P, 128)
-    hop_frames: int = PATCH_FRAMES  # vggish only: frames between patch starts
-    vggish_weights: str = ""  # vggish only: local weight file
-    vggish_pca: str = ""  # vggish only: optional PCA file; embeddings are postprocessed
+    """``logmel``: VGGish log-mel frames (F, 64); ``vggish``, ``musicnn``: the pretrained
+    network's tokens (P, D) of patches every ``hop_frames`` frames of its own log-mel."""
+
+    kind: str = "logmel"
+    hop_frames: int = PATCH_FRAMES  # pretrained kinds only: frames between patch starts
+    weights: str = ""  # pretrained kinds only: the weight file
+    pca: str = ""  # vggish only: optional PCA file; embeddings are postprocessed
+    layer: str = ""  # musicnn only: the output used as token
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"feature kind must be one of {KINDS}, got {self.kind!r}")
-        if self.kind == "vggish" and not self.vggish_weights:
-            raise ValueError("vggish features need a local weight file (vggish_weights)")
+        if self.kind != "logmel" and not self.weights:
+            raise ValueError(f"{self.kind} features need a local weight file (weights)")
         if self.hop_frames < 1:
             raise ValueError(f"hop_frames must be >= 1, got {self.hop_frames}")
 
     def key(self) -> str:
         settings = asdict(self)
-        # hashed under the name entries were first stored with, so existing caches stay valid
+        # hashed under the names entries were first stored with, so existing caches stay valid
         settings["patch_hop_frames"] = settings.pop("hop_frames")
+        settings["vggish_weights"], settings["vggish_pca"] = settings.pop("weights"), settings.pop("pca")
+        if not settings["layer"]:
+            del settings["layer"]
         for name in ("vggish_weights", "vggish_pca"):  # identify weight files by content
             if settings[name]:
-                settings[name] = _file_digest(Path(settings[name]))
+                settings[name] = file_digest(Path(settings[name]))
         text = json.dumps({"version": CACHE_VERSION, **settings}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     """SHA-256 of a file, computed once per process for each (path, size, mtime): the key is
     needed for every cache lookup, and weight files are large (VGGish: 275 MB)."""
     st = path.stat()
@@ -134,11 +141,17 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(set(found))
 
 
-def stream_log_mel(audio: Path) -> torch.Tensor:
-    """``(F, 64)`` log-mel frames of a file, decoded and resampled block by block: memory is
-    bounded by the block size, and the frames equal ``log_mel(read_audio(audio))`` exactly."""
+def stream_log_mel(audio: Path, kind: str = "logmel") -> torch.Tensor:
+    """``(F, n_mels)`` log-mel frames of a file (VGGish's, or musicnn's for ``kind ==
+    "musicnn"``), decoded and resampled block by block: memory is bounded by the block size,
+    and the frames equal the one-shot log-mel of the whole decoded file exactly."""
     info, blocks = stream_audio(audio)
-    extractor = StreamingLogMel(info.sample_rate)
+    if kind == "musicnn":
+        from coaudio.features.musicnn_mel import StreamingMusicnnMel
+
+        extractor = StreamingMusicnnMel(info.sample_rate, hop_frames=1)
+    else:
+        extractor = StreamingLogMel(info.sample_rate)
     parts = [extractor.push(block)[0] for block in blocks]
     parts.append(extractor.flush()[0])
     return torch.cat(parts)
@@ -146,16 +159,20 @@ def stream_log_mel(audio: Path) -> torch.Tensor:
 
 def compute(audio: Path, config: FeatureConfig) -> torch.Tensor:
     """Features of one file according to ``config``."""
-    frames = stream_log_mel(audio)
+    frames = stream_log_mel(audio, config.kind)
     if config.kind == "logmel":
         return frames
-    return vggish_embed(config.vggish_weights, config.vggish_pca)(patches(frames, config.hop_frames))
+    if config.kind == "musicnn":
+        from coaudio.features.musicnn_mel import musicnn_patches
+
+        return musicnn_embed(config.weights, config.layer)(musicnn_patches(frames, config.hop_frames))
+    return vggish_embed(config.weights, config.pca)(patches(frames, config.hop_frames))
 
 
 def vggish_embed(weights: str, pca: str = ""):
     """A function ``(P, 96, 64) patches -> (P, 128)`` embeddings with the given VGGish files
     (postprocessed when a PCA file is given); the network is loaded once per process."""
-    model = _vggish(weights, pca)
+    model = _loaded("vggish", weights, pca)
 
     def embed(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -165,16 +182,33 @@ def vggish_embed(weights: str, pca: str = ""):
     return embed
 
 
-_VGGISH: dict = {}
+def musicnn_embed(weights: str, layer: str = "penultimate"):
+    """A function ``(P, 187, 96) musicnn patches -> (P, D)`` tokens: the network's ``layer``
+    (:data:`coaudio.features.frontend.MUSICNN_LAYERS`); the network is loaded once per process."""
+    model = _loaded("musicnn", weights)
+
+    def embed(batch: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return model.tokens(batch.float(), layer).to(batch.dtype)
+
+    return embed
 
 
-def _vggish(weights: str, pca: str):
-    """One loaded VGGish per process and file pair (loading takes seconds)."""
-    from coaudio.features.embed import load_vggish
+_LOADED: dict = {}
 
-    if (weights, pca) not in _VGGISH:
-        _VGGISH[(weights, pca)] = load_vggish(weights, pca or None)
-    return _VGGISH[(weights, pca)]
+
+def _loaded(kind: str, weights: str, pca: str = ""):
+    """One loaded network per process and file pair (loading takes seconds)."""
+    if (kind, weights, pca) not in _LOADED:
+        if kind == "musicnn":
+            from coaudio.features.musicnn import load_musicnn
+
+            _LOADED[(kind, weights, pca)] = load_musicnn(weights)
+        else:
+            from coaudio.features.embed import load_vggish
+
+            _LOADED[(kind, weights, pca)] = load_vggish(weights, pca or None)
+    return _LOADED[(kind, weights, pca)]
 
 
 @dataclass

@@ -4,7 +4,9 @@
   0.96 s patch (128 numbers): the classic "MFCC mean/std" summary, but per token, so the
   transformer sees how it changes through the clip. No weights, nothing to download, and an
   epoch on these tokens only runs the transformer.
-* ``vggish``: the pretrained VGGish network (:mod:`coaudio.features.embed`).
+* ``vggish``: the pretrained VGGish network (:mod:`coaudio.features.embed`);
+* ``musicnn``: the pretrained MSD musicnn network (:mod:`coaudio.features.musicnn`) on its own
+  log-mel patches.
 
 :func:`token_function` is the one place that maps a front end to the function that turns
 streamed patches into its tokens, so training, evaluation and streaming cannot disagree.
@@ -29,12 +31,18 @@ def patch_stats(patches: Tensor) -> Tensor:
 
 
 def token_function(frontend) -> Callable[[Tensor], Tensor] | None:
-    """``(P, 96, 64) patches -> (P, token_dim)`` for a front end with fixed tokens, or None
-    for the learned one (the model embeds its patches itself)."""
+    """``(P, patch_frames, n_mels) patches -> (P, token_dim)`` for a front end with fixed
+    tokens, or None for the learned one (the model embeds its patches itself). The pretrained
+    kinds need their ``weights`` as files (resolve model names first:
+    :func:`coaudio.pretrained.frontends.resolve_frontend`)."""
     if frontend.kind == "melstats":
         return patch_stats
     if frontend.kind == "vggish":
         from coaudio.features.cache import vggish_embed
 
         return vggish_embed(frontend.weights, frontend.pca)
+    if frontend.kind == "musicnn":
+        from coaudio.features.cache import musicnn_embed
+
+        return musicnn_embed(frontend.weights, frontend.layer)
     return None

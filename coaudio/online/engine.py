@@ -32,7 +32,6 @@ import torch
 from torch import Tensor
 
 from coaudio.continual import stack_states, unstack_states
-from coaudio.features.stream import StreamingLogMel
 from coaudio.online.model import OnlineModel, probabilities
 
 
@@ -58,10 +57,10 @@ class Hop:
 
 @dataclass
 class _Stream:
-    extractor: StreamingLogMel
+    extractor: object  # the front end's streaming log-mel (FrontendConfig.streaming_mel)
     state: object  # EncoderState of batch 1
     next_hop: int = 0
-    pending: list[Tensor] = field(default_factory=list)  # (P, 96, 64) blocks of patches not yet stepped
+    pending: list[Tensor] = field(default_factory=list)  # (P, frames, mels) patches not yet stepped
 
     @property
     def waiting(self) -> int:
@@ -83,7 +82,7 @@ class Engine:
         """Start a stream of mono audio at ``sample_rate``."""
         if stream in self._streams:
             raise ValueError(f"stream {stream!r} is already open")
-        extractor = StreamingLogMel(sample_rate, hop_frames=self.online.frontend.hop_frames)
+        extractor = self.online.frontend.streaming_mel(sample_rate)
         self._streams[stream] = _Stream(extractor, self.online.model.init_state(1))
 
     def push(self, stream: Hashable, samples: np.ndarray) -> list[Hop]:

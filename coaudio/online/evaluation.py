@@ -20,7 +20,7 @@ import torch
 from coaudio.audio import stream_audio
 from coaudio.continual.flops import counted_flops
 from coaudio.features.frontend import FrontendConfig
-from coaudio.features.logmel import PATCH_FRAMES
+from coaudio.features.logmel import N_MELS, PATCH_FRAMES
 from coaudio.models.classifier import AudioClassifier
 from coaudio.online.model import OnlineModel
 from coaudio.online.session import Session
@@ -96,7 +96,7 @@ def _stream_clip(model, path, frontend, window, embed=None):
 
 def _flops(model: AudioClassifier, window: int) -> tuple[int, int]:
     """Per prediction: one step (counted on the torch kernel) vs the full window recomputed."""
-    shape = (PATCH_FRAMES, 64) if model.cfg.inputs == "patches" else (model.cfg.token_dim,)
+    shape = (PATCH_FRAMES, N_MELS) if model.cfg.inputs == "patches" else (model.cfg.token_dim,)
     x = torch.randn(1, window, *shape)
     state = model.init_state(1)
     for t in range(window):

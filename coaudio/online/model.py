@@ -21,6 +21,7 @@ from coaudio.features.fixed import token_function
 from coaudio.features.frontend import FrontendConfig
 from coaudio.models.checkpoint import frontend_of
 from coaudio.models.classifier import AudioClassifier
+from coaudio.pretrained.frontends import resolve_frontend
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def load_online(path: str | Path, map_location: str = "cpu") -> OnlineModel:
     file = resolve_checkpoint(path)
     model, labels, info = load_checkpoint(file, map_location=map_location)
     frontend = frontend_of(file, info)
-    embed = token_function(frontend)
+    embed = token_function(resolve_frontend(frontend))  # a model not fetched: says what to run
     if model.cfg.inputs != frontend.model_inputs:
         raise ValueError(
             f"{file}: the model reads {model.cfg.inputs}, its {frontend.kind} front end gives "

@@ -24,8 +24,7 @@ from torch import Tensor
 from coaudio.data.tracks import Track
 from coaudio.features.cache import extract, load_entry
 from coaudio.features.fixed import patch_stats
-from coaudio.features.frontend import FrontendConfig
-from coaudio.features.logmel import PATCH_FRAMES, patches
+from coaudio.features.frontend import PRETRAINED, FrontendConfig
 
 
 @dataclass
@@ -52,7 +51,8 @@ def load_clips(
     bar: bool = True,
 ) -> tuple[list[Clip], list[str]]:
     """Features of ``tracks`` through the feature cache, as the tokens of ``frontend``: log-mel
-    patches every ``hop_frames`` frames, or VGGish embeddings of those patches. Returns the
+    patches every ``hop_frames`` frames, their melstats, or a pretrained network's tokens (its
+    ``weights`` must be files: resolve model names first). Returns the
     clips and the messages of tracks that could not be used (left out). ``bar``: show a tqdm
     bar while extracting (callers that show their own progress turn it off)."""
     config = frontend.cache_config()
@@ -64,11 +64,11 @@ def load_clips(
         if str(track.path) in failed:
             continue
         entry = load_entry(cache, config, track.path)
-        tokens = entry if frontend.kind == "vggish" else patches(entry, frontend.hop_frames)
+        tokens = entry if frontend.kind in PRETRAINED else frontend.patches(entry)
         if frontend.kind == "melstats":
             tokens = patch_stats(tokens)  # fixed tokens: computed once here, not every epoch
         if tokens.shape[0] == 0:
-            problems.append(f"{track.path}: shorter than one {PATCH_FRAMES}-frame patch")
+            problems.append(f"{track.path}: shorter than one {frontend.patch_s:.2f} s patch")
             continue
         clips.append(Clip(tokens, index[track.label], track.track_id, str(track.path)))
     return clips, problems

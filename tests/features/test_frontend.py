@@ -28,8 +28,11 @@ def test_kinds_and_their_rules():
     assert vggish.model_inputs == "tokens" and vggish.token_dim == 128
     for bad, message in [
         ({"kind": "mfcc"}, "kind must be one of"),
-        ({"kind": "vggish"}, "needs weights"),
-        ({"weights": "w"}, "for kind = vggish"),
+        ({"weights": "w"}, "for the pretrained kinds"),
+        ({"kind": "musicnn", "pca": "vggish"}, "pca is for kind = vggish"),
+        ({"kind": "musicnn", "layer": "fc9"}, "layer must be one of"),
+        ({"kind": "vggish", "layer": "penultimate"}, "layer is for kind = musicnn"),
+        ({"kind": "musicnn", "patch_frames": 96}, "187-frame"),
         ({"hop_frames": 0}, "hop_frames must be"),
         ({"sample_rate": 22_050}, "16000 Hz"),
     ]:
@@ -39,6 +42,24 @@ def test_kinds_and_their_rules():
         from_dict(
             Recipe, {"data": {"frontend": {"kind": "vggish", "weights": "w"}}, "model": {"token_dim": 64}}
         )
+
+
+def test_pretrained_kinds_default_to_the_model_stores_weights():
+    vggish, musicnn = FrontendConfig(kind="vggish"), FrontendConfig(kind="musicnn", hop_frames=62)
+    assert (vggish.weights, vggish.pca, vggish.patch_frames) == ("vggish", "", 96)
+    assert (musicnn.weights, musicnn.layer, musicnn.patch_frames) == ("musicnn", "penultimate", 187)
+    assert musicnn.token_dim == 200 and FrontendConfig(kind="musicnn", layer="pooled").token_dim == 1506
+    # what a run records reads back as the same front end (the filled-in defaults are explicit)
+    assert from_dict(FrontendConfig, asdict(musicnn)) == musicnn
+
+
+def test_musicnn_times_follow_its_own_frames():
+    """musicnn frames are 512 samples centred every 256 (librosa's centring, zero-padded), so
+    frame k is complete at sample k * 256 + 256; a patch is 187 frames."""
+    f = FrontendConfig(kind="musicnn", hop_frames=62)
+    assert f.hop_s == 62 * 256 / 16_000
+    assert f.patch_s == (186 * 256 + 256) / 16_000 == 2.992
+    assert f.hop_end_s(5) == pytest.approx(f.patch_s + 5 * f.hop_s)
 
 
 def test_old_recipe_spellings_load_as_the_new_ones(tmp_path):

@@ -66,12 +66,12 @@ def test_descriptions_are_the_leading_comment():
 def test_unknown_names_list_the_shipped_ones(spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
-        recipes.RecipeNotFound, match=r"\(shipped: gtzan, gtzan-melstats, synth; see coaudio recipes\)"
+        recipes.RecipeNotFound, match=r"\(shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth; see coaudio recipes\)"
     ) as info:
         with recipes.locate(spec):
             pass
     assert isinstance(info.value, ConfigError) and "\n" not in str(info.value)
-    with pytest.raises(recipes.RecipeNotFound, match="shipped: gtzan, gtzan-melstats, synth"):
+    with pytest.raises(recipes.RecipeNotFound, match="shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth"):
         recipes.text("nope")
 
 
@@ -107,7 +107,7 @@ def test_train_cli_takes_a_recipe_name_outside_the_clone(tmp_path):
     unknown = train("--recipe", "recipes/synth.toml")  # a clone's path, but this is not a clone
     assert unknown.returncode == 1 and unknown.stderr.strip().splitlines() == [
         "error: recipe 'recipes/synth.toml': no such file "
-        "(shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
+        "(shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth; see coaudio recipes)"
     ]
     assert not (tmp_path / "run").exists()
 
@@ -116,7 +116,7 @@ def test_recipes_command_lists_and_shows(tmp_path):
     listed = _coaudio_recipes(tmp_path, "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [r["name"] for r in rows] == ["gtzan", "gtzan-melstats", "synth"]
+    assert [r["name"] for r in rows] == ["gtzan", "gtzan-melstats", "gtzan-musicnn", "gtzan-vggish", "synth"]
     assert all(r["description"] and Path(r["location"]).is_file() for r in rows)
 
     table = _coaudio_recipes(tmp_path)
@@ -131,7 +131,7 @@ def test_recipes_command_lists_and_shows(tmp_path):
     assert missing.returncode == 1 and missing.stdout == ""
     assert missing.stderr.strip().splitlines() == [
         "error: recipe 'nope': no shipped recipe of that name "
-        "(shipped: gtzan, gtzan-melstats, synth; see coaudio recipes)"
+        "(shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth; see coaudio recipes)"
     ]
 
 

@@ -1,0 +1,201 @@
+"""Turning downloaded weight files into the safetensors files the store installs.
+
+No pickle is ever used at run time: the torchvggish ``.pth`` files are read once here with
+torch's weights-only loader (which refuses anything but tensors, numpy arrays and plain
+containers), and musicnn's TensorFlow checkpoint is read from the wheel with
+:mod:`coaudio.pretrained.tfbundle`. Every converter writes its ``spec.outputs`` into ``out``.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from coaudio.pretrained.registry import ModelSpec
+from coaudio.pretrained.sources import Fetched, FetchError
+
+log = logging.getLogger(__name__)
+
+PCA_KEYS = ("pca_eigen_vectors", "pca_means")
+EMBEDDING_SIZE = 128
+MUSICNN_MODEL = "MSD_musicnn"
+
+
+class ConvertError(FetchError):
+    """A verified source file that is not what the model needs; the message names it."""
+
+
+def _why(exc: Exception) -> str:
+    """One short line out of a loader's (often long, multi-line) error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    line = next((x for x in lines if "error:" in x.lower()), lines[0])
+    return line[:200]
+
+
+def _metadata(spec: ModelSpec, fetched: Fetched, model: str) -> dict[str, str]:
+    return {
+        "model": model,
+        "licence": spec.licence,
+        "source": fetched.file.name,
+        "source_sha256": fetched.sha256,
+        "converted_by": "coaudio",
+    }
+
+
+# ---------------------------------------------------------------------------- VGGish
+
+
+def _torch_load(path: Path, what: str):
+    """A torch file read with the weights-only loader; numpy arrays are allowed (the PCA file
+    holds them), under their numpy 1 and numpy 2 module names."""
+    import torch
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    allowed = [
+        (_reconstruct, "numpy.core.multiarray._reconstruct"),
+        (_reconstruct, "numpy._core.multiarray._reconstruct"),
+        np.ndarray,
+        np.dtype,
+    ] + [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64)]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and torch errors alike: the file is not usable
+        raise ConvertError(f"{path.name}: not a readable {what} ({_why(exc)})") from None
+
+
+def _as_tensor(value, name: str, path: Path):
+    import torch
+
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.array(value))
+    if not isinstance(value, torch.Tensor):
+        raise ConvertError(f"{path.name}: {name} is a {type(value).__name__}, not an array")
+    return value.float().contiguous()
+
+
+def convert_vggish(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
+    """torchvggish's weights and PCA files (in that order) -> two safetensors files that
+    :func:`coaudio.features.embed.load_vggish` reads."""
+    import torch
+    from safetensors.torch import save_file
+
+    from coaudio.features.embed import VGGish, load_vggish
+
+    weights, pca = fetched
+    state = _torch_load(weights.path, "VGGish weight file")
+    if not isinstance(state, dict):
+        raise ConvertError(f"{weights.path.name}: expected a state dict, got a {type(state).__name__}")
+    with torch.device("meta"):  # shapes only: no 289 MB allocated to learn them
+        expected = VGGish().state_dict()
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
+    ]
+    if problems:
+        raise ConvertError(f"{weights.path.name}: not a VGGish weight file ({'; '.join(problems[:3])})")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        log.info(
+            "%s: ignoring %d entries that VGGish does not use (%s...)",
+            weights.path.name,
+            len(extra),
+            extra[0],
+        )
+    tensors = {k: _as_tensor(state[k], k, weights.path) for k in expected}
+    save_file(tensors, str(out / spec.output("weights")), metadata=_metadata(spec, weights, "vggish"))
+    del state, tensors
+
+    params = _torch_load(pca.path, "VGGish PCA file")
+    if not isinstance(params, dict) or not all(k in params for k in PCA_KEYS):
+        raise ConvertError(f"{pca.path.name}: expected the keys {' and '.join(PCA_KEYS)}")
+    vectors = _as_tensor(params["pca_eigen_vectors"], "pca_eigen_vectors", pca.path)
+    means = _as_tensor(params["pca_means"], "pca_means", pca.path).reshape(-1)  # stored (128,) or (128, 1)
+    if tuple(vectors.shape) != (EMBEDDING_SIZE, EMBEDDING_SIZE) or tuple(means.shape) != (EMBEDDING_SIZE,):
+        raise ConvertError(
+            f"{pca.path.name}: expected (128, 128) eigenvectors and 128 means, "
+            f"got {tuple(vectors.shape)} and {tuple(means.shape)}"
+        )
+    save_file(
+        {"pca_eigen_vectors": vectors, "pca_means": means.contiguous()},
+        str(out / spec.output("pca")),
+        metadata=_metadata(spec, pca, "vggish-pca"),
+    )
+    # The files must load where they are used; a failure here is a converter bug, caught now.
+    load_vggish(out / spec.output("weights"), out / spec.output("pca"))
+
+
+# ---------------------------------------------------------------------------- musicnn
+
+
+def _wheel_member(wheel: zipfile.ZipFile, suffix: str, path: Path) -> str:
+    names = [n for n in wheel.namelist() if n.endswith(suffix)]
+    if len(names) != 1:
+        raise ConvertError(f"{path.name}: expected one {suffix} in the wheel, found {len(names)}")
+    return names[0]
+
+
+def _notice(spec: ModelSpec, wheel: Fetched, n_tensors: int) -> str:
+    return (
+        f"{spec.output('weights')} holds the {MUSICNN_MODEL} model of musicnn 0.1.0 by Jordi Pons,\n"
+        "Music Technology Group, Universitat Pompeu Fabra (https://github.com/jordipons/musicnn):\n"
+        f"its {n_tensors} model tensors, unchanged, taken from the TensorFlow checkpoint in the wheel\n"
+        f"{wheel.file.name} (SHA-256 {wheel.sha256}) and stored as safetensors by coaudio.\n"
+        f"musicnn is distributed under the ISC licence; its notice, which must stay with copies,\n"
+        f"is in {spec.output('licence')}.\n"
+    )
+
+
+def convert_musicnn(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
+    """The musicnn wheel -> ``MSD_musicnn``'s model tensors (named as in TensorFlow, the Adam
+    slots left out) as safetensors, with the wheel's ISC licence and a NOTICE beside them."""
+    from safetensors.numpy import save_file
+
+    from coaudio.features.musicnn import TENSOR_SHAPES
+    from coaudio.pretrained.tfbundle import read_bundle
+
+    (wheel,) = fetched
+    checkpoint = out / ".checkpoint" / MUSICNN_MODEL
+    checkpoint.mkdir(parents=True)
+    try:
+        with zipfile.ZipFile(wheel.path) as z:
+            for suffix in (".index", ".data-00000-of-00001"):
+                member = _wheel_member(z, f"/{MUSICNN_MODEL}/{suffix}", wheel.path)
+                (checkpoint / suffix).write_bytes(z.read(member))
+            licence = z.read(_wheel_member(z, ".dist-info/LICENSE.md", wheel.path))
+        tensors = read_bundle(f"{checkpoint}/")
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ConvertError(f"{wheel.path.name}: not a usable musicnn wheel ({_why(exc)})") from None
+    finally:
+        import shutil
+
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    problems = [f"missing {k}" for k in TENSOR_SHAPES if k not in tensors]
+    problems += [
+        f"{k} {tensors[k].shape} (expected {tuple(shape)})"
+        for k, shape in TENSOR_SHAPES.items()
+        if k in tensors and tensors[k].shape != tuple(shape)
+    ]
+    if problems:
+        raise ConvertError(
+            f"{wheel.path.name}: not the {MUSICNN_MODEL} checkpoint ({'; '.join(problems[:3])})"
+        )
+    kept = {k: np.ascontiguousarray(tensors[k], dtype=np.float32) for k in TENSOR_SHAPES}
+    save_file(kept, str(out / spec.output("weights")), metadata=_metadata(spec, wheel, MUSICNN_MODEL))
+    (out / spec.output("licence")).write_bytes(licence)
+    (out / spec.output("notice")).write_text(_notice(spec, wheel, len(kept)))
+
+
+CONVERTERS: dict[str, Callable[[ModelSpec, list[Fetched], Path], None]] = {
+    "vggish": convert_vggish,
+    "musicnn": convert_musicnn,
+}

@@ -1,4 +1,4 @@
-"""``coaudio features``: log-mel frames or VGGish embeddings of many files into a cache."""
+"""``coaudio features``: log-mel frames, or VGGish or musicnn tokens, of many files into a cache."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from coaudio_cli.console import err_console, out_console
-from coaudio_cli.errors import interrupted
+from coaudio_cli.errors import fail, interrupted
 
 
 class Kind(str, Enum):
     logmel = "logmel"
     vggish = "vggish"
+    musicnn = "musicnn"
 
 
 def features_cli(
@@ -32,22 +33,36 @@ def features_cli(
         Optional[str], typer.Option(help="Read PATHS as dataset roots: gtzan (either layout).")
     ] = None,
     kind: Annotated[
-        Kind, typer.Option(help="logmel (frames, 64 bands) or vggish (128-d embeddings).")
+        Kind,
+        typer.Option(help="logmel (frames, 64 bands), vggish (128-d embeddings) or musicnn (its tokens)."),
     ] = Kind.logmel,
+    weights: Annotated[
+        Optional[str],
+        typer.Option(
+            help="vggish/musicnn weights: a model name (see coaudio models list; default: the kind's "
+            "own) or a local file."
+        ),
+    ] = None,
+    pca: Annotated[
+        Optional[str],
+        typer.Option(
+            help="vggish: PCA parameters (model name vggish, or a file); embeddings are postprocessed."
+        ),
+    ] = None,
+    layer: Annotated[
+        Optional[str],
+        typer.Option(help="musicnn: the token layer (penultimate, max_pool, mean_pool, pooled, tags)."),
+    ] = None,
     vggish_weights: Annotated[
         Optional[Path],
-        typer.Option(exists=True, dir_okay=False, help="Local VGGish weights (.pth/.safetensors/.npz)."),
+        typer.Option(exists=True, dir_okay=False, hidden=True, help="Older spelling of --weights FILE."),
     ] = None,
     vggish_pca: Annotated[
         Optional[Path],
-        typer.Option(
-            exists=True,
-            dir_okay=False,
-            help="Local VGGish PCA parameters; embeddings are then postprocessed.",
-        ),
+        typer.Option(exists=True, dir_okay=False, hidden=True, help="Older spelling of --pca FILE."),
     ] = None,
     patch_hop: Annotated[
-        float, typer.Option(min=0.01, help="Seconds between VGGish patches (vggish only).")
+        float, typer.Option(min=0.01, help="Seconds between patches (vggish and musicnn only).")
     ] = 0.96,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     keep_going: Annotated[
@@ -59,18 +74,10 @@ def features_cli(
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON line per file on stdout.")] = False,
 ) -> None:
     """Extract features into an on-disk cache; re-running only does new or changed files."""
-    from coaudio.features.cache import CacheError, FeatureConfig, check_cache, extract, find_audio
+    from coaudio.features.cache import CacheError, check_cache, extract, find_audio
 
     err = err_console()
-    try:
-        config = FeatureConfig(
-            kind=kind.value,
-            hop_frames=max(1, round(patch_hop * 100)),
-            weights=str(vggish_weights or ""),
-            pca=str(vggish_pca or ""),
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    config = _feature_config(kind, weights or vggish_weights, pca or vggish_pca, layer, patch_hop)
     try:
         check_cache(cache, "--cache", create=False)
     except CacheError as exc:
@@ -123,6 +130,34 @@ def features_cli(
     (err if jsonl else out_console()).print(line, highlight=False)
     if summary.failed:
         raise typer.Exit(1)
+
+
+def _feature_config(kind: Kind, weights, pca, layer: Optional[str], patch_hop: float):
+    """The cache's feature configuration: the front end of ``kind`` with its weights resolved
+    (a model name becomes the model store's file; one not fetched says what to run)."""
+    from coaudio.config import ConfigError
+    from coaudio.features.cache import FeatureConfig
+    from coaudio.features.frontend import GRIDS, FrontendConfig
+    from coaudio.pretrained.frontends import resolve_frontend
+
+    if kind == Kind.logmel:
+        if weights or pca or layer:
+            raise typer.BadParameter("--weights, --pca and --layer are for --kind vggish or musicnn")
+        return FeatureConfig()
+    frame_s = GRIDS[kind.value].hop_samples / 16_000
+    try:
+        frontend = FrontendConfig(
+            kind=kind.value,
+            hop_frames=max(1, round(patch_hop / frame_s)),
+            weights=str(weights or ""),
+            pca=str(pca or ""),
+            layer=layer or "",
+        )
+        return resolve_frontend(frontend).cache_config()
+    except (ConfigError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except FileNotFoundError as exc:  # a model not fetched, or a missing file
+        fail(exc)
 
 
 def _dataset_files(name: str, roots: list[Path]) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -87,8 +88,14 @@ def test_config_change_uses_a_separate_cache_folder(tmp_path):
 def test_bad_arguments(tmp_path):
     done = _run("features", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "c"))
     assert done.returncode != 0 and "no such file or folder" in done.stderr
-    done = _run("features", str(tmp_path), "--cache", str(tmp_path / "c"), "--kind", "vggish")
-    assert done.returncode != 0 and "weight file" in done.stderr
+    os.environ["COAUDIO_MODELS"] = str(tmp_path / "no-models")  # inherited by the subprocess
+    try:
+        done = _run("features", str(tmp_path), "--cache", str(tmp_path / "c"), "--kind", "vggish")
+    finally:
+        del os.environ["COAUDIO_MODELS"]
+    assert done.returncode == 1 and "run 'coaudio models fetch vggish'" in done.stderr
+    done = _run("features", str(tmp_path), "--cache", str(tmp_path / "c"), "--weights", "w.pth")
+    assert done.returncode == 2 and "--kind vggish or musicnn" in done.stderr
 
 
 def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
@@ -143,7 +150,7 @@ def test_weight_files_are_keyed_by_content_and_hashed_once(tmp_path):
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"a" * 1000)
-    config = FeatureConfig(kind="vggish", vggish_weights=str(weights))
+    config = FeatureConfig(kind="vggish", weights=str(weights))
     first = config.key()
     cache_module._digest_of.cache_clear()
     assert [config.key() for _ in range(5)] == [first] * 5

@@ -13,7 +13,10 @@ evaluate`` on the test recordings; finished runs are reused, so a second call on
   same without augmentation, with SpecAugment masks only, and with gain/EQ only, to show what
   each adds;
 * ``melstats``: the shipped ``gtzan-melstats`` recipe (fixed per-band statistics per patch),
-  with and without mixup.
+  with and without mixup;
+* ``musicnn``: the shipped ``gtzan-musicnn`` recipe (pretrained MSD musicnn, penultimate layer),
+  and the same on its pooled features (1506-d); ``vggish``: the shipped ``gtzan-vggish`` recipe.
+  Both need ``coaudio models fetch NAME`` first.
 
 Clips are 10 s (37 tokens), so the window is capped at the clip. With 2-6 test recordings
 per style one split's accuracy moves by several points, so ``--seeds`` repeats every row on
@@ -50,6 +53,9 @@ CONFIGS = {
     "learned-level-only": ("gtzan", ["train.augment.time_masks=0", "train.augment.freq_masks=0"]),
     "melstats": ("gtzan-melstats", []),
     "melstats-no-mixup": ("gtzan-melstats", ["train.augment.mixup=0"]),
+    "musicnn": ("gtzan-musicnn", []),
+    "musicnn-pooled": ("gtzan-musicnn", ["data.frontend.layer=pooled", "model.token_dim=1506"]),
+    "vggish": ("gtzan-vggish", []),
 }
 
 

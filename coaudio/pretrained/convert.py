@@ -81,18 +81,15 @@ def _as_tensor(value, name: str, path: Path):
     return value.float().contiguous()
 
 
-def convert_vggish(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
-    """torchvggish's weights and PCA files (in that order) -> two safetensors files that
-    :func:`coaudio.features.embed.load_vggish` reads."""
+def read_vggish_weights(path: Path) -> dict:
+    """torchvggish's weight file (a state dict of tensors) -> VGGish's float32 tensors."""
     import torch
-    from safetensors.torch import save_file
 
-    from coaudio.features.embed import VGGish, load_vggish
+    from coaudio.features.embed import VGGish
 
-    weights, pca = fetched
-    state = _torch_load(weights.path, "VGGish weight file")
+    state = _torch_load(path, "VGGish weight file")
     if not isinstance(state, dict):
-        raise ConvertError(f"{weights.path.name}: expected a state dict, got a {type(state).__name__}")
+        raise ConvertError(f"{path.name}: expected a state dict, got a {type(state).__name__}")
     with torch.device("meta"):  # shapes only: no 289 MB allocated to learn them
         expected = VGGish().state_dict()
     problems = [f"missing {k}" for k in expected if k not in state]
@@ -102,34 +99,42 @@ def convert_vggish(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
         if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
     ]
     if problems:
-        raise ConvertError(f"{weights.path.name}: not a VGGish weight file ({'; '.join(problems[:3])})")
+        raise ConvertError(f"{path.name}: not a VGGish weight file ({'; '.join(problems[:3])})")
     extra = sorted(set(state) - set(expected))
     if extra:
-        log.info(
-            "%s: ignoring %d entries that VGGish does not use (%s...)",
-            weights.path.name,
-            len(extra),
-            extra[0],
-        )
-    tensors = {k: _as_tensor(state[k], k, weights.path) for k in expected}
-    save_file(tensors, str(out / spec.output("weights")), metadata=_metadata(spec, weights, "vggish"))
-    del state, tensors
+        log.info("%s: ignoring %d entries VGGish does not use (%s...)", path.name, len(extra), extra[0])
+    return {k: _as_tensor(state[k], k, path) for k in expected}
 
-    params = _torch_load(pca.path, "VGGish PCA file")
+
+def read_vggish_pca(path: Path) -> dict:
+    """torchvggish's PCA file -> ``pca_eigen_vectors`` (128, 128) and ``pca_means`` (128,),
+    float32. The file holds numpy arrays or tensors; the means may be stored as (128, 1)."""
+    params = _torch_load(path, "VGGish PCA file")
     if not isinstance(params, dict) or not all(k in params for k in PCA_KEYS):
-        raise ConvertError(f"{pca.path.name}: expected the keys {' and '.join(PCA_KEYS)}")
-    vectors = _as_tensor(params["pca_eigen_vectors"], "pca_eigen_vectors", pca.path)
-    means = _as_tensor(params["pca_means"], "pca_means", pca.path).reshape(-1)  # stored (128,) or (128, 1)
+        raise ConvertError(f"{path.name}: expected the keys {' and '.join(PCA_KEYS)}")
+    vectors = _as_tensor(params["pca_eigen_vectors"], "pca_eigen_vectors", path)
+    means = _as_tensor(params["pca_means"], "pca_means", path).reshape(-1).contiguous()
     if tuple(vectors.shape) != (EMBEDDING_SIZE, EMBEDDING_SIZE) or tuple(means.shape) != (EMBEDDING_SIZE,):
         raise ConvertError(
-            f"{pca.path.name}: expected (128, 128) eigenvectors and 128 means, "
+            f"{path.name}: expected (128, 128) eigenvectors and 128 means, "
             f"got {tuple(vectors.shape)} and {tuple(means.shape)}"
         )
-    save_file(
-        {"pca_eigen_vectors": vectors, "pca_means": means.contiguous()},
-        str(out / spec.output("pca")),
-        metadata=_metadata(spec, pca, "vggish-pca"),
-    )
+    return {"pca_eigen_vectors": vectors, "pca_means": means}
+
+
+def convert_vggish(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
+    """torchvggish's weights and PCA files (in that order) -> two safetensors files that
+    :func:`coaudio.features.embed.load_vggish` reads."""
+    from safetensors.torch import save_file
+
+    from coaudio.features.embed import load_vggish
+
+    weights, pca = fetched
+    tensors = read_vggish_weights(weights.path)
+    save_file(tensors, str(out / spec.output("weights")), metadata=_metadata(spec, weights, "vggish"))
+    del tensors  # 289 MB
+    params = read_vggish_pca(pca.path)
+    save_file(params, str(out / spec.output("pca")), metadata=_metadata(spec, pca, "vggish-pca"))
     # The files must load where they are used; a failure here is a converter bug, caught now.
     load_vggish(out / spec.output("weights"), out / spec.output("pca"))
 
@@ -149,7 +154,7 @@ def _notice(spec: ModelSpec, wheel: Fetched, n_tensors: int) -> str:
         f"{spec.output('weights')} holds the {MUSICNN_MODEL} model of musicnn 0.1.0 by Jordi Pons,\n"
         "Music Technology Group, Universitat Pompeu Fabra (https://github.com/jordipons/musicnn):\n"
         f"its {n_tensors} model tensors, unchanged, taken from the TensorFlow checkpoint in the wheel\n"
-        f"{wheel.file.name} (SHA-256 {wheel.sha256}) and stored as safetensors by coaudio.\n"
+        f"{wheel.file.name}\n(SHA-256 {wheel.sha256})\nand stored as safetensors by coaudio.\n"
         f"musicnn is distributed under the ISC licence; its notice, which must stay with copies,\n"
         f"is in {spec.output('licence')}.\n"
     )
@@ -160,7 +165,7 @@ def convert_musicnn(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
     slots left out) as safetensors, with the wheel's ISC licence and a NOTICE beside them."""
     from safetensors.numpy import save_file
 
-    from coaudio.features.musicnn import TENSOR_SHAPES
+    from coaudio.features.musicnn import TENSOR_SHAPES, load_musicnn
     from coaudio.pretrained.tfbundle import read_bundle
 
     (wheel,) = fetched
@@ -193,6 +198,7 @@ def convert_musicnn(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
     save_file(kept, str(out / spec.output("weights")), metadata=_metadata(spec, wheel, MUSICNN_MODEL))
     (out / spec.output("licence")).write_bytes(licence)
     (out / spec.output("notice")).write_text(_notice(spec, wheel, len(kept)))
+    load_musicnn(out / spec.output("weights"))  # loads where it is used: a converter bug shows now
 
 
 CONVERTERS: dict[str, Callable[[ModelSpec, list[Fetched], Path], None]] = {

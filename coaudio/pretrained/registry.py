@@ -71,9 +71,9 @@ MUSICNN_WHEEL = "musicnn-0.1.0-py3-none-any.whl"
 
 VGGISH = ModelSpec(
     name="vggish",
-    description="VGGish AudioSet embeddings (128-d per 0.96 s patch) and their PCA",
+    description="AudioSet VGGish embeddings (128-d per 0.96 s patch) and their PCA",
     licence="Apache-2.0",
-    source="torchvggish v0.1 release on GitHub (a port of Google's AudioSet VGGish)",
+    source="GitHub: the torchvggish v0.1 release (a port of Google's VGGish)",
     homepage="https://github.com/harritaylor/torchvggish",
     files=(
         # The names end in the first 8 hex digits of the files' SHA-256 (torch.hub's check);
@@ -97,9 +97,9 @@ VGGISH = ModelSpec(
 
 MUSICNN = ModelSpec(
     name="musicnn",
-    description="musicnn MSD_musicnn music tagger (50 Last.fm tags), converted from TensorFlow",
+    description="MSD_musicnn music tagger (50 Last.fm tags), converted from TensorFlow",
     licence="ISC",
-    source=f"the musicnn 0.1.0 wheel on PyPI ({MUSICNN_WHEEL}, model MSD_musicnn)",
+    source="PyPI: the musicnn 0.1.0 wheel (its MSD_musicnn model)",
     homepage="https://github.com/jordipons/musicnn",
     files=(
         SourceFile(

@@ -228,7 +228,9 @@ def _write_manifest(spec: ModelSpec, build: Path, fetched: list[Fetched], source
     if missing:
         raise ConvertError(f"the {spec.converter} converter wrote no {missing[0]}")
     files = {}
+    mode = build.stat().st_mode & 0o666  # made with the umask; some writers make 0o600 files
     for path in sorted(p for p in build.iterdir() if p.is_file()):
+        path.chmod(mode)
         stat = path.stat()
         files[path.name] = {"sha256": sha256_of(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     manifest = {

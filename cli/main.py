@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from coaudio_cli import bench, classify, data, evaluate, features, recipes, stream, train
+from coaudio_cli import bench, classify, data, evaluate, features, models, recipes, stream, train
 from coaudio_cli.errors import INTERRUPTED, interruption_reported
 
 log = logging.getLogger("coaudio_cli")
@@ -37,6 +37,7 @@ app = typer.Typer(
 app.add_typer(bench.app, name="bench")
 app.command("features")(features.features_cli)
 app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
 app.add_typer(train.app, name="train")
 app.command("evaluate")(evaluate.evaluate_cli)
 app.command("stream")(stream.stream_cli)

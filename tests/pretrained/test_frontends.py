@@ -1,0 +1,149 @@
+"""Pretrained front ends end to end: weights named by model, recorded by SHA-256, resolved from
+the model store, streamed hop by hop exactly as the batch path computes them, and a missing
+model named with the command that fetches it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from coaudio.config import ConfigError
+from coaudio.continual import EncoderConfig, LayerConfig
+from coaudio.features.cache import compute, file_digest
+from coaudio.features.embed import VGGish
+from coaudio.features.fixed import token_function
+from coaudio.features.frontend import FrontendConfig
+from coaudio.models.checkpoint import save_checkpoint
+from coaudio.models.classifier import AudioClassifier, ModelConfig
+from coaudio.online.model import load_online
+from coaudio.online.session import Session
+from coaudio.pretrained.frontends import record_frontend, resolve_frontend
+from coaudio.pretrained.store import ModelNotFetched, fetch_model, model_file, model_sha256
+from tests.downloads import musicnn_wheel
+from tests.online.helpers import coaudio, tone_mix
+
+LABELS = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A models folder with musicnn installed from the real wheel (as a local file)."""
+    folder = tmp_path_factory.mktemp("models")
+    fetch_model("musicnn", folder, source=musicnn_wheel())
+    return folder
+
+
+@pytest.fixture
+def in_store(models, monkeypatch):
+    monkeypatch.setenv("COAUDIO_MODELS", str(models))
+    return models
+
+
+def _checkpoint(path, frontend: FrontendConfig, window: int = 4):
+    torch.manual_seed(0)
+    layer = LayerConfig(d_model=16, n_heads=2, d_ff=32, dropout=0.0)
+    config = ModelConfig(
+        n_classes=len(LABELS),
+        inputs="tokens",
+        token_dim=frontend.token_dim,
+        encoder=EncoderConfig(layer=layer, n_layers=1, window=window),
+    )
+    info = {"epoch": 1, "frontend": asdict(frontend)}
+    save_checkpoint(path, AudioClassifier(config).eval(), LABELS, info)
+    return path
+
+
+def test_a_run_records_model_names_and_their_sha256(in_store, tmp_path, monkeypatch):
+    recorded = record_frontend(FrontendConfig(kind="musicnn", hop_frames=62))
+    assert recorded.weights == "musicnn"  # a name stays a name: the run works on any machine
+    assert recorded.weights_sha256 == model_sha256("musicnn") and len(recorded.weights_sha256) == 64
+    resolved = resolve_frontend(recorded)
+    assert resolved.weights == str(model_file("musicnn")) and resolved.weights_sha256 == recorded.weights_sha256
+    assert record_frontend(recorded) == recorded  # recording again (a resume) changes nothing
+
+    weights = tmp_path / "vggish.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(VGGish().state_dict(), str(weights))
+    monkeypatch.chdir(tmp_path)
+    by_file = record_frontend(FrontendConfig(kind="vggish", weights="vggish.safetensors"))
+    assert by_file.weights == str(weights)  # absolute: config.json works from any directory
+    assert by_file.weights_sha256 == file_digest(weights)
+
+
+def test_other_weights_than_the_recorded_ones_are_refused(in_store):
+    recorded = replace(record_frontend(FrontendConfig(kind="musicnn")), weights_sha256="0" * 64)
+    with pytest.raises(ConfigError, match="coaudio models fetch musicnn --force"):
+        resolve_frontend(recorded)
+
+
+def test_a_model_not_fetched_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("COAUDIO_MODELS", str(tmp_path / "empty"))
+    with pytest.raises(ModelNotFetched, match="run 'coaudio models fetch musicnn'"):
+        resolve_frontend(FrontendConfig(kind="musicnn"))
+
+
+def test_streamed_musicnn_tokens_equal_the_batch_tokens(in_store, tmp_path):
+    """Hop by hop at 44.1 kHz in odd chunks == the feature cache's tokens of the whole file."""
+    frontend = FrontendConfig(kind="musicnn", hop_frames=62)
+    audio = tmp_path / "clip.wav"
+    soundfile.write(audio, tone_mix(6.0, 44_100)[:, 0], 44_100, subtype="FLOAT")
+    resolved = resolve_frontend(frontend)
+    batch = compute(audio, resolved.cache_config())  # what training reads
+    assert batch.shape == (4, 200)  # 6 s: patches of 2.99 s every 0.99 s
+
+    online = load_online(_checkpoint(tmp_path / "m.safetensors", record_frontend(frontend)))
+    session = Session(online, 44_100)
+    signal, rng, hops, at = soundfile.read(audio, dtype="float32")[0], np.random.default_rng(1), [], 0
+    while at < len(signal):
+        size = int(rng.integers(1, 9000))
+        hops += session.push(signal[at : at + size])
+        at += size
+    hops += session.flush()
+    streamed = torch.stack([h.token for h in hops])
+    assert streamed.shape == batch.shape
+    torch.testing.assert_close(streamed, batch, atol=1e-5, rtol=1e-5)
+    assert [round(h.end_s, 3) for h in hops[:2]] == [2.992, round(2.992 + 62 * 0.016, 3)]
+
+
+def test_streamed_vggish_tokens_equal_the_batch_tokens(tmp_path):
+    """The same for VGGish (random weights in a file: the check is the plumbing, not VGGish)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    weights = tmp_path / "vggish.safetensors"
+    save_file(VGGish().state_dict(), str(weights))
+    frontend = record_frontend(FrontendConfig(kind="vggish", weights=str(weights), hop_frames=48))
+    audio = tmp_path / "clip.wav"
+    soundfile.write(audio, tone_mix(3.0, 22_050)[:, 0], 22_050, subtype="FLOAT")
+    batch = compute(audio, resolve_frontend(frontend).cache_config())
+    online = load_online(_checkpoint(tmp_path / "m.safetensors", frontend))
+    session = Session(online, 22_050)
+    signal = soundfile.read(audio, dtype="float32")[0]
+    hops = [h for start in range(0, len(signal), 3001) for h in session.push(signal[start : start + 3001])]
+    hops += session.flush()
+    torch.testing.assert_close(torch.stack([h.token for h in hops]), batch, atol=1e-5, rtol=1e-5)
+    assert token_function(resolve_frontend(frontend)) is not None
+
+
+def test_classify_with_a_model_not_fetched_names_the_fetch(models, tmp_path):
+    """From another directory, with an empty models folder: one line, exit 1, no traceback;
+    with the store: predictions."""
+    import os
+
+    checkpoint = _checkpoint(tmp_path / "m.safetensors", FrontendConfig(kind="musicnn", hop_frames=62))
+    audio = tmp_path / "clip.wav"
+    soundfile.write(audio, tone_mix(4.0, 16_000)[:, 0], 16_000)
+    env = {**os.environ, "COAUDIO_MODELS": str(tmp_path / "nothing-here")}
+    done = coaudio("classify", checkpoint, audio, env=env, timeout=300)
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    assert "run 'coaudio models fetch musicnn'" in stderr and "Traceback" not in stderr
+    env["COAUDIO_MODELS"] = str(models)
+    done = coaudio("classify", checkpoint, audio, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    assert audio.name in done.stdout.decode()

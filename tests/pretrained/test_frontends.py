@@ -62,7 +62,9 @@ def test_a_run_records_model_names_and_their_sha256(in_store, tmp_path, monkeypa
     assert recorded.weights == "musicnn"  # a name stays a name: the run works on any machine
     assert recorded.weights_sha256 == model_sha256("musicnn") and len(recorded.weights_sha256) == 64
     resolved = resolve_frontend(recorded)
-    assert resolved.weights == str(model_file("musicnn")) and resolved.weights_sha256 == recorded.weights_sha256
+    assert (
+        resolved.weights == str(model_file("musicnn")) and resolved.weights_sha256 == recorded.weights_sha256
+    )
     assert record_frontend(recorded) == recorded  # recording again (a resume) changes nothing
 
     weights = tmp_path / "vggish.safetensors"
@@ -147,3 +149,44 @@ def test_classify_with_a_model_not_fetched_names_the_fetch(models, tmp_path):
     done = coaudio("classify", checkpoint, audio, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     assert audio.name in done.stdout.decode()
+
+
+def test_train_evaluate_stream_on_musicnn_tokens_from_another_directory(models, tmp_path):
+    """The gtzan-musicnn recipe end to end as a user runs it: train (tokens cached once),
+    evaluate --streaming, stream; every report gives the same hop end times, and the checkpoint
+    names the model and its SHA-256."""
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from coaudio.data.synth import SynthConfig, write_dataset
+    from coaudio.models.checkpoint import read_metadata
+
+    write_dataset(tmp_path / "data", SynthConfig(per_genre=4, seconds=4.0, seed=5))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "COAUDIO_MODELS": str(models)}
+
+    def run(*args):
+        done = subprocess.run(
+            [sys.executable, "-m", "coaudio", *map(str, args)],
+            capture_output=True, text=True, cwd=elsewhere, env=env, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    out = tmp_path / "runs" / "m"
+    sets = ["train.epochs=1", "train.threads=1", "data.frontend.hop_frames=31", "model.encoder.window=4"]
+    run("train", "folder", tmp_path / "data", "--out", out, "--recipe", "gtzan-musicnn", "--jobs", 1,
+        *[a for s in sets for a in ("--set", s)])  # fmt: skip
+    _, _, info = read_metadata(out / "best.safetensors")
+    assert info["frontend"]["weights"] == "musicnn"
+    assert info["frontend"]["weights_sha256"] == model_sha256("musicnn", dir=models)
+    run("evaluate", out, "--streaming", "--compare-clips", 1)
+    curve = list(csv.DictReader((out / "eval" / "per-hop-test.csv").read_text().splitlines()))
+    clip = json.loads((out / "config.json").read_text())["paths"]["test"][0]
+    streamed = [json.loads(line)["end_s"] for line in run("stream", out, clip).stdout.splitlines()]
+    assert streamed and streamed == [float(row["time_s"]) for row in curve][: len(streamed)]
+    assert streamed[0] == pytest.approx(2.992)

@@ -1,0 +1,244 @@
+"""musicnn's own log-mel front end, offline and streaming, bit-for-bit identical.
+
+musicnn (``extractor.batch_data``) computes ``librosa.feature.melspectrogram(sr=16000,
+n_fft=512, hop_length=256, n_mels=96)`` with librosa's defaults: periodic Hann window, power 2,
+Slaney mel filters with area normalisation, and ``center=True``, which since librosa 0.9 pads
+256 zeros on both sides. So frame k covers samples ``[k * HOP - 256, k * HOP + 256)``. The
+mel power is then cast to float16 and compressed with ``log10(10000 * x + 1)``.
+
+Here, as in librosa, the windowed frames are transformed in float64 and the spectrum is
+rounded to complex64; power and mel projection are float32. The compression rounds to float16
+(as musicnn did) but computes the log in float32: under numpy >= 2, ``10000 * x`` stays
+float16 and overflows to inf for mel power above 6.55, which musicnn never saw in training
+(numpy < 2 promoted it to float32).
+
+Why streaming equals offline exactly: every frame goes through the same operations, each of
+which gives the same bits for a row whatever else is in the batch (window and log are
+element-wise, the FFT is per row, the mel projection is a fixed sequence of element-wise
+multiply-adds rather than a BLAS product, whose rounding can depend on the batch size).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from coaudio.audio import RESAMPLE_QUALITY
+
+SAMPLE_RATE = 16_000
+N_FFT = 512  # 32 ms window
+HOP = 256  # 16 ms, 62.5 frames per second
+N_MELS = 96
+N_BINS = N_FFT // 2 + 1
+PATCH_FRAMES = 187  # musicnn's 3 s input: librosa.time_to_frames(3) + 1, i.e. 2.992 s
+LEFT_PAD = N_FFT // 2  # librosa's center=True: frame 0 is centred on sample 0
+FLOAT16_MAX = 65504.0  # larger mel power would round to inf in float16; it is clamped here
+
+
+@functools.cache
+def mel_filters() -> np.ndarray:
+    """``(N_MELS, N_BINS)`` float32: ``librosa.filters.mel(sr=16000, n_fft=512, n_mels=96)``."""
+    import librosa
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS)
+
+
+@functools.cache
+def _window() -> Tensor:
+    """``(N_FFT,)`` float64 periodic Hann, exactly the window librosa's stft uses."""
+    import librosa
+
+    return torch.from_numpy(librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float64))
+
+
+@functools.cache
+def _sparse_bands() -> tuple[Tensor, Tensor]:
+    """The filterbank as ``(N_MELS, W)`` bin indices and float32 weights (W = widest band,
+    15 bins; narrower bands are padded with weight 0 on bin 0)."""
+    weights = mel_filters()
+    bins = [np.nonzero(row)[0] for row in weights]
+    width = max(len(b) for b in bins)
+    index = np.zeros((N_MELS, width), dtype=np.int64)
+    value = np.zeros((N_MELS, width), dtype=np.float32)
+    for band, nonzero in enumerate(bins):
+        index[band, : len(nonzero)] = nonzero
+        value[band, : len(nonzero)] = weights[band, nonzero]
+    return torch.from_numpy(index), torch.from_numpy(value)
+
+
+def frame_count(n_samples: int) -> int:
+    """Frames whose samples all lie in ``[-LEFT_PAD, n_samples)`` (the zero pad, the signal)."""
+    return max(0, (n_samples - (N_FFT - LEFT_PAD)) // HOP + 1)
+
+
+def _frames(padded: Tensor) -> Tensor:
+    """``(N,)`` float32 samples that start at a frame boundary -> ``(F, N_MELS)`` float32
+    compressed mel frames, one per complete window."""
+    count = 0 if padded.shape[0] < N_FFT else (padded.shape[0] - N_FFT) // HOP + 1
+    if count == 0:
+        return torch.empty(0, N_MELS, dtype=torch.float32)
+    windows = padded[: (count - 1) * HOP + N_FFT].unfold(0, N_FFT, HOP).double()  # (F, N_FFT)
+    spectrum = torch.fft.rfft(windows * _window()).to(torch.complex64)  # librosa stores complex64
+    power = spectrum.abs() ** 2  # (F, N_BINS) float32
+    return compress(_project(power))
+
+
+def _project(power: Tensor) -> Tensor:
+    """``(F, N_BINS)`` -> ``(F, N_MELS)``: W element-wise multiply-adds, so every frame's
+    result is independent of the other frames in the batch."""
+    index, weight = _sparse_bands()
+    mel = torch.zeros(power.shape[0], N_MELS, dtype=power.dtype)
+    for w in range(index.shape[1]):
+        mel = torch.addcmul(mel, power.index_select(1, index[:, w]), weight[:, w])
+    return mel
+
+
+def compress(mel: Tensor) -> Tensor:
+    """musicnn's compression of float32 mel power: round to float16, ``log10(10000 x + 1)``
+    in float32 (never inf: see the module docstring). Any shape."""
+    rounded = mel.clamp(max=FLOAT16_MAX).to(torch.float16).to(torch.float32)
+    return torch.log10(rounded * 10000 + 1)
+
+
+def musicnn_mel(audio_16k: np.ndarray | Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """musicnn log-mel frames of mono 16 kHz audio.
+
+    Frame k covers samples ``[k * HOP - 256, k * HOP + 256)`` and exists iff
+    ``k * HOP + 256 <= N``: the left edge is zero-padded as librosa does, but the frames that
+    would need librosa's right padding are not emitted, because a stream can only emit a frame
+    once all its samples have arrived and cannot know where the signal ends. So the result is
+    librosa's frames minus the last one or two, and equals the streamed frames exactly.
+
+    Args:
+        audio_16k: ``(N,)`` samples in [-1, 1].
+        dtype: of the result (the computation is always musicnn's float32/float16 one).
+
+    Returns:
+        ``(F, N_MELS)`` with ``F = frame_count(N)`` (possibly 0).
+    """
+    x = torch.as_tensor(audio_16k).to(torch.float32)
+    if x.dim() != 1:
+        raise ValueError(f"musicnn_mel expects mono samples (N,), got shape {tuple(x.shape)}")
+    return _frames(torch.cat([torch.zeros(LEFT_PAD), x])).to(dtype)
+
+
+def musicnn_patches(frames: Tensor, hop_frames: int = PATCH_FRAMES) -> Tensor:
+    """``(F, N_MELS)`` -> ``(P, PATCH_FRAMES, N_MELS)`` patches starting every ``hop_frames``
+    frames (a trailing partial patch is dropped)."""
+    if hop_frames < 1:
+        raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
+    if frames.shape[0] < PATCH_FRAMES:
+        return frames.new_empty(0, PATCH_FRAMES, frames.shape[1])
+    return frames.unfold(0, PATCH_FRAMES, hop_frames).transpose(1, 2).contiguous()
+
+
+# ----------------------------------------------------------------------------------------
+# Streaming
+# ----------------------------------------------------------------------------------------
+
+
+class MusicnnMelState(NamedTuple):
+    """samples: ``(R,)`` float32 16 kHz samples not yet consumed, starting at the next
+    frame's first sample (R < N_FFT + HOP after a step; LEFT_PAD zeros at the start)."""
+
+    samples: np.ndarray
+
+
+class MusicnnPatchState(NamedTuple):
+    """frames: ``(K, N_MELS)`` frames kept for future patches; first: stream index of
+    ``frames[0]``; next_patch: stream index of the first frame of the next patch."""
+
+    frames: Tensor
+    first: int
+    next_patch: int
+
+
+def init_musicnn_mel_state() -> MusicnnMelState:
+    return MusicnnMelState(samples=np.zeros(LEFT_PAD, dtype=np.float32))
+
+
+def init_musicnn_patch_state(dtype: torch.dtype = torch.float32) -> MusicnnPatchState:
+    return MusicnnPatchState(frames=torch.empty(0, N_MELS, dtype=dtype), first=0, next_patch=0)
+
+
+def musicnn_mel_step(
+    chunk_16k: np.ndarray | Tensor, state: MusicnnMelState, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, MusicnnMelState]:
+    """Frames ``(F, N_MELS)`` completed by ``chunk_16k`` (``(N,)`` mono 16 kHz), and the new
+    state (the input state is not modified)."""
+    chunk = np.asarray(chunk_16k, dtype=np.float32).reshape(-1)
+    buffer = np.concatenate([state.samples, chunk])
+    frames = _frames(torch.from_numpy(buffer))
+    return frames.to(dtype), MusicnnMelState(samples=buffer[frames.shape[0] * HOP :].copy())
+
+
+def musicnn_patch_step(
+    frames: Tensor, state: MusicnnPatchState, hop_frames: int = PATCH_FRAMES
+) -> tuple[Tensor, MusicnnPatchState]:
+    """Patches ``(P, PATCH_FRAMES, N_MELS)`` completed by new ``frames`` ``(F, N_MELS)``,
+    and the new state; concatenated over any chunking they equal :func:`musicnn_patches`."""
+    if hop_frames < 1:
+        raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
+    buffer = torch.cat([state.frames, frames.to(state.frames.dtype)])
+    first, start = state.first, state.next_patch
+    done = []
+    while start + PATCH_FRAMES <= first + buffer.shape[0]:
+        offset = start - first
+        done.append(buffer[offset : offset + PATCH_FRAMES])
+        start += hop_frames
+    keep_from = min(max(start - first, 0), buffer.shape[0])  # frames before `start` are spent
+    new_state = MusicnnPatchState(buffer[keep_from:].clone(), first + keep_from, start)
+    if not done:
+        return buffer.new_empty(0, PATCH_FRAMES, N_MELS), new_state
+    return torch.stack(done), new_state
+
+
+class StreamingMusicnnMel:
+    """Audio at any rate in, musicnn log-mel frames and patches out, as soon as complete.
+
+    The same interface as :class:`coaudio.features.stream.StreamingLogMel`: soxr's streaming
+    resampler (:data:`coaudio.audio.RESAMPLE_QUALITY`) brings other rates to 16 kHz; it holds
+    back its filter delay, released by :meth:`flush`. At 16 kHz nothing is held back.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        hop_frames: int = PATCH_FRAMES,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        import soxr
+
+        if sample_rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {sample_rate}")
+        if hop_frames < 1:
+            raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
+        self.sample_rate, self.hop_frames, self.dtype = sample_rate, hop_frames, dtype
+        self._resampler = None
+        if sample_rate != SAMPLE_RATE:
+            self._resampler = soxr.ResampleStream(
+                sample_rate, SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY
+            )
+        self._mel = init_musicnn_mel_state()
+        self._patch = init_musicnn_patch_state(dtype)
+
+    def push(self, chunk: np.ndarray) -> tuple[Tensor, Tensor]:
+        """``chunk``: ``(N,)`` mono samples at ``sample_rate``. Returns the frames
+        ``(F, N_MELS)`` and patches ``(P, PATCH_FRAMES, N_MELS)`` it completed."""
+        return self._consume(np.asarray(chunk, dtype=np.float32).reshape(-1), last=False)
+
+    def flush(self) -> tuple[Tensor, Tensor]:
+        """End of stream: release what the resampler held back (the frames that would need
+        samples past the end are never emitted, as in :func:`musicnn_mel`)."""
+        return self._consume(np.zeros(0, dtype=np.float32), last=True)
+
+    def _consume(self, chunk: np.ndarray, last: bool) -> tuple[Tensor, Tensor]:
+        if self._resampler is not None:
+            chunk = self._resampler.resample_chunk(chunk, last=last)
+        frames, self._mel = musicnn_mel_step(chunk, self._mel, self.dtype)
+        patches, self._patch = musicnn_patch_step(frames, self._patch, self.hop_frames)
+        return frames, patches

@@ -97,8 +97,13 @@ def list_cli(
             typer.echo(json.dumps(_record(spec, status)))
         return
     table = Table(title=f"models in {root}", title_justify="left")
-    for column in ("model", "description", "download", "licence", "source", "status"):
-        table.add_column(column, overflow="fold")
+    # Short cells and the status (with its path: copied, grepped) never break; the prose does.
+    table.add_column("model", no_wrap=True)
+    table.add_column("description", overflow="fold", ratio=1)
+    table.add_column("download", no_wrap=True)
+    table.add_column("licence", no_wrap=True)
+    table.add_column("source", overflow="fold", ratio=1)
+    table.add_column("status", no_wrap=True)
     for spec, status in rows:
         table.add_row(
             spec.name,

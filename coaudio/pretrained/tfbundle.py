@@ -57,9 +57,7 @@ DT_BFLOAT16 = 14  # no numpy dtype: widened exactly to float32
 DTYPE_NAMES = {7: "DT_STRING", 20: "DT_RESOURCE", 21: "DT_VARIANT", DT_BFLOAT16: "DT_BFLOAT16"}
 
 
-# ----------------------------------------------------------------------------------------
-# crc32c (Castagnoli), vectorised with numpy
-# ----------------------------------------------------------------------------------------
+# crc32c (Castagnoli), vectorised with numpy --------------------------------------------
 
 CRC_POLY = 0x82F63B78  # reflected Castagnoli polynomial
 LANE_BYTES = 64  # bytes each numpy lane runs through the byte-wise loop
@@ -175,9 +173,7 @@ def masked_crc32c(data: bytes | memoryview | np.ndarray) -> int:
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
-# ----------------------------------------------------------------------------------------
-# The index table
-# ----------------------------------------------------------------------------------------
+# The index table -----------------------------------------------------------------------
 
 
 class _Reader:
@@ -265,9 +261,7 @@ def _table(index: bytes, name: str, check_crc: bool) -> dict[str, bytes]:
     return entries
 
 
-# ----------------------------------------------------------------------------------------
-# The protos
-# ----------------------------------------------------------------------------------------
+# The protos ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -305,6 +299,8 @@ def _shape(data: bytes, what: str) -> tuple[int, ...]:
     dims = []
     for number, value in _fields(data, what):
         if number == 2:  # dim { size = 1; name = 2 }
+            if not isinstance(value, bytes):
+                raise ValueError(f"{what}: malformed shape")
             size = dict((n, v) for n, v in _fields(value, what) if n == 1).get(1, 0)
             dims.append(size - (1 << 64) if size >= 1 << 63 else size)
         elif number == 3 and value:
@@ -320,6 +316,8 @@ def _entry(data: bytes, what: str) -> Entry:
             sliced = True
         elif number in fields:
             fields[number] = value
+    if not isinstance(fields[2], bytes) or any(not isinstance(fields[k], int) for k in (1, 3, 4, 5)):
+        raise ValueError(f"{what}: malformed entry")
     return Entry(fields[1], _shape(fields[2], what), fields[3], fields[4], fields[5], fields[6], sliced)
 
 
@@ -338,13 +336,16 @@ def _header(data: bytes, name: str) -> tuple[int, str]:
     return shards, "<>"[endian]
 
 
-# ----------------------------------------------------------------------------------------
-# Tensors
-# ----------------------------------------------------------------------------------------
+# Tensors -------------------------------------------------------------------------------
+
+
+def _base_dtype(code: int) -> int:
+    """The DataType a ``*_REF`` type (value + 100) is stored as."""
+    return code - 100 if code > 100 else code
 
 
 def _dtype(entry: Entry, key: str, name: str) -> np.dtype:
-    code = entry.dtype - 100 if entry.dtype > 100 else entry.dtype
+    code = _base_dtype(entry.dtype)
     if code == DT_BFLOAT16:
         return np.dtype("u2")
     if code not in DTYPES:
@@ -372,7 +373,7 @@ def _tensor(shard: bytes, entry: Entry, key: str, order: str, files: tuple[str, 
     if check_crc and entry.crc is not None and masked_crc32c(raw) != entry.crc:
         raise ValueError(f"{data_name}: crc mismatch of tensor {key!r}")
     array = np.frombuffer(raw, dtype=dtype).reshape(entry.shape)
-    if entry.dtype % 100 == DT_BFLOAT16:  # the top half of a float32
+    if _base_dtype(entry.dtype) == DT_BFLOAT16:  # the top half of a float32
         return (array.astype(np.uint32) << 16).view(np.float32)
     return array.astype(dtype.newbyteorder("="))  # a native-order copy that owns its memory
 

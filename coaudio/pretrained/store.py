@@ -105,7 +105,13 @@ def _inspect(spec: ModelSpec, folder: Path) -> tuple[ModelStatus, dict]:
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         files = manifest["files"]
-        ok = manifest["model"] == spec.name and all(Path(n).name == n for n in files)
+        ok = manifest["model"] == spec.name and all(
+            Path(n).name == n
+            and n not in (".", "..")
+            and isinstance(e["size"], int)
+            and isinstance(e["sha256"], str)
+            for n, e in files.items()
+        )
     except FileNotFoundError:
         return damaged(f"no {MANIFEST} (an unfinished or foreign install)")
     except (OSError, ValueError, KeyError, TypeError):

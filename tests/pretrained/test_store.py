@@ -241,13 +241,19 @@ def test_model_file_of_a_model_not_fetched_says_which_fetch_to_run(tmp_path, mon
         model_file("musicnn", "pca")
 
 
-@pytest.mark.parametrize("damage", ["no manifest", "truncated", "missing file", "same size, other bytes"])
+@pytest.mark.parametrize(
+    "damage", ["no manifest", "bad manifest", "truncated", "missing file", "same size, other bytes"]
+)
 def test_a_damaged_install_is_never_used_and_a_fetch_replaces_it(tiny, tmp_path, damage):
     root = tmp_path / "models"
     fetch_model("tiny", root)
     installed = root / "tiny" / "tiny.bin"
     if damage == "no manifest":  # what a copy that stopped half way looks like
         (root / "tiny" / MANIFEST).unlink()
+    elif damage == "bad manifest":
+        manifest = json.loads((root / "tiny" / MANIFEST).read_text())
+        manifest["files"]["tiny.bin"] = {"size": "big"}
+        (root / "tiny" / MANIFEST).write_text(json.dumps(manifest))
     elif damage == "truncated":
         installed.write_bytes((A + B)[:1000])
     elif damage == "missing file":

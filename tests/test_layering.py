@@ -91,3 +91,15 @@ def test_python_m_coaudio_says_what_is_missing_without_the_cli(tmp_path):
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "command line" in done.stderr
+
+
+def test_every_library_package_is_shipped():
+    """A package missing from pyproject's list works in an editable install and vanishes from
+    a real one (it happened to coaudio.pretrained)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    packages = {".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("__init__.py")}
+    assert packages <= listed, f"add to pyproject's packages: {sorted(packages - listed)}"

@@ -66,12 +66,15 @@ def test_descriptions_are_the_leading_comment():
 def test_unknown_names_list_the_shipped_ones(spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
-        recipes.RecipeNotFound, match=r"\(shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth; see coaudio recipes\)"
+        recipes.RecipeNotFound,
+        match=r"\(shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth; see coaudio recipes\)",
     ) as info:
         with recipes.locate(spec):
             pass
     assert isinstance(info.value, ConfigError) and "\n" not in str(info.value)
-    with pytest.raises(recipes.RecipeNotFound, match="shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth"):
+    with pytest.raises(
+        recipes.RecipeNotFound, match="shipped: gtzan, gtzan-melstats, gtzan-musicnn, gtzan-vggish, synth"
+    ):
         recipes.text("nope")
 
 

@@ -59,6 +59,18 @@ CONFIGS = {
 }
 
 
+def _model_needed(row: str) -> str:
+    """The model store's model a row's recipe needs ("" for none)."""
+    recipe = CONFIGS.get(row, ("",))[0]
+    return {"gtzan-musicnn": "musicnn", "gtzan-vggish": "vggish"}.get(recipe, "")
+
+
+def _fetched(model: str) -> bool:
+    from coaudio.pretrained.store import model_status
+
+    return model_status(model).state == "present"
+
+
 def _coaudio(*args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "coaudio", *args]
     print("$ coaudio " + " ".join(args), file=sys.stderr, flush=True)
@@ -159,6 +171,12 @@ def main() -> None:
     unknown = [n for n in wanted if n != "mfcc-logreg" and n not in CONFIGS]
     if unknown:
         parser.error(f"unknown rows {unknown}; known: mfcc-logreg, {', '.join(CONFIGS)}")
+    missing = {n: m for n in wanted if (m := _model_needed(n)) and not _fetched(m)}
+    if missing and args.only:
+        parser.error(f"row {next(iter(missing))} needs 'coaudio models fetch {next(iter(missing.values()))}'")
+    for name, model in missing.items():  # the default list: leave the row out, say why
+        print(f"leaving out {name}: run 'coaudio models fetch {model}' to include it", file=sys.stderr)
+    wanted = [n for n in wanted if n not in missing]
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.runs.mkdir(parents=True, exist_ok=True)
     splits = {seed: split_file(args.data, args.runs, seed) for seed in seeds}

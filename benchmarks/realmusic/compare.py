@@ -54,7 +54,8 @@ CONFIGS = {
     "melstats": ("gtzan-melstats", []),
     "melstats-no-mixup": ("gtzan-melstats", ["train.augment.mixup=0"]),
     "musicnn": ("gtzan-musicnn", []),
-    "musicnn-pooled": ("gtzan-musicnn", ["data.frontend.layer=pooled", "model.token_dim=1506"]),
+    "musicnn-penultimate": ("gtzan-musicnn", ["data.frontend.layer=penultimate", "model.token_dim=200"]),
+    "musicnn-no-token-norm": ("gtzan-musicnn", ["model.token_norm=false"]),
     "vggish": ("gtzan-vggish", []),
 }
 

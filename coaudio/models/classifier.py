@@ -30,12 +30,17 @@ class ModelConfig:
     token_dim: int = 128  # width of the patch embedding / of precomputed tokens (VGGish: 128)
     embedder_width: int = 8  # channels of the first PatchEmbedder conv
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # tokens only: standardise each token dimension with fixed statistics (buffers token_mean,
+    # token_std, set from the training tokens before training; see set_token_stats)
+    token_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
         if self.inputs not in INPUTS:
             raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.token_norm and self.inputs != "tokens":
+            raise ValueError("token_norm standardises precomputed tokens: it needs inputs = tokens")
 
 
 class AudioClassifier(nn.Module):
@@ -46,6 +51,9 @@ class AudioClassifier(nn.Module):
         self.embed = (
             PatchEmbedder(cfg.token_dim, cfg.embedder_width) if cfg.inputs == "patches" else nn.Identity()
         )
+        if cfg.token_norm:  # fixed, not trained: part of the checkpoint, used by every path
+            self.register_buffer("token_mean", torch.zeros(cfg.token_dim))
+            self.register_buffer("token_std", torch.ones(cfg.token_dim))
         self.proj = nn.Linear(cfg.token_dim, d)
         self.encoder = ContinualEncoder(cfg.encoder)
         self.head_norm = nn.LayerNorm(d)
@@ -56,9 +64,19 @@ class AudioClassifier(nn.Module):
         if self.cfg.inputs == "patches":
             lead = inputs.shape[:-2]
             embedded = self.embed(inputs.reshape(-1, *inputs.shape[-2:])).reshape(*lead, -1)
+        elif self.cfg.token_norm:
+            embedded = (inputs - self.token_mean) / self.token_std
         else:
             embedded = inputs
         return self.proj(embedded)
+
+    def set_token_stats(self, tokens: Tensor) -> None:
+        """Standardise with the per-dimension mean and std of ``tokens`` ``(N, token_dim)``
+        (pretrained features differ in scale by orders of magnitude: musicnn's max-pool reaches
+        100+, its other dimensions stay near 0.1)."""
+        std, mean = torch.std_mean(tokens.double(), dim=0, correction=0)
+        self.token_mean.copy_(mean.float())
+        self.token_std.copy_(std.clamp_min(1e-6).float())
 
     def forward(
         self,

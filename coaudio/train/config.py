@@ -38,6 +38,7 @@ class DataConfig:
 class ModelShape:
     token_dim: int = 128
     embedder_width: int = 8
+    token_norm: bool = False  # fixed tokens: standardise each dimension with training-set statistics
     encoder: EncoderConfig = field(
         default_factory=lambda: EncoderConfig(
             layer=LayerConfig(d_model=64, n_heads=4, d_ff=128, dropout=0.1), n_layers=1, window=32
@@ -97,6 +98,11 @@ class Recipe:
                 f"{', '.join(self.train.augment.patch_settings())}: masks, gain and EQ change log-mel "
                 f"patches, but the {self.frontend.kind} front end's tokens are computed once; set "
                 "them to 0 (only train.augment.mixup applies; --recipe gtzan-melstats does this)"
+            )
+        if self.model.token_norm and self.frontend.model_inputs != "tokens":
+            raise ValueError(
+                "model.token_norm standardises fixed tokens; the learned front end's patches are "
+                "embedded by the model (set it to false)"
             )
         width = self.data.frontend.token_dim
         if width is not None and self.model.token_dim != width:

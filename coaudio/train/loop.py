@@ -74,6 +74,7 @@ def build_model(recipe: Recipe, n_classes: int) -> AudioClassifier:
             token_dim=shape.token_dim,
             embedder_width=shape.embedder_width,
             encoder=shape.encoder,
+            token_norm=shape.token_norm,
         )
     )
     # oneDNN's convolutions (forward and backward) run about 1.3x faster on channels-last
@@ -178,6 +179,8 @@ def train(
     optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     first_epoch, history = 0, []
     last = out / "last.safetensors"
+    if model.cfg.token_norm:  # every rank holds every training clip: the same statistics
+        model.set_token_stats(torch.cat([clip.tokens for clip in splits["train"]]))
     if resume and last.exists():
         first_epoch, history = _load_state(last, model, optimizer)
         log.info("resuming after epoch %d", first_epoch)

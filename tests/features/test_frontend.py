@@ -38,6 +38,8 @@ def test_kinds_and_their_rules():
     ]:
         with pytest.raises(ConfigError, match=message):
             from_dict(FrontendConfig, bad)
+    with pytest.raises(ConfigError, match="model.token_norm standardises fixed tokens"):
+        from_dict(Recipe, {"model": {"token_norm": True}})
     with pytest.raises(ConfigError, match="model.token_dim = 128"):
         from_dict(
             Recipe, {"data": {"frontend": {"kind": "vggish", "weights": "w"}}, "model": {"token_dim": 64}}

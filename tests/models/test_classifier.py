@@ -62,3 +62,35 @@ def test_bad_model_config():
         ModelConfig(n_classes=1)
     with pytest.raises(ValueError, match="inputs"):
         ModelConfig(n_classes=3, inputs="audio")
+
+
+def test_standardised_tokens_step_like_forward_and_travel_in_the_checkpoint(tmp_path):
+    """token_norm: fixed per-dimension statistics, applied on every path, saved with the model."""
+    from coaudio.models.checkpoint import load_checkpoint, save_checkpoint
+
+    layer = LayerConfig(d_model=32, n_heads=4, d_ff=48, dropout=0.0)
+    cfg = ModelConfig(
+        n_classes=3,
+        inputs="tokens",
+        token_dim=6,
+        token_norm=True,
+        encoder=EncoderConfig(layer=layer, window=4),
+    )
+    model = AudioClassifier(cfg).double().eval()
+    scale = torch.tensor([1e-2, 1.0, 1e2, 3.0, 50.0, 0.5], dtype=torch.float64)
+    tokens = torch.randn(200, 6, dtype=torch.float64) * scale + 7.0
+    model.set_token_stats(tokens)
+    standard = (tokens - model.token_mean) / model.token_std
+    assert standard.mean(0).abs().max() < 1e-5 and (standard.std(0, correction=0) - 1).abs().max() < 1e-4
+    x = tokens[None, :12]
+    state = model.init_state(1)
+    with torch.no_grad():
+        for t in range(12):
+            logits, state = model.step(x[:, t], state, emit_partial=True)
+            lo = max(0, t - 3)
+            assert (logits - model(x[:, lo : t + 1], start=lo)).abs().max() < 1e-9
+    save_checkpoint(tmp_path / "m.safetensors", model.float(), ["a", "b", "c"])
+    loaded, _, _ = load_checkpoint(tmp_path / "m.safetensors")
+    assert torch.equal(loaded.token_std, model.token_std) and torch.equal(loaded.token_mean, model.token_mean)
+    with pytest.raises(ValueError, match="token_norm"):
+        ModelConfig(n_classes=3, token_norm=True)

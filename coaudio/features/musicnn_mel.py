@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from coaudio.audio import RESAMPLE_QUALITY
+from coaudio.features.stream import PatchState, StreamingLogMel, init_patch_state, patch_step
 
 SAMPLE_RATE = 16_000
 N_FFT = 512  # 32 ms window
@@ -148,21 +148,15 @@ class MusicnnMelState(NamedTuple):
     samples: np.ndarray
 
 
-class MusicnnPatchState(NamedTuple):
-    """frames: ``(K, N_MELS)`` frames kept for future patches; first: stream index of
-    ``frames[0]``; next_patch: stream index of the first frame of the next patch."""
-
-    frames: Tensor
-    first: int
-    next_patch: int
+MusicnnPatchState = PatchState  # frames (K, 96) kept for future patches; see coaudio.features.stream
 
 
 def init_musicnn_mel_state() -> MusicnnMelState:
     return MusicnnMelState(samples=np.zeros(LEFT_PAD, dtype=np.float32))
 
 
-def init_musicnn_patch_state(dtype: torch.dtype = torch.float32) -> MusicnnPatchState:
-    return MusicnnPatchState(frames=torch.empty(0, N_MELS, dtype=dtype), first=0, next_patch=0)
+def init_musicnn_patch_state(dtype: torch.dtype = torch.float32) -> PatchState:
+    return init_patch_state(dtype, N_MELS)
 
 
 def musicnn_mel_step(
@@ -177,68 +171,26 @@ def musicnn_mel_step(
 
 
 def musicnn_patch_step(
-    frames: Tensor, state: MusicnnPatchState, hop_frames: int = PATCH_FRAMES
-) -> tuple[Tensor, MusicnnPatchState]:
+    frames: Tensor, state: PatchState, hop_frames: int = PATCH_FRAMES
+) -> tuple[Tensor, PatchState]:
     """Patches ``(P, PATCH_FRAMES, N_MELS)`` completed by new ``frames`` ``(F, N_MELS)``,
     and the new state; concatenated over any chunking they equal :func:`musicnn_patches`."""
-    if hop_frames < 1:
-        raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
-    buffer = torch.cat([state.frames, frames.to(state.frames.dtype)])
-    first, start = state.first, state.next_patch
-    done = []
-    while start + PATCH_FRAMES <= first + buffer.shape[0]:
-        offset = start - first
-        done.append(buffer[offset : offset + PATCH_FRAMES])
-        start += hop_frames
-    keep_from = min(max(start - first, 0), buffer.shape[0])  # frames before `start` are spent
-    new_state = MusicnnPatchState(buffer[keep_from:].clone(), first + keep_from, start)
-    if not done:
-        return buffer.new_empty(0, PATCH_FRAMES, N_MELS), new_state
-    return torch.stack(done), new_state
+    return patch_step(frames, state, hop_frames, PATCH_FRAMES)
 
 
-class StreamingMusicnnMel:
+class StreamingMusicnnMel(StreamingLogMel):
     """Audio at any rate in, musicnn log-mel frames and patches out, as soon as complete.
 
-    The same interface as :class:`coaudio.features.stream.StreamingLogMel`: soxr's streaming
-    resampler (:data:`coaudio.audio.RESAMPLE_QUALITY`) brings other rates to 16 kHz; it holds
-    back its filter delay, released by :meth:`flush`. At 16 kHz nothing is held back.
+    :class:`coaudio.features.stream.StreamingLogMel` with musicnn's frames: the same soxr
+    streaming resampler brings other rates to 16 kHz and holds back its filter delay until
+    :meth:`flush`; frames that would need samples past the end are never emitted, as in
+    :func:`musicnn_mel`.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = SAMPLE_RATE,
-        hop_frames: int = PATCH_FRAMES,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        import soxr
+    PATCH_FRAMES, N_MELS = PATCH_FRAMES, N_MELS
 
-        if sample_rate <= 0:
-            raise ValueError(f"sample rate must be positive, got {sample_rate}")
-        if hop_frames < 1:
-            raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
-        self.sample_rate, self.hop_frames, self.dtype = sample_rate, hop_frames, dtype
-        self._resampler = None
-        if sample_rate != SAMPLE_RATE:
-            self._resampler = soxr.ResampleStream(
-                sample_rate, SAMPLE_RATE, 1, dtype="float32", quality=RESAMPLE_QUALITY
-            )
-        self._mel = init_musicnn_mel_state()
-        self._patch = init_musicnn_patch_state(dtype)
+    def _init_mel(self) -> MusicnnMelState:
+        return init_musicnn_mel_state()
 
-    def push(self, chunk: np.ndarray) -> tuple[Tensor, Tensor]:
-        """``chunk``: ``(N,)`` mono samples at ``sample_rate``. Returns the frames
-        ``(F, N_MELS)`` and patches ``(P, PATCH_FRAMES, N_MELS)`` it completed."""
-        return self._consume(np.asarray(chunk, dtype=np.float32).reshape(-1), last=False)
-
-    def flush(self) -> tuple[Tensor, Tensor]:
-        """End of stream: release what the resampler held back (the frames that would need
-        samples past the end are never emitted, as in :func:`musicnn_mel`)."""
-        return self._consume(np.zeros(0, dtype=np.float32), last=True)
-
-    def _consume(self, chunk: np.ndarray, last: bool) -> tuple[Tensor, Tensor]:
-        if self._resampler is not None:
-            chunk = self._resampler.resample_chunk(chunk, last=last)
-        frames, self._mel = musicnn_mel_step(chunk, self._mel, self.dtype)
-        patches, self._patch = musicnn_patch_step(frames, self._patch, self.hop_frames)
-        return frames, patches
+    def _mel_step(self, chunk: np.ndarray, state: MusicnnMelState, dtype: torch.dtype):
+        return musicnn_mel_step(chunk, state, dtype)

@@ -67,7 +67,9 @@ def encoder_cli(
         str, typer.Option(help="Model shapes: gtzan (192/16 heads/ff 192), small (128/4/256).")
     ] = "gtzan,small",
     blocks: Blocks = "1,2",
-    windows: Annotated[str, typer.Option(help="Window lengths n, comma-separated.")] = "32,64,120,256",
+    windows: Annotated[
+        str, typer.Option(help="Window lengths n, comma-separated ('none': only the front-end table).")
+    ] = "32,64,120,256",
     threads: Threads = 1,
     rounds: Annotated[int, typer.Option(min=1, help="Interleaved timing rounds per configuration.")] = 5,
     quick: Annotated[bool, typer.Option("--quick", help="Only the GTZAN shape at n=120, 3 rounds.")] = False,
@@ -102,7 +104,9 @@ def encoder_cli(
 @app.command("stream")
 def stream_cli(
     blocks: Blocks = "1,2",
-    windows: Annotated[str, typer.Option(help="Window lengths n, comma-separated.")] = "32,64,120,256",
+    windows: Annotated[
+        str, typer.Option(help="Window lengths n, comma-separated ('none': only the front-end table).")
+    ] = "32,64,120,256",
     threads: Threads = 1,
     quick: Annotated[bool, typer.Option("--quick", help="Only n=120 and 100 measured hops.")] = False,
     frontends: Annotated[
@@ -117,10 +121,13 @@ def stream_cli(
     """Audio block to prediction per hop: continual vs regular vs regular on cached tokens, and
     the cost of a hop with each front end."""
     kinds = _frontend_kinds(frontends)
-    windows = "120" if quick else windows
+    if windows.strip() == "none":
+        sizes = []
+    else:
+        sizes = _ints("120" if quick else windows, "--windows")
     _stream(
         _ints(blocks, "--blocks"),
-        _ints(windows, "--windows"),
+        sizes,
         threads,
         json_out,
         100 if quick else 300,
@@ -312,6 +319,9 @@ def _stream(
             per_frontend.append(frontends.run(kind, measured_hops=frontend_hops, threads=threads))
     document = {"machine": _machine(), "threads": threads, "stream": records, "frontends": per_frontend}
     if _emit_json(document, json_out, err):
+        return
+    if not records:
+        Console(width=240).print(_frontend_table(per_frontend, threads))
         return
     table = Table(
         title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "

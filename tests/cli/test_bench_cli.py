@@ -111,7 +111,7 @@ def test_frontend_suite_reports_throughputs():
 
 
 def test_stream_suite_times_the_whole_pipeline_side_by_side():
-    done = _run("bench", "stream", "--windows", "8", "--blocks", "1,2", "--json", "-")
+    done = _run("bench", "stream", "--windows", "8", "--blocks", "1,2", "--frontends", "none", "--json", "-")
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)["stream"]
     assert [(r["blocks"], r["window"]) for r in records] == [(1, 8), (2, 8)]
@@ -123,6 +123,26 @@ def test_stream_suite_times_the_whole_pipeline_side_by_side():
             assert r[f"{name}_rtf"] == r[f"{name}_us"] / 1e6 / 0.25
         assert r["regular_mflops"] > r["regular_cached_mflops"] > r["continual_mflops"]  # counted, not timed
         assert r["speedup_vs_regular"] == r["regular_us"] / r["continual_us"]
+
+
+def test_stream_suite_times_a_hop_with_each_front_end(tmp_path, monkeypatch):
+    """Per front end, with its shipped recipe; a pretrained one not fetched is timed with random
+    weights of the same shape, and says so."""
+    monkeypatch.setenv("COAUDIO_MODELS", str(tmp_path / "no-models"))
+    done = _run(
+        "bench", "stream", "--quick", "--blocks", "1", "--frontends", "melstats,musicnn", "--json", "-"
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {r["frontend"]: r for r in json.loads(done.stdout)["frontends"]}
+    assert (
+        rows["musicnn"]["weights"] == "random (not fetched)" and rows["musicnn"]["recipe"] == "gtzan-musicnn"
+    )
+    assert rows["musicnn"]["hop_s"] == 62 * 256 / 16_000 and rows["musicnn"]["patch_s"] == 2.992
+    for r in rows.values():
+        assert r["measured_hops"] == 20 and r["rtf"] == r["hop_us"] / 1e6 / r["hop_s"]
+        assert 0 < r["token_us"] < r["hop_us"]
+    bad = _run("bench", "stream", "--frontends", "bogus")
+    assert bad.returncode == 2 and "unknown front end 'bogus'" in bad.stderr
 
 
 def test_classify_suite_reports_throughputs():

@@ -1,6 +1,13 @@
 """The classic baseline on the real-music check set: MFCC statistics + logistic regression.
 
     python benchmarks/realmusic/baseline.py OUT [--splits OUT/splits.csv] [--json]
+    python benchmarks/realmusic/baseline.py OUT --features musicnn --cache DIR   # a linear probe
+
+``--features musicnn``: instead of MFCCs, the clip mean of musicnn's max-pool features (753-d,
+the tokens of the ``gtzan-musicnn`` recipe, one per 0.99 s; read through coaudio's feature cache
+``--cache``, so a training run's tokens are reused): an offline linear probe of what the
+pretrained network knows about the styles, next to the online transformer trained on the same
+tokens.
 
 Per clip: 20 MFCCs (librosa defaults at 16 kHz: 2048-point frames, hop 512, 128 mel bands),
 their mean and standard deviation over time (40 numbers); standardised on the training
@@ -75,6 +82,20 @@ def mfcc_stats(path: Path) -> np.ndarray:
     return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)])
 
 
+def musicnn_means(paths: list[Path], cache: Path) -> dict[Path, np.ndarray]:
+    """Per clip: the mean over its tokens of musicnn's max-pool features (753 numbers)."""
+    from coaudio.features.cache import extract, load_entry
+    from coaudio.features.frontend import FrontendConfig
+    from coaudio.pretrained.frontends import resolve_frontend
+
+    frontend = FrontendConfig(kind="musicnn", hop_frames=62, layer="max_pool")
+    config = resolve_frontend(frontend).cache_config()
+    summary = extract(paths, cache, config, jobs=1, bar=False)
+    if summary.failed:
+        raise BaselineError(f"{summary.failed[0].path}: {summary.failed[0].error}")
+    return {p: load_entry(cache, config, p).mean(0).double().numpy() for p in paths}
+
+
 def fit_and_choose(x: dict, y: dict) -> tuple[object, object, float, dict[float, float]]:
     """Standardise on train, fit one model per C, keep the best on valid (ties: smaller C)."""
     from sklearn.linear_model import LogisticRegression
@@ -107,7 +128,7 @@ def vote_by_recording(recs: list[str], proba: np.ndarray, classes: np.ndarray) -
     return decided
 
 
-def run(out: Path, splits_csv: Path, threads: int) -> dict:
+def run(out: Path, splits_csv: Path, threads: int, features: str = "mfcc", cache: Path | None = None) -> dict:
     """Features, fit, choice of C and every number the report shows."""
     items = read_splits(out, splits_csv)
     missing = [str(path) for path, *_ in items if not path.exists()]
@@ -115,7 +136,10 @@ def run(out: Path, splits_csv: Path, threads: int) -> dict:
         raise BaselineError(f"{len(missing)} listed clip(s) missing, e.g. {missing[0]}; build the set first")
     with threadpool_limits(limits=threads):  # 2 cores: BLAS threads only add overhead at this size
         started = time.perf_counter()
-        feats = {path: mfcc_stats(path) for path, *_ in items}
+        if features == "musicnn":
+            feats = musicnn_means([path for path, *_ in items], cache or out / ".coaudio-cache")
+        else:
+            feats = {path: mfcc_stats(path) for path, *_ in items}
         feature_s = time.perf_counter() - started
         x = {s: np.array([feats[p] for p, sp, *_ in items if sp == s]) for s in SPLITS}
         y = {s: np.array([label for _, sp, label, _ in items if sp == s]) for s in SPLITS}
@@ -132,7 +156,11 @@ def run(out: Path, splits_csv: Path, threads: int) -> dict:
     classes = [str(c) for c in model.classes_]
     confusion = [[int(np.sum((y["test"] == t) & (predicted == p))) for p in classes] for t in classes]
     return {
-        "features": f"MFCC({N_MFCC}) mean+std at {SAMPLE_RATE} Hz, standardised",
+        "features": (
+            "musicnn max-pool (753), clip mean, standardised"
+            if features == "musicnn"
+            else f"MFCC({N_MFCC}) mean+std at {SAMPLE_RATE} Hz, standardised"
+        ),
         "model": "LogisticRegression",
         "best_C": best_c,
         "valid_accuracy_by_C": {str(c): round(v, 4) for c, v in scores.items()},
@@ -183,9 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=Path, help="CSV path,split (default: OUT/splits.csv)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1)")
+    parser.add_argument("--features", choices=("mfcc", "musicnn"), default="mfcc", help="what a clip is")
+    parser.add_argument(
+        "--cache", type=Path, help="coaudio feature cache (musicnn; default OUT/.coaudio-cache)"
+    )
     args = parser.parse_args(argv)
     try:
-        result = run(args.out, args.splits or args.out / "splits.csv", args.threads)
+        result = run(
+            args.out, args.splits or args.out / "splits.csv", args.threads, args.features, args.cache
+        )
     except BaselineError as exc:
         print(f"baseline.py: error: {exc}", file=sys.stderr)
         return 1

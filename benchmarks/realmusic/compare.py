@@ -9,6 +9,8 @@ Rows (each a real ``coaudio train folder SET --splits SET/splits.csv`` run, then
 evaluate`` on the test recordings; finished runs are reused, so a second call only prints):
 
 * ``mfcc-logreg``: ``baseline.py`` (MFCC mean/std per clip + logistic regression);
+  ``musicnn-logreg``: the same on the clip mean of musicnn's max-pool features (an offline
+  linear probe, not a streaming model);
 * ``learned``: the shipped ``gtzan`` recipe (patch embedder trained with the model), and the
   same without augmentation, with SpecAugment masks only, and with gain/EQ only, to show what
   each adds;
@@ -45,6 +47,7 @@ NO_AUGMENT = [
     "train.augment.eq_db=0",
     "train.augment.mixup=0",
 ]
+PROBES = ("mfcc-logreg", "musicnn-logreg")  # baseline.py rows: clip features + logistic regression
 # name -> (recipe, overrides)
 CONFIGS = {
     "learned": ("gtzan", []),
@@ -56,13 +59,22 @@ CONFIGS = {
     "musicnn": ("gtzan-musicnn", []),
     "musicnn-penultimate": ("gtzan-musicnn", ["data.frontend.layer=penultimate", "model.token_dim=200"]),
     "musicnn-no-token-norm": ("gtzan-musicnn", ["model.token_norm=false"]),
+    "musicnn-hop-0.5s": ("gtzan-musicnn", ["data.frontend.hop_frames=31", "model.encoder.window=60"]),
+    "musicnn-wide": (
+        "gtzan-musicnn",
+        [
+            "model.encoder.layer.d_model=128",
+            "model.encoder.layer.d_ff=256",
+            "model.encoder.layer.dropout=0.2",
+        ],
+    ),
     "vggish": ("gtzan-vggish", []),
 }
 
 
 def _model_needed(row: str) -> str:
     """The model store's model a row's recipe needs ("" for none)."""
-    recipe = CONFIGS.get(row, ("",))[0]
+    recipe = "gtzan-musicnn" if row == "musicnn-logreg" else CONFIGS.get(row, ("",))[0]
     return {"gtzan-musicnn": "musicnn", "gtzan-vggish": "vggish"}.get(recipe, "")
 
 
@@ -102,10 +114,11 @@ def split_file(data: Path, runs: Path, seed: int) -> Path:
     return path
 
 
-def baseline(data: Path, splits: Path) -> dict:
-    """The MFCC + logistic regression row, from baseline.py's JSON."""
+def baseline(data: Path, splits: Path, features: str = "mfcc", cache: Path | None = None) -> dict:
+    """A logistic-regression row (MFCC statistics, or musicnn clip means), from baseline.py's JSON."""
+    extra = ["--features", features] + (["--cache", str(cache)] if cache else [])
     done = subprocess.run(
-        [sys.executable, str(HERE / "baseline.py"), str(data), "--splits", str(splits), "--json"],
+        [sys.executable, str(HERE / "baseline.py"), str(data), "--splits", str(splits), "--json", *extra],
         stdout=subprocess.PIPE,
         text=True,
         check=True,
@@ -168,10 +181,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0", help="comma-separated split seeds (default: 0)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
-    wanted = [n for n in args.only.split(",") if n] or ["mfcc-logreg", *CONFIGS]
-    unknown = [n for n in wanted if n != "mfcc-logreg" and n not in CONFIGS]
+    wanted = [n for n in args.only.split(",") if n] or [*PROBES, *CONFIGS]
+    unknown = [n for n in wanted if n not in PROBES and n not in CONFIGS]
     if unknown:
-        parser.error(f"unknown rows {unknown}; known: mfcc-logreg, {', '.join(CONFIGS)}")
+        parser.error(f"unknown rows {unknown}; known: {', '.join(PROBES)}, {', '.join(CONFIGS)}")
     missing = {n: m for n in wanted if (m := _model_needed(n)) and not _fetched(m)}
     if missing and args.only:
         parser.error(f"row {next(iter(missing))} needs 'coaudio models fetch {next(iter(missing.values()))}'")
@@ -188,6 +201,9 @@ def main() -> None:
             folder = args.runs / (name if seed == 0 else f"seed{seed}") / (name if seed else "")
             if name == "mfcc-logreg":
                 per_seed.append({"seed": seed, **baseline(args.data, splits[seed])})
+            elif name == "musicnn-logreg":
+                found = baseline(args.data, splits[seed], "musicnn", args.runs / ".cache")
+                per_seed.append({"seed": seed, **found})
             else:
                 found = model_row(args.data, splits[seed], folder, args.runs / ".cache", *CONFIGS[name])
                 per_seed.append({"seed": seed, **found})

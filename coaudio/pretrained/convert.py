@@ -39,6 +39,29 @@ def _why(exc: Exception) -> str:
     return line.removeprefix("WeightsUnpickler error: ")[:200]
 
 
+def _save(tensors: dict, path: Path, metadata: dict[str, str], framework: str = "torch") -> None:
+    """safetensors' ``save_file``, then its JSON header rewritten with sorted keys: safetensors
+    writes the metadata in hash-map order, which changes from run to run, and the installed
+    file's SHA-256 is what a checkpoint records as its front end's weights. The same tensors
+    must therefore always give the same bytes."""
+    import json
+    import struct
+
+    if framework == "torch":
+        from safetensors.torch import save_file
+    else:
+        from safetensors.numpy import save_file
+    save_file(tensors, str(path), metadata=metadata)
+    with open(path, "r+b") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        canonical = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(canonical) > length:  # never: the same JSON, compact, only reordered
+            raise ConvertError(f"{path.name}: could not write a canonical safetensors header")
+        f.seek(8)
+        f.write(canonical + b" " * (length - len(canonical)))  # the format pads headers with spaces
+
+
 def _metadata(spec: ModelSpec, fetched: Fetched, model: str) -> dict[str, str]:
     return {
         "model": model,
@@ -129,14 +152,12 @@ def convert_vggish(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
     """torchvggish's weights and PCA files (in that order) -> two safetensors files that
     :func:`coaudio.features.embed.load_vggish` reads (checked against the same VGGish shapes
     it checks)."""
-    from safetensors.torch import save_file
-
     weights, pca = fetched
     tensors = read_vggish_weights(weights.path)
-    save_file(tensors, str(out / spec.output("weights")), metadata=_metadata(spec, weights, "vggish"))
+    _save(tensors, out / spec.output("weights"), _metadata(spec, weights, "vggish"))
     del tensors  # 289 MB
     params = read_vggish_pca(pca.path)
-    save_file(params, str(out / spec.output("pca")), metadata=_metadata(spec, pca, "vggish-pca"))
+    _save(params, out / spec.output("pca"), _metadata(spec, pca, "vggish-pca"))
 
 
 # ---------------------------------------------------------------------------- musicnn
@@ -163,7 +184,6 @@ def _notice(spec: ModelSpec, wheel: Fetched, n_tensors: int) -> str:
 def convert_musicnn(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
     """The musicnn wheel -> ``MSD_musicnn``'s model tensors (named as in TensorFlow, the Adam
     slots left out) as safetensors, with the wheel's ISC licence and a NOTICE beside them."""
-    from safetensors.numpy import save_file
 
     from coaudio.features.musicnn import TENSOR_SHAPES, load_musicnn
     from coaudio.pretrained.tfbundle import read_bundle
@@ -195,7 +215,7 @@ def convert_musicnn(spec: ModelSpec, fetched: list[Fetched], out: Path) -> None:
             f"{wheel.path.name}: not the {MUSICNN_MODEL} checkpoint ({'; '.join(problems[:3])})"
         )
     kept = {k: np.ascontiguousarray(tensors[k], dtype=np.float32) for k in TENSOR_SHAPES}
-    save_file(kept, str(out / spec.output("weights")), metadata=_metadata(spec, wheel, MUSICNN_MODEL))
+    _save(kept, out / spec.output("weights"), _metadata(spec, wheel, MUSICNN_MODEL), "numpy")
     (out / spec.output("licence")).write_bytes(licence)
     (out / spec.output("notice")).write_text(_notice(spec, wheel, len(kept)))
     load_musicnn(out / spec.output("weights"))  # loads where it is used: a converter bug shows now

@@ -13,8 +13,9 @@ The models folder is ``dir`` when given (``--dir``), else ``$COAUDIO_MODELS``, e
 A model is built in ``.<name>.installing-*`` and renamed into place, manifest included, only
 when complete, so an interrupted fetch leaves nothing that looks installed. A folder without a
 readable manifest, or with a file whose size differs from it, is never used ("damaged"), and a
-fetch replaces it. Using a model does not re-hash it: the manifest's size and mtime are
-trusted, and a file whose mtime changed is hashed once more before it is used.
+fetch replaces it. Listing trusts the manifest's size and mtime (a file whose mtime changed is
+hashed once more); using a file (:func:`model_file`) hashes it once per process and refuses it
+unless it is exactly what was installed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import shutil
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from coaudio.data.download import sha256_of
@@ -164,9 +165,16 @@ def _not_fetched(spec: ModelSpec, dir: str | Path | None, status: ModelStatus) -
 
 
 def _installed(model: ModelSpec | str, role: str, dir: str | Path | None) -> tuple[Path, dict]:
+    """An installed file for use: its content is hashed (once per process and file version)
+    and must be what the manifest recorded, so bytes changed in place (a bad copy, a disk
+    error, an edit that kept the size and time) are never computed with."""
+    from coaudio.features.cache import file_digest
+
     spec = _spec(model)
     name = spec.output(role)  # a role the model lacks is a ValueError before any disk access
     status, manifest = _inspect(spec, models_dir(dir) / spec.name)
+    if status.state == "present" and file_digest(status.folder / name) != manifest["files"][name]["sha256"]:
+        status = replace(status, state="damaged", problem=f"{name} does not match its recorded SHA-256")
     if status.state != "present":
         raise _not_fetched(spec, dir, status)
     return status.folder / name, manifest

@@ -83,6 +83,38 @@ def test_other_weights_than_the_recorded_ones_are_refused(in_store):
         resolve_frontend(recorded)
 
 
+def test_every_fetch_installs_the_same_bytes(models, tmp_path):
+    """A checkpoint records the installed file's SHA-256, so another machine's (or a --force)
+    fetch must give the same file: safetensors writes its metadata in hash order, which the
+    converter makes canonical."""
+    again = tmp_path / "again"
+    fetch_model("musicnn", again, source=musicnn_wheel())
+    assert model_sha256("musicnn", dir=again) == model_sha256("musicnn", dir=models)
+    assert model_file("musicnn", dir=again).read_bytes() == model_file("musicnn", dir=models).read_bytes()
+
+
+def test_weights_changed_in_place_are_never_used(models, tmp_path):
+    """Bytes flipped with size and mtime kept (a bad copy with cp -p): damaged, not NaN tokens."""
+    import os
+    import shutil
+
+    from coaudio.features import cache
+
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    weights = model_file("musicnn", dir=copy)
+    stat = weights.stat()
+    with open(weights, "r+b") as f:
+        f.seek(stat.st_size - 100)
+        f.write(b"\xff" * 8)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    cache._digest_of.cache_clear()  # a new process, as the next command would be
+    with pytest.raises(
+        ModelNotFetched, match="does not match its recorded SHA-256.*coaudio models fetch musicnn"
+    ):
+        model_file("musicnn", dir=copy)
+
+
 def test_a_model_not_fetched_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("COAUDIO_MODELS", str(tmp_path / "empty"))
     with pytest.raises(ModelNotFetched, match="run 'coaudio models fetch musicnn'"):

@@ -45,7 +45,8 @@ class Hop:
     token: Tensor  # the model input of this hop: (96, 64) patch or (token_dim,) embedding
     warmup: bool  # the window holds fewer than n tokens
     latency_ms: float  # from the push that completed this hop to its prediction
-    step_ms: float  # of which the model's step (learned embedder + encoder + head)
+    step_ms: float  # of which the model's step (token function + learned embedder + encoder + head)
+    token_ms: float = 0.0  # of which the front end's token function (melstats, VGGish, musicnn)
 
     def top(self, k: int = 1) -> list[tuple[int, float]]:
         """The ``k`` most probable classes as (index, probability), best first."""
@@ -122,9 +123,10 @@ class Engine:
             return out
         with torch.inference_mode():
             embed_started = time.perf_counter()
-            tokens, inputs = self._embed(streams, counts)
+            tokens, inputs, token_ms = self._embed(streams, counts)
             # each token's share of the batched embedding counts as part of its step
             embed_ms = (time.perf_counter() - embed_started) * 1e3 / sum(counts)
+            token_ms /= sum(counts)
             for r in range(max(counts)):
                 rows = [i for i, count in enumerate(counts) if r < count]
                 z = (
@@ -138,22 +140,25 @@ class Engine:
                     z,
                     [inputs[i][r] for i in rows],
                     started,
-                    embed_ms,
+                    (embed_ms, token_ms),
                     out,
                 )
         for s in streams:
             s.pending.clear()
         return out
 
-    def _embed(self, streams: list[_Stream], counts: list[int]) -> tuple[list[Tensor], list[Tensor]]:
+    def _embed(self, streams: list[_Stream], counts: list[int]) -> tuple[list[Tensor], list[Tensor], float]:
         """Every pending patch of every stream through the front end in one batch: per stream,
-        the model-width tokens ``(P, D)`` and the model inputs ``(P, ...)`` (for ``Hop.token``)."""
+        the model-width tokens ``(P, D)`` and the model inputs ``(P, ...)`` (for ``Hop.token``),
+        and the milliseconds the front end's token function took for all of them."""
         online = self.online
         blocks = [p for s in streams for p in s.pending]
         patches = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
+        started = time.perf_counter()
         inputs = patches if online.embed is None else online.embed(patches)
+        token_ms = (time.perf_counter() - started) * 1e3 if online.embed is not None else 0.0
         embedded = online.model.tokens(inputs)
-        return list(embedded.split(counts)), list(inputs.split(counts))
+        return list(embedded.split(counts)), list(inputs.split(counts)), token_ms
 
     def _round(
         self,
@@ -162,7 +167,7 @@ class Engine:
         z: Tensor,
         inputs: list[Tensor],
         started: float,
-        embed_ms: float,
+        embed_ms: tuple[float, float],
         out: dict,
     ) -> None:
         """One batched step of the streams that have a token in this round."""
@@ -170,16 +175,25 @@ class Engine:
         step_started = time.perf_counter()
         state = streams[0].state if len(streams) == 1 else stack_states([s.state for s in streams])
         logits, state = model.step_embedded(z, state, emit_partial=True, kernel=self.kernel)
-        step_ms = embed_ms + (time.perf_counter() - step_started) * 1e3
+        step_ms = embed_ms[0] + (time.perf_counter() - step_started) * 1e3
         states = [state] if len(streams) == 1 else unstack_states(state)
         probs = probabilities(logits)
         for row, (name, s) in enumerate(zip(names, streams)):
             s.state = states[row]
-            out[name].append(self._hop(s, logits[row], probs[row], inputs[row], started, step_ms))
+            out[name].append(
+                self._hop(s, logits[row], probs[row], inputs[row], started, step_ms, embed_ms[1])
+            )
             s.next_hop += 1
 
     def _hop(
-        self, s: _Stream, logits: Tensor, probs: Tensor, token: Tensor, started: float, step_ms: float
+        self,
+        s: _Stream,
+        logits: Tensor,
+        probs: Tensor,
+        token: Tensor,
+        started: float,
+        step_ms: float,
+        token_ms: float,
     ) -> Hop:
         online, index = self.online, s.next_hop
         warmup = index + 1 < online.window
@@ -196,4 +210,5 @@ class Engine:
             warmup,
             (time.perf_counter() - started) * 1e3,
             step_ms,
+            token_ms,
         )

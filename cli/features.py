@@ -120,6 +120,9 @@ def features_cli(
                 f"interrupted: the files extracted so far are in {cache}; running the same command "
                 "again extracts only the rest"
             )
+        except ValueError as exc:  # weights that are not the network's (checked before any file)
+            progress.stop()
+            fail(exc)
 
     for outcome in summary.failed:
         err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)

@@ -82,12 +82,15 @@ def settle(recipe, out: Path, resume: bool):
     the exact weights; :func:`coaudio.pretrained.frontends.record_frontend`) and a concrete
     thread count: the one asked for, else on resume the run's own (so the arithmetic, and the
     resumed weights, stay the same), else chosen now from the idle cores."""
-    from coaudio.pretrained.frontends import record_frontend
+    from coaudio.features.cache import check_weights
+    from coaudio.pretrained.frontends import record_frontend, resolve_frontend
 
     try:
-        data = replace(recipe.data, frontend=record_frontend(recipe.frontend))
-    except (FileNotFoundError, ConfigError) as exc:  # e.g. a model not fetched: what to run
+        frontend = record_frontend(recipe.frontend)
+        check_weights(resolve_frontend(frontend).cache_config())
+    except (FileNotFoundError, ValueError) as exc:  # a model not fetched, or not its weights
         raise RunError(str(exc)) from None
+    data = replace(recipe.data, frontend=frontend)
     threads = recipe.train.threads
     if not threads and resume and (out / "config.json").is_file():
         threads = json.loads((out / "config.json").read_text())["recipe"]["train"].get("threads", 0)

@@ -194,6 +194,14 @@ def musicnn_embed(weights: str, layer: str = "penultimate"):
     return embed
 
 
+def check_weights(config: FeatureConfig) -> None:
+    """Raise (FileNotFoundError, ValueError naming the file) unless ``config``'s weight files
+    are readable and are the network's; the loaded network is kept for the tokens to come."""
+    config.key()
+    if config.kind != "logmel":
+        _loaded(config.kind, config.weights, config.pca)
+
+
 _LOADED: dict = {}
 
 
@@ -259,7 +267,7 @@ def extract(
 ) -> Summary:
     """Extract features of ``files`` into ``cache`` with ``jobs`` processes. Without an
     ``on_done`` callback (and with ``bar``), a tqdm bar shows the progress (:mod:`coaudio.progress`)."""
-    config.key()  # fail early on unreadable weight files, before any worker starts
+    check_weights(config)  # fail early, before any worker starts
     check_cache(cache)  # one error, not a failed outcome per file
     summary = Summary()
     shown = progress.bar(len(files), "features", "file", enabled=on_done is None and bar)

@@ -235,7 +235,12 @@ def musicnn_from_tensors(tensors: dict[str, Tensor | np.ndarray]) -> Musicnn:
     missing = sorted(set(TENSOR_SHAPES) - set(tensors))
     extra = sorted(set(tensors) - set(TENSOR_SHAPES))
     if missing or extra:
-        raise ValueError(f"musicnn weights: missing tensors {missing}, unexpected tensors {extra}")
+        problems = [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in extra[:3]]
+        more = len(missing) + len(extra) - len(problems)
+        raise ValueError(
+            f"musicnn weights: {', '.join(problems)}{f' and {more} more' if more else ''} (not the "
+            "64 tensors of the musicnn model: use what 'coaudio models fetch musicnn' installs)"
+        )
     wrong = [
         f"{name}: {tuple(value.shape)} (expected {TENSOR_SHAPES[name]})"
         for name, value in tensors.items()
@@ -252,7 +257,17 @@ def musicnn_from_tensors(tensors: dict[str, Tensor | np.ndarray]) -> Musicnn:
 
 
 def load_musicnn(path: str | Path) -> Musicnn:
-    """:func:`musicnn_from_tensors` of a safetensors file keyed by TF names."""
+    """:func:`musicnn_from_tensors` of a safetensors file keyed by TF names. A file that is
+    not one raises ValueError saying so (FileNotFoundError when there is none)."""
     from safetensors.torch import load_file
 
-    return musicnn_from_tensors(load_file(str(path)))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a musicnn safetensors weight file ({exc})") from None
+    try:
+        return musicnn_from_tensors(tensors)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

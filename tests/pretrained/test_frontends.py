@@ -225,3 +225,22 @@ def test_train_evaluate_stream_on_musicnn_tokens_from_another_directory(models, 
     streamed = [json.loads(line)["end_s"] for line in run("stream", out, clip).stdout.splitlines()]
     assert streamed and streamed == [float(row["time_s"]) for row in curve][: len(streamed)]
     assert streamed[0] == pytest.approx(2.992)
+
+
+def test_files_that_are_not_the_networks_weights_are_named_before_any_work(tmp_path):
+    from safetensors.torch import save_file
+
+    from coaudio.features.cache import FeatureConfig, check_weights
+
+    garbage, vggish = tmp_path / "w.pth", tmp_path / "vggish.safetensors"
+    garbage.write_bytes(b"not weights")
+    save_file({"features.0.weight": torch.zeros(64, 1, 3, 3)}, str(vggish))
+    with pytest.raises(ValueError, match="w.pth: not a musicnn safetensors weight file"):
+        check_weights(FeatureConfig(kind="musicnn", weights=str(garbage), layer="max_pool"))
+    with pytest.raises(ValueError, match=r"missing .* and 6\d more .*coaudio models fetch musicnn"):
+        check_weights(FeatureConfig(kind="musicnn", weights=str(vggish), layer="max_pool"))
+    audio = tmp_path / "a.wav"
+    soundfile.write(audio, tone_mix(3.5, 16_000)[:, 0], 16_000)
+    done = coaudio("features", audio, "--cache", tmp_path / "c", "--kind", "musicnn", "--weights", garbage)
+    assert done.returncode == 1 and b"not a musicnn safetensors weight file" in done.stderr
+    assert b"internal error" not in done.stderr and not (tmp_path / "c").exists()

@@ -186,6 +186,8 @@ def musicnn_embed(weights: str, layer: str = "penultimate"):
     """A function ``(P, 187, 96) musicnn patches -> (P, D)`` tokens: the network's ``layer``
     (:data:`coaudio.features.frontend.MUSICNN_LAYERS`); the network is loaded once per process."""
     model = _loaded("musicnn", weights)
+    with torch.inference_mode():  # the first forward pass sets up its kernels: now, not in a stream
+        model.tokens(torch.zeros(1, 187, 96), layer)
 
     def embed(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -190,6 +190,10 @@ class StreamingMusicnnMel(StreamingLogMel):
     PATCH_FRAMES, N_MELS = PATCH_FRAMES, N_MELS
 
     def _init_mel(self) -> MusicnnMelState:
+        # librosa's import and the filterbank (about 1 s) happen here, when the stream opens,
+        # not inside its first push, which would then fall that far behind live audio
+        _sparse_bands()
+        _window()
         return init_musicnn_mel_state()
 
     def _mel_step(self, chunk: np.ndarray, state: MusicnnMelState, dtype: torch.dtype):

@@ -93,10 +93,15 @@ class FrontendConfig:
             raise ValueError(f"weights and pca are for the pretrained kinds {PRETRAINED}, not {self.kind}")
         if self.pca and self.kind != "vggish":
             raise ValueError(f"pca is for kind = vggish, not {self.kind}")
+        for field, value in (("weights", self.weights), ("pca", self.pca)):
+            if value in PRETRAINED and value != self.kind:  # a model name, of another network
+                raise ValueError(
+                    f"{field} = {value!r} names the {value} model; kind {self.kind} needs its own"
+                )
         if self.kind == "musicnn" and self.layer not in MUSICNN_LAYERS:
             raise ValueError(f"layer must be one of {tuple(MUSICNN_LAYERS)}, got {self.layer!r}")
         if self.kind != "musicnn" and self.layer:
-            raise ValueError(f"layer is for kind = musicnn, not {self.kind}")
+            raise ValueError(f'layer is for kind = musicnn, not {self.kind} (set layer = "")')
 
     @property
     def grid(self) -> MelGrid:

@@ -31,6 +31,7 @@ def test_kinds_and_their_rules():
         ({"weights": "w"}, "for the pretrained kinds"),
         ({"kind": "musicnn", "pca": "vggish"}, "pca is for kind = vggish"),
         ({"kind": "musicnn", "layer": "fc9"}, "layer must be one of"),
+        ({"kind": "musicnn", "weights": "vggish"}, "names the vggish model; kind musicnn needs its own"),
         ({"kind": "vggish", "layer": "penultimate"}, "layer is for kind = musicnn"),
         ({"kind": "musicnn", "patch_frames": 96}, "187-frame"),
         ({"hop_frames": 0}, "hop_frames must be"),

@@ -74,6 +74,12 @@ def gather(
         return [_local(path / f.name, f) for f in spec.files]
     if path.is_file() and len(spec.files) == 1:
         return [_local(path, spec.files[0])]
+    if path.is_file():
+        names = " and ".join(f.name for f in spec.files)
+        raise FetchError(f"{text} is a file; {spec.name} needs {names}: give the folder that holds them")
+    scheme = urllib.parse.urlsplit(text).scheme
+    if len(scheme) > 1:  # "c:" is a drive, not a scheme
+        raise FetchError(f"{text}: the {scheme}: scheme is not supported (use {' or '.join(URL_SCHEMES)})")
     what = "folder or file" if len(spec.files) == 1 else "folder"
     raise FetchError(f"{text}: no such {what}, and not a URL")
 

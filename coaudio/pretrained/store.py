@@ -326,6 +326,8 @@ def fetch_model(
                 downloads.parent.rmdir()
             if "run again to resume" in str(exc):  # an interrupted download: nothing to add
                 raise
+            if source is not None and not is_url(str(source)):  # the user has files: no download hint
+                raise FetchError(f"{exc}; nothing was installed") from None
             dir_option = f" --dir {root}" if origin == "explicit" else ""
             hint = by_hand(spec, root / spec.name, dir_option)
             raise FetchError(f"{exc}; nothing was installed; {hint}") from None

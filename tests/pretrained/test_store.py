@@ -513,3 +513,16 @@ def test_a_failing_pip_download_shows_pips_reason_and_the_way_by_hand(tmp_path, 
         in message
     )
     assert "\n" not in message and model_status("musicnn", tmp_path / "models").state == "absent"
+
+
+def test_a_local_source_that_cannot_be_used_says_why_without_the_download_paragraph(tmp_path):
+    """The user already has files: the error is about them, not about downloading."""
+    single = tmp_path / "vggish-10086976.pth"
+    single.write_bytes(b"x")
+    with pytest.raises(
+        FetchError,
+        match=r"is a file; vggish needs .* give the folder that holds them; nothing was installed$",
+    ):
+        fetch_model("vggish", tmp_path / "models", source=single)
+    with pytest.raises(FetchError, match=r"10086976.pth: checksum mismatch .*; nothing was installed$"):
+        fetch_model("vggish", tmp_path / "models", source=tmp_path)

@@ -134,8 +134,8 @@ def fetch_cli(
 ) -> None:
     """Download (or take from --from), verify, convert and install a model.
 
-    An interrupted download is resumed by running the same command again; nothing is
-    installed until every file has been verified and converted."""
+    An interrupted download is resumed by running the same command again. Nothing is installed
+    until every file has been verified and converted."""
     from coaudio.pretrained.sources import FetchError
     from coaudio.pretrained.store import fetch_model, models_dir
 
@@ -163,7 +163,15 @@ def fetch_cli(
     except OSError as exc:  # the models folder: permissions, a full disk
         fail(f"cannot write {exc.filename or models_dir(dir)}: {exc.strerror or exc}")
     except KeyboardInterrupt:
-        interrupted(f"interrupted: {name} was not installed; run the same command again to resume")
+        from coaudio.pretrained.store import model_status
+
+        kept = model_status(spec, dir).state == "present"  # --force over an install: it stays
+        what = (
+            f"{name} was not fetched again; the installed copy is kept"
+            if kept
+            else f"{name} was not installed"
+        )
+        interrupted(f"interrupted: {what}; run the same command again to resume")
     files = ", ".join(path.name for path in installed.files.values())
     if installed.fetched:
         message = f"installed: {name} in {installed.folder} ({files})"

@@ -142,7 +142,7 @@ def _frontend_kinds(text: str) -> list[str]:
         return known
     if text.strip() == "none":
         return []
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    kinds = list(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))  # each once
     unknown = [k for k in kinds if k not in known]
     if unknown or not kinds:
         raise typer.BadParameter(

@@ -51,7 +51,9 @@ def features_cli(
     ] = None,
     layer: Annotated[
         Optional[str],
-        typer.Option(help="musicnn: the token layer (penultimate, max_pool, mean_pool, pooled, tags)."),
+        typer.Option(
+            help="musicnn: the token layer: max_pool (the default), penultimate, mean_pool, pooled, tags."
+        ),
     ] = None,
     vggish_weights: Annotated[
         Optional[Path],
@@ -62,7 +64,8 @@ def features_cli(
         typer.Option(exists=True, dir_okay=False, hidden=True, help="Older spelling of --pca FILE."),
     ] = None,
     patch_hop: Annotated[
-        float, typer.Option(min=0.01, help="Seconds between patches (vggish and musicnn only).")
+        float,
+        typer.Option(min=0.01, help="Seconds between patches (vggish and musicnn; gtzan-musicnn uses 0.99)."),
     ] = 0.96,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     keep_going: Annotated[

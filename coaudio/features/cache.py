@@ -182,7 +182,7 @@ def vggish_embed(weights: str, pca: str = ""):
     return embed
 
 
-def musicnn_embed(weights: str, layer: str = "penultimate"):
+def musicnn_embed(weights: str, layer: str = "max_pool"):
     """A function ``(P, 187, 96) musicnn patches -> (P, D)`` tokens: the network's ``layer``
     (:data:`coaudio.features.frontend.MUSICNN_LAYERS`); the network is loaded once per process."""
     model = _loaded("musicnn", weights)

@@ -65,7 +65,9 @@ class FrontendConfig:
     patch_frames: int = 0  # frames in one token's patch; 0: the kind's own (96, musicnn 187)
     weights: str = ""  # vggish, musicnn: a model store name or a weight file ("": the kind's model)
     pca: str = ""  # vggish: optional PCA (model name or file); embeddings are then post-processed
-    layer: str = ""  # musicnn: which output is the token ("": penultimate), see MUSICNN_LAYERS
+    layer: str = (
+        ""  # musicnn: which output is the token ("": max_pool, the best for styles), see MUSICNN_LAYERS
+    )
     weights_sha256: str = ""  # recorded by a run: the weights its tokens came from
     pca_sha256: str = ""
 
@@ -80,7 +82,7 @@ class FrontendConfig:
         if self.kind in PRETRAINED and not self.weights:
             object.__setattr__(self, "weights", self.kind)
         if self.kind == "musicnn" and not self.layer:
-            object.__setattr__(self, "layer", "penultimate")
+            object.__setattr__(self, "layer", "max_pool")
         if (self.sample_rate, self.patch_frames) != (SAMPLE_RATE, grid.patch_frames):
             raise ValueError(
                 f"the {self.kind} front end reads {grid.patch_frames}-frame log-mel patches at "

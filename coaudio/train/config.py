@@ -106,7 +106,10 @@ class Recipe:
             )
         width = self.data.frontend.token_dim
         if width is not None and self.model.token_dim != width:
-            raise ValueError(f"{self.data.frontend.kind} tokens are {width}-d: set model.token_dim = {width}")
+            raise ValueError(
+                f"{self.data.frontend.kind} tokens are {width}-d: set model.token_dim = {width} "
+                f"(--set model.token_dim={width})"
+            )
 
     @property
     def frontend(self) -> FrontendConfig:

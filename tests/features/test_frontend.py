@@ -50,8 +50,8 @@ def test_kinds_and_their_rules():
 def test_pretrained_kinds_default_to_the_model_stores_weights():
     vggish, musicnn = FrontendConfig(kind="vggish"), FrontendConfig(kind="musicnn", hop_frames=62)
     assert (vggish.weights, vggish.pca, vggish.patch_frames) == ("vggish", "", 96)
-    assert (musicnn.weights, musicnn.layer, musicnn.patch_frames) == ("musicnn", "penultimate", 187)
-    assert musicnn.token_dim == 200 and FrontendConfig(kind="musicnn", layer="pooled").token_dim == 1506
+    assert (musicnn.weights, musicnn.layer, musicnn.patch_frames) == ("musicnn", "max_pool", 187)
+    assert musicnn.token_dim == 753 and FrontendConfig(kind="musicnn", layer="pooled").token_dim == 1506
     # what a run records reads back as the same front end (the filled-in defaults are explicit)
     assert from_dict(FrontendConfig, asdict(musicnn)) == musicnn
 

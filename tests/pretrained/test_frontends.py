@@ -128,7 +128,7 @@ def test_streamed_musicnn_tokens_equal_the_batch_tokens(in_store, tmp_path):
     soundfile.write(audio, tone_mix(6.0, 44_100)[:, 0], 44_100, subtype="FLOAT")
     resolved = resolve_frontend(frontend)
     batch = compute(audio, resolved.cache_config())  # what training reads
-    assert batch.shape == (4, 200)  # 6 s: patches of 2.99 s every 0.99 s
+    assert batch.shape == (4, 753)  # 6 s: patches of 2.99 s every 0.99 s; max-pool tokens
 
     online = load_online(_checkpoint(tmp_path / "m.safetensors", record_frontend(frontend)))
     session = Session(online, 44_100)

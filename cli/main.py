@@ -185,4 +185,11 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    try:
+        status = run()
+    except KeyboardInterrupt:  # a Ctrl-C that arrived after run() had already handled one
+        sys.stderr.write("interrupted\n")
+        status = INTERRUPTED
+    if status == INTERRUPTED:  # ending on a Ctrl-C: a late one must not turn exit 130 into a signal death
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)

@@ -8,6 +8,9 @@ import sys
 
 try:
     from coaudio_cli.main import main
+except KeyboardInterrupt:  # Ctrl-C while the command line is still loading
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 except ImportError as exc:
     sys.stderr.write(
         f"error: the coaudio command line is not installed here ({exc}); "

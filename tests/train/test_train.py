@@ -243,12 +243,12 @@ def test_training_on_fixed_tokens(dataset, tmp_path, kind):
     assert stream["compared_hops"] > 0 and stream["max_logit_diff"] < 1e-5
 
 
-def test_vggish_recipe_needs_weights_and_128_dims():
+def test_vggish_recipe_defaults_to_the_stores_model_and_needs_128_dims():
     from coaudio.config import ConfigError, from_dict
     from coaudio.train.config import Recipe
 
-    with pytest.raises(ConfigError, match="needs weights"):
-        from_dict(Recipe, {"data": {"frontend": {"kind": "vggish"}}})
+    recipe = from_dict(Recipe, {"data": {"frontend": {"kind": "vggish"}}})
+    assert recipe.frontend.weights == "vggish"  # the model store's VGGish (coaudio models fetch vggish)
     with pytest.raises(ConfigError, match="token_dim = 128"):
         from_dict(Recipe, {"data": {"features": "vggish", "vggish_weights": "w"}, "model": {"token_dim": 64}})
 

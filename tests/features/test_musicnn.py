@@ -169,9 +169,9 @@ def test_loads_from_a_safetensors_file_keyed_by_tf_names(model, tensors, referen
 def test_weights_are_checked_strictly(tensors):
     assert len(TENSOR_SHAPES) == 64
     missing = {k: v for k, v in tensors.items() if k != "dense/bias"}
-    with pytest.raises(ValueError, match=r"missing tensors \['dense/bias'\]"):
+    with pytest.raises(ValueError, match=r"missing dense/bias \(not the 64 tensors"):
         musicnn_from_tensors(missing)
-    with pytest.raises(ValueError, match=r"unexpected tensors \['dense/kernel/Adam'\]"):
+    with pytest.raises(ValueError, match=r"unexpected dense/kernel/Adam \(not the 64 tensors"):
         musicnn_from_tensors({**tensors, "dense/kernel/Adam": tensors["dense/kernel"]})
     wrong = {**tensors, "conv2d/kernel": np.zeros((7, 38, 1, 203), np.float32)}
     with pytest.raises(ValueError, match=r"conv2d/kernel: \(7, 38, 1, 203\) \(expected \(7, 38, 1, 204\)\)"):

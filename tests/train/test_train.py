@@ -215,14 +215,18 @@ def test_training_on_fixed_tokens(dataset, tmp_path, kind):
     from coaudio.features.embed import VGGish
 
     options = ["--set", f"data.frontend.kind={kind}", "--set", "model.token_dim=128"]
-    if kind == "vggish":
+    if kind == "vggish":  # the shipped recipe (standardised tokens), with a weight file by path
         weights = tmp_path / "vggish.safetensors"
         save_file({k: v.contiguous() for k, v in VGGish().state_dict().items()}, str(weights))
+        options = ["--recipe", "gtzan-vggish", "--set", "model.encoder.layer.d_model=32"]
         options += ["--set", f'data.frontend.weights="{weights}"', "--set", "data.frontend.hop_frames=96"]
     done = _train(dataset, tmp_path / "vg", 1, *options)
     assert done.returncode == 0, done.stderr[-3000:]
     model, _, _ = load_checkpoint(tmp_path / "vg" / "best.safetensors")
     assert model.cfg.inputs == "tokens" and model.cfg.token_dim == 128
+    assert model.cfg.token_norm == (kind == "vggish") and (
+        kind != "vggish" or float(model.token_std.min()) > 0
+    )
     evaluated = subprocess.run(
         [
             sys.executable,

@@ -134,8 +134,9 @@ def fetch_cli(
 ) -> None:
     """Download (or take from --from), verify, convert and install a model.
 
-    An interrupted download is resumed by running the same command again. Nothing is installed
-    until every file has been verified and converted."""
+    An interrupted download resumes when the same command runs again.
+
+    Nothing is installed until every file has been verified and converted."""
     from coaudio.pretrained.sources import FetchError
     from coaudio.pretrained.store import fetch_model, models_dir
 

@@ -110,7 +110,8 @@ def summary_lines(stats: StreamStats, labels: list[str], extra: list[str]) -> li
     """The closing summary (stderr): latency, real-time factor, the stream's overall label."""
     latency = stats.latency_summary()
     lines = [
-        f"{stats.hops} hops over {stats.audio_s:.2f} s of audio; per-hop latency mean "
+        f"{stats.hops} hop{'s' if stats.hops != 1 else ''} over {stats.audio_s:.2f} s of audio; "
+        "per-hop latency mean "
         f"{latency['mean_ms']:.2f} ms, p95 {latency['p95_ms']:.2f} ms, max {latency['max_ms']:.2f} ms; "
         f"processing {stats.processing_s:.3f} s = real-time factor {stats.real_time_factor:.4f}"
     ]
@@ -118,7 +119,8 @@ def summary_lines(stats: StreamStats, labels: list[str], extra: list[str]) -> li
     if mean is not None:
         p, i = mean.max(dim=0)
         lines.append(
-            f"whole stream (mean probability over {stats.predicted_hops} hops): "
+            f"whole stream (mean probability over {stats.predicted_hops} "
+            f"hop{'s' if stats.predicted_hops != 1 else ''}): "
             f"{labels[int(i)]} {float(p):.1%}"
         )
     return lines + extra

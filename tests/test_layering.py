@@ -20,6 +20,7 @@ LAYERS = [
         "audio",
         "config",
         "safeio",
+        "digests",
         "threads",
         "workers",
         "distributed",

@@ -108,8 +108,9 @@ def _online(kind: str) -> tuple[OnlineModel, str]:
     else:
         try:
             embed, weights = token_function(resolve_frontend(frontend)), "pretrained"
-        except FileNotFoundError:  # not fetched: the same network with random weights costs the same
-            embed, weights = _random_network(frontend), "random (not fetched)"
+        except FileNotFoundError as exc:  # not fetched: the same network with random weights costs the same
+            state = "damaged" if "damaged" in str(exc) else "not fetched"
+            embed, weights = _random_network(frontend), f"random ({state})"
     return OnlineModel(model, [f"c{i}" for i in range(10)], frontend, embed), weights
 
 

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -29,6 +28,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from coaudio.digests import sha256_of
+
 log = logging.getLogger(__name__)
 
 MARKER = ".coaudio-complete"
@@ -40,14 +41,6 @@ GTZAN_SHA256 = "24347e0223d2ba798e0a558c4c172d9d4a19c00bb7963fe055d183dadb4ef2c6
 
 class DownloadError(Exception):
     """A download or archive that cannot be used; the message says why."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(

@@ -9,7 +9,6 @@ leaves no entry that could be mistaken for a complete one.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -24,6 +23,7 @@ from safetensors.torch import load_file
 
 from coaudio import progress
 from coaudio.audio import AudioError, audio_files_under, stream_audio
+from coaudio.digests import file_digest
 from coaudio.features.logmel import PATCH_FRAMES, patches
 from coaudio.features.stream import StreamingLogMel
 from coaudio.safeio import save_safetensors_atomically
@@ -66,22 +66,6 @@ class FeatureConfig:
                 settings[name] = file_digest(Path(settings[name]))
         text = json.dumps({"version": CACHE_VERSION, **settings}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, computed once per process for each (path, size, mtime): the key is
-    needed for every cache lookup, and weight files are large (VGGish: 275 MB)."""
-    st = path.stat()
-    return _digest_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _digest_of(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class CacheError(ValueError):

@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from coaudio.config import ConfigError
-from coaudio.features.cache import file_digest
+from coaudio.digests import file_digest
 from coaudio.features.frontend import PRETRAINED, FrontendConfig
 
 ROLES = {"weights": "weights", "pca": "pca"}  # FrontendConfig field -> the store's file role

@@ -13,9 +13,9 @@ The models folder is ``dir`` when given (``--dir``), else ``$COAUDIO_MODELS``, e
 A model is built in ``.<name>.installing-*`` and renamed into place, manifest included, only
 when complete, so an interrupted fetch leaves nothing that looks installed. A folder without a
 readable manifest, or with a file whose size differs from it, is never used ("damaged"), and a
-fetch replaces it. Listing trusts the manifest's size and mtime (a file whose mtime changed is
-hashed once more); using a file (:func:`model_file`) hashes it once per process and refuses it
-unless it is exactly what was installed.
+fetch replaces it. Every file is hashed (once per process and file version) before a model
+counts as present, so listing, fetching and using it agree: a file whose bytes changed, even with
+its size and mtime kept, is damaged and a plain fetch replaces it.
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import os
 import shutil
 import urllib.parse
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from coaudio.data.download import sha256_of
+from coaudio.digests import file_digest, sha256_of
 from coaudio.pretrained.registry import ModelSpec, get_model
 from coaudio.pretrained.sources import Fetched, FetchError, OnBytes, by_hand, gather, is_url
-from coaudio.safeio import write_text_atomically
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,6 @@ def _inspect(spec: ModelSpec, folder: Path) -> tuple[ModelStatus, dict]:
     missing = [name for name in by_name if name not in files]
     if missing:
         return damaged(f"{missing[0]} is not in its {MANIFEST}")
-    changed = False
     for name, entry in files.items():
         try:
             stat = (folder / name).stat()
@@ -131,13 +129,10 @@ def _inspect(spec: ModelSpec, folder: Path) -> tuple[ModelStatus, dict]:
             return damaged(f"{name} is missing")
         if stat.st_size != entry["size"]:
             return damaged(f"{name} has {stat.st_size:,} bytes, not {entry['size']:,}")
-        if stat.st_mtime_ns != entry.get("mtime_ns"):  # touched or copied: hash it once more
-            if sha256_of(folder / name) != entry["sha256"]:
-                return damaged(f"{name} changed since it was installed")
-            entry["mtime_ns"], changed = stat.st_mtime_ns, True
-    if changed:  # the next use need not hash again (a read-only store just hashes each time)
-        with contextlib.suppress(OSError):
-            write_text_atomically(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        # bytes can change with size and mtime kept (a bad copy with cp -p, a disk error): every
+        # file is hashed, once per process and file version (VGGish: about 1 s, once)
+        if file_digest(folder / name) != entry["sha256"]:
+            return damaged(f"{name} does not match its recorded SHA-256")
     size = sum(entry["size"] for entry in files.values())
     paths = {role: folder / name for name, role in by_name.items()}
     return ModelStatus(spec.name, "present", folder, size, files=paths), manifest
@@ -165,16 +160,10 @@ def _not_fetched(spec: ModelSpec, dir: str | Path | None, status: ModelStatus) -
 
 
 def _installed(model: ModelSpec | str, role: str, dir: str | Path | None) -> tuple[Path, dict]:
-    """An installed file for use: its content is hashed (once per process and file version)
-    and must be what the manifest recorded, so bytes changed in place (a bad copy, a disk
-    error, an edit that kept the size and time) are never computed with."""
-    from coaudio.features.cache import file_digest
-
+    """An installed file for use; :func:`_inspect` has checked its SHA-256."""
     spec = _spec(model)
     name = spec.output(role)  # a role the model lacks is a ValueError before any disk access
     status, manifest = _inspect(spec, models_dir(dir) / spec.name)
-    if status.state == "present" and file_digest(status.folder / name) != manifest["files"][name]["sha256"]:
-        status = replace(status, state="damaged", problem=f"{name} does not match its recorded SHA-256")
     if status.state != "present":
         raise _not_fetched(spec, dir, status)
     return status.folder / name, manifest

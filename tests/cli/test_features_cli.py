@@ -146,15 +146,15 @@ def test_gtzan_dataset_input(tmp_path):
 def test_weight_files_are_keyed_by_content_and_hashed_once(tmp_path):
     import os
 
-    from coaudio.features import cache as cache_module
+    from coaudio import digests
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"a" * 1000)
     config = FeatureConfig(kind="vggish", weights=str(weights))
     first = config.key()
-    cache_module._digest_of.cache_clear()
+    digests._digest_of.cache_clear()
     assert [config.key() for _ in range(5)] == [first] * 5
-    assert cache_module._digest_of.cache_info().misses == 1  # one hash for many lookups
+    assert digests._digest_of.cache_info().misses == 1  # one hash for many lookups
     weights.write_bytes(b"b" * 1000)  # same size, new content and mtime
     os.utime(weights, ns=(1, 2))
     assert config.key() != first

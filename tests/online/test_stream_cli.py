@@ -51,7 +51,7 @@ def test_a_file_streams_exactly_what_the_batch_model_predicts(
     assert [h["warmup"] for h in hops] == [k < 5 for k in range(len(hops))]
     assert hops[0]["end_s"] == 0.975 and hops[1]["end_s"] == 1.175
     summary = done.stderr.decode()
-    assert f"{len(hops)} hops over" in summary and "real-time factor" in summary
+    assert f"{len(hops)} hop{'s' if len(hops) != 1 else ''} over" in summary and "real-time factor" in summary
     assert "whole stream (mean probability" in summary
 
 
@@ -168,7 +168,7 @@ def test_ctrl_c_ends_with_the_summary(tmp_path, checkpoint):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     hops = 1 + len(out.decode().splitlines())
-    assert f"{hops} hops over" in err.decode() and "Traceback" not in err.decode()
+    assert f"{hops} hop{'s' if hops != 1 else ''} over" in err.decode() and "Traceback" not in err.decode()
 
 
 def test_a_terminal_gets_the_live_view(tmp_path, checkpoint):

@@ -13,7 +13,8 @@ import torch
 
 from coaudio.config import ConfigError
 from coaudio.continual import EncoderConfig, LayerConfig
-from coaudio.features.cache import compute, file_digest
+from coaudio.digests import file_digest
+from coaudio.features.cache import compute
 from coaudio.features.embed import VGGish
 from coaudio.features.fixed import token_function
 from coaudio.features.frontend import FrontendConfig
@@ -98,7 +99,7 @@ def test_weights_changed_in_place_are_never_used(models, tmp_path):
     import os
     import shutil
 
-    from coaudio.features import cache
+    from coaudio import digests
 
     copy = tmp_path / "models"
     shutil.copytree(models, copy)
@@ -108,7 +109,7 @@ def test_weights_changed_in_place_are_never_used(models, tmp_path):
         f.seek(stat.st_size - 100)
         f.write(b"\xff" * 8)
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    cache._digest_of.cache_clear()  # a new process, as the next command would be
+    digests.forget()  # a new process, as the next command would be
     with pytest.raises(
         ModelNotFetched, match="does not match its recorded SHA-256.*coaudio models fetch musicnn"
     ):

@@ -271,13 +271,26 @@ def test_a_damaged_install_is_never_used_and_a_fetch_replaces_it(tiny, tmp_path,
     assert not list(root.glob(".tiny.*-*"))  # no build or old folders left
 
 
-def test_a_touched_file_is_hashed_once_more_and_still_used(tiny, tmp_path):
+def test_files_are_judged_by_their_bytes_not_their_size_and_time(tiny, tmp_path):
+    """A copy that did not keep mtimes is still present; bytes changed with size and mtime kept
+    (cp -p of a bad copy) are damaged for list, fetch and use alike, and a plain fetch repairs."""
+    from coaudio import digests
+
     root = tmp_path / "models"
     fetch_model("tiny", root)
-    os.utime(root / "tiny" / "tiny.bin", ns=(1, 1))  # e.g. a copy that did not keep mtimes
+    path = root / "tiny" / "tiny.bin"
+    os.utime(path, ns=(1, 1))
     assert model_status("tiny", root).state == "present"
-    manifest = json.loads((root / "tiny" / MANIFEST).read_text())
-    assert manifest["files"]["tiny.bin"]["mtime_ns"] == 1  # recorded: the next use need not hash
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(1, 1))
+    digests.forget()  # as the next command, a new process, would see it
+    status = model_status("tiny", root)
+    assert status.state == "damaged" and "does not match its recorded SHA-256" in status.problem
+    with pytest.raises(ModelNotFetched, match="damaged"):
+        model_file("tiny", dir=root)
+    assert fetch_model("tiny", root).fetched and path.read_bytes() == A + B  # replaced, not "already there"
 
 
 def test_a_fetch_stopped_while_converting_installs_nothing_and_keeps_the_downloads(tiny, server, tmp_path):

@@ -222,6 +222,11 @@ def _suffixes_under(base: Path, recorded: str) -> list[Path]:
 def missing_data_message(run: RunFolder, split: str, files: SplitFiles, data=None) -> str:
     """One line: which files are missing, where they were looked for, how to point at them."""
     total = len(files.found) + len(files.missing)
+    if total == 0:  # nothing is missing: the split itself is empty (a tiny set's random split)
+        return (
+            f"{run.path} has no {split} files: its split put none there (too few clips?); evaluate "
+            "another split with --split, or a labelled folder with --data DIR"
+        )
     shown = ", ".join(files.missing[:3]) + (", ..." if len(files.missing) > 3 else "")
     advice = (
         f"--data {data} must be the dataset folder itself (the one given to coaudio train, moved)"

@@ -261,3 +261,15 @@ def test_python_callers_train_and_evaluate_through_the_library(project, tmp_path
     assert (tmp_path / "run" / "eval" / "metrics-test.json").is_file()
     with pytest.raises(RunError, match="already holds a training run"):
         train_run(recipe, splits, tmp_path / "run", project / "data", jobs=1)
+
+
+def test_an_empty_split_is_named_as_such_not_as_missing_files(tmp_path):
+    """A tiny set's random split can leave no test clips: '0 of the 0 test files were not found'
+    sent users looking for moved data."""
+    from coaudio.train.run import SplitFiles, missing_data_message
+
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(path=tmp_path / "run")  # the message needs only where the run is
+    message = missing_data_message(run, "test", SplitFiles([], [], []))
+    assert "has no test files" in message and "--split" in message and "not found" not in message

@@ -266,9 +266,9 @@ def test_python_callers_train_and_evaluate_through_the_library(project, tmp_path
 def test_an_empty_split_is_named_as_such_not_as_missing_files(tmp_path):
     """A tiny set's random split can leave no test clips: '0 of the 0 test files were not found'
     sent users looking for moved data."""
-    from coaudio.train.run import SplitFiles, missing_data_message
-
     from types import SimpleNamespace
+
+    from coaudio.train.run import SplitFiles, missing_data_message
 
     run = SimpleNamespace(path=tmp_path / "run")  # the message needs only where the run is
     message = missing_data_message(run, "test", SplitFiles([], [], []))

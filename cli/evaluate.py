@@ -118,9 +118,9 @@ def _streaming(done, compare_clips: int, err: Console, out: Console) -> None:
     split, method = done.source.tag, done.source.split.get("description", "")
     what = f"split: {method}" if split == "folder" else f"{split} split: {method}"
     final = stream.curve[-1]["accuracy"] if stream.curve else float("nan")
-    kind = done.source.recipe.frontend.kind
-    fixed = "" if kind == "learned" else f", the {kind} tokens computed once for both"
     if stream.compared_hops:
+        kind = done.source.recipe.frontend.kind
+        fixed = "" if kind == "learned" else f", the {kind} tokens computed once for both"
         check = (
             f"continual == regular over {stream.compared_hops} hops: max |logit diff| "
             f"{stream.max_logit_diff:.1e}; per hop {stream.continual_us:.0f} us continual vs "

@@ -30,18 +30,29 @@ def _sha256(path: Path) -> str:
 
 
 def musicnn_wheel() -> Path:
-    """The real musicnn 0.1.0 wheel, verified; skips the calling test when it cannot be had."""
+    """The real musicnn 0.1.0 wheel, verified; skips the calling test when it cannot be had.
+    Test workers (pytest -n 2) take a lock, and the wheel appears by one rename, so no worker
+    ever reads another's half-downloaded file."""
+    import fcntl
+    import tempfile
+
     folder = downloads_dir()
-    wheel = folder / MUSICNN_WHEEL
-    if wheel.is_file() and _sha256(wheel) == MUSICNN_WHEEL_SHA256:
-        return wheel
     folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    command += ["--dest", str(folder), "musicnn==0.1.0"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 or not wheel.is_file():
-        pytest.skip(f"the musicnn wheel could not be downloaded from PyPI: {done.stderr.strip()[-300:]}")
-    if _sha256(wheel) != MUSICNN_WHEEL_SHA256:
-        wheel.unlink()
-        pytest.fail(f"{MUSICNN_WHEEL}: downloaded file does not match its known SHA-256")
+    wheel = folder / MUSICNN_WHEEL
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if wheel.is_file() and _sha256(wheel) == MUSICNN_WHEEL_SHA256:
+            return wheel
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+            command += ["--dest", tmp, "musicnn==0.1.0"]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            got = Path(tmp) / MUSICNN_WHEEL
+            if done.returncode != 0 or not got.is_file():
+                pytest.skip(
+                    f"the musicnn wheel could not be downloaded from PyPI: {done.stderr.strip()[-300:]}"
+                )
+            if _sha256(got) != MUSICNN_WHEEL_SHA256:
+                pytest.fail(f"{MUSICNN_WHEEL}: downloaded file does not match its known SHA-256")
+            os.replace(got, wheel)
     return wheel

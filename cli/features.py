@@ -14,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from coaudio_cli.console import err_console, out_console
 from coaudio_cli.errors import fail, interrupted
 
+DEFAULT_HOP_S = {"vggish": 0.96, "musicnn": 0.992}  # musicnn: 62 of its 16 ms frames (gtzan-musicnn)
+
 
 class Kind(str, Enum):
     logmel = "logmel"
@@ -64,9 +66,13 @@ def features_cli(
         typer.Option(exists=True, dir_okay=False, hidden=True, help="Older spelling of --pca FILE."),
     ] = None,
     patch_hop: Annotated[
-        float,
-        typer.Option(min=0.01, help="Seconds between patches (vggish and musicnn; gtzan-musicnn uses 0.99)."),
-    ] = 0.96,
+        Optional[float],
+        typer.Option(
+            min=0.01,
+            help="Seconds between patches (vggish and musicnn; default: 0.96 for vggish, 0.99 for "
+            "musicnn, as their recipes).",
+        ),
+    ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
     keep_going: Annotated[
         bool,
@@ -138,7 +144,7 @@ def features_cli(
         raise typer.Exit(1)
 
 
-def _feature_config(kind: Kind, weights, pca, layer: Optional[str], patch_hop: float):
+def _feature_config(kind: Kind, weights, pca, layer: Optional[str], patch_hop: Optional[float]):
     """The cache's feature configuration: the front end of ``kind`` with its weights resolved
     (a model name becomes the model store's file; one not fetched says what to run)."""
     from coaudio.config import ConfigError
@@ -154,7 +160,7 @@ def _feature_config(kind: Kind, weights, pca, layer: Optional[str], patch_hop: f
     try:
         frontend = FrontendConfig(
             kind=kind.value,
-            hop_frames=max(1, round(patch_hop / frame_s)),
+            hop_frames=max(1, round((patch_hop or DEFAULT_HOP_S[kind.value]) / frame_s)),
             weights=str(weights or ""),
             pca=str(pca or ""),
             layer=layer or "",

@@ -158,3 +158,15 @@ def test_weight_files_are_keyed_by_content_and_hashed_once(tmp_path):
     weights.write_bytes(b"b" * 1000)  # same size, new content and mtime
     os.utime(weights, ns=(1, 2))
     assert config.key() != first
+
+
+def test_the_patch_hop_defaults_to_the_recipes_for_each_kind(tmp_path):
+    """0.96 s for VGGish (96 of its 10 ms frames), 0.99 s for musicnn (62 of its 16 ms frames,
+    what gtzan-musicnn trains on), so features computed by hand match a recipe's cache."""
+    from coaudio_cli.features import Kind, _feature_config
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"x")
+    assert _feature_config(Kind.musicnn, str(weights), None, None, None).hop_frames == 62
+    assert _feature_config(Kind.vggish, str(weights), None, None, None).hop_frames == 96
+    assert _feature_config(Kind.musicnn, str(weights), None, None, 0.5).hop_frames == 31

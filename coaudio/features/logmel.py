@@ -54,19 +54,36 @@ def mel_matrix() -> np.ndarray:
     return weights
 
 
+def band_taps(filters: np.ndarray) -> tuple[Tensor, Tensor]:
+    """A ``(bands, bins)`` filterbank as ``(bands, W)`` bin indices and weights (W = the widest
+    band; shorter bands are padded with weight 0 on bin 0), for :func:`project_bands`. The
+    weights keep ``filters``' dtype."""
+    rows = [np.nonzero(row)[0] for row in filters]
+    width = max(len(r) for r in rows)
+    index = np.zeros((filters.shape[0], width), dtype=np.int64)
+    value = np.zeros((filters.shape[0], width), dtype=filters.dtype)
+    for band, bins in enumerate(rows):
+        index[band, : len(bins)] = bins
+        value[band, : len(bins)] = filters[band, bins]
+    return torch.from_numpy(index), torch.from_numpy(value)
+
+
+def project_bands(spectrum: Tensor, index: Tensor, weight: Tensor) -> Tensor:
+    """``(F, bins)`` -> ``(F, bands)``: band b sums ``spectrum[:, index[b, w]] * weight[b, w]``
+    over w, as W element-wise multiply-adds of ``(F, bands)`` columns (3x faster than gathering
+    ``(F, bands, W)``). Every frame's result is independent of the other frames in the batch,
+    which a BLAS product's rounding is not: streaming and offline frames stay bit-identical."""
+    mel = torch.zeros(spectrum.shape[0], index.shape[0], dtype=spectrum.dtype)
+    for w in range(index.shape[1]):
+        mel = torch.addcmul(mel, spectrum.index_select(1, index[:, w]), weight[:, w])
+    return mel
+
+
 @functools.cache
 def _sparse_bands(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """The filterbank as ``(N_MELS, W)`` bin indices and weights (W = widest band; shorter
-    bands are padded with weight 0 on bin 0)."""
-    weights = mel_matrix()
-    columns = [np.nonzero(weights[:, band])[0] for band in range(N_MELS)]
-    width = max(len(c) for c in columns)
-    index = np.zeros((N_MELS, width), dtype=np.int64)
-    value = np.zeros((N_MELS, width), dtype=np.float64)
-    for band, bins in enumerate(columns):
-        index[band, : len(bins)] = bins
-        value[band, : len(bins)] = weights[bins, band]
-    return torch.from_numpy(index), torch.from_numpy(value).to(dtype)
+    """VGGish's filterbank as :func:`band_taps`, weights in ``dtype``."""
+    index, value = band_taps(mel_matrix().T)
+    return index, value.to(dtype)
 
 
 @functools.cache
@@ -101,24 +118,15 @@ def log_mel(samples: Tensor | np.ndarray, dtype: torch.dtype = torch.float32) ->
 
 
 def _project(spectrum: Tensor) -> Tensor:
-    """``(F, N_BINS)`` magnitudes -> ``(F, N_MELS)`` band energies.
-
-    Band b sums ``spectrum[:, index[b, w]] * weight[b, w]`` over w; done as W element-wise
-    multiply-adds of ``(F, N_MELS)`` columns (3x faster than gathering ``(F, N_MELS, W)``),
-    and every frame's result is independent of the other frames in the batch.
-    """
-    index, weight = _sparse_bands(spectrum.dtype)
-    mel = torch.zeros(spectrum.shape[0], N_MELS, dtype=spectrum.dtype)
-    for w in range(index.shape[1]):
-        mel = torch.addcmul(mel, spectrum.index_select(1, index[:, w]), weight[:, w])
-    return mel
+    """``(F, N_BINS)`` magnitudes -> ``(F, N_MELS)`` band energies (:func:`project_bands`)."""
+    return project_bands(spectrum, *_sparse_bands(spectrum.dtype))
 
 
-def patches(frames: Tensor, hop_frames: int = PATCH_FRAMES) -> Tensor:
-    """``(F, N_MELS)`` -> ``(P, PATCH_FRAMES, N_MELS)`` patches every ``hop_frames`` frames
-    (a trailing partial patch is dropped; 96 = VGGish's non-overlapping 0.96 s)."""
+def patches(frames: Tensor, hop_frames: int = PATCH_FRAMES, patch_frames: int = PATCH_FRAMES) -> Tensor:
+    """``(F, M)`` -> ``(P, patch_frames, M)`` patches every ``hop_frames`` frames (a trailing
+    partial patch is dropped; 96 = VGGish's non-overlapping 0.96 s; any front end's frames)."""
     if hop_frames < 1:
         raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
-    if frames.shape[0] < PATCH_FRAMES:
-        return frames.new_empty(0, PATCH_FRAMES, frames.shape[1])
-    return frames.unfold(0, PATCH_FRAMES, hop_frames).transpose(1, 2).contiguous()
+    if frames.shape[0] < patch_frames:
+        return frames.new_empty(0, patch_frames, frames.shape[1])
+    return frames.unfold(0, patch_frames, hop_frames).transpose(1, 2).contiguous()

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from coaudio.features.logmel import band_taps, patches, project_bands
 from coaudio.features.stream import PatchState, StreamingLogMel, init_patch_state, patch_step
 
 SAMPLE_RATE = 16_000
@@ -57,17 +58,9 @@ def _window() -> Tensor:
 
 @functools.cache
 def _sparse_bands() -> tuple[Tensor, Tensor]:
-    """The filterbank as ``(N_MELS, W)`` bin indices and float32 weights (W = widest band,
-    15 bins; narrower bands are padded with weight 0 on bin 0)."""
-    weights = mel_filters()
-    bins = [np.nonzero(row)[0] for row in weights]
-    width = max(len(b) for b in bins)
-    index = np.zeros((N_MELS, width), dtype=np.int64)
-    value = np.zeros((N_MELS, width), dtype=np.float32)
-    for band, nonzero in enumerate(bins):
-        index[band, : len(nonzero)] = nonzero
-        value[band, : len(nonzero)] = weights[band, nonzero]
-    return torch.from_numpy(index), torch.from_numpy(value)
+    """librosa's filterbank as :func:`coaudio.features.logmel.band_taps` (float32 weights;
+    the widest band is 15 bins)."""
+    return band_taps(mel_filters())
 
 
 def frame_count(n_samples: int) -> int:
@@ -88,13 +81,8 @@ def _frames(padded: Tensor) -> Tensor:
 
 
 def _project(power: Tensor) -> Tensor:
-    """``(F, N_BINS)`` -> ``(F, N_MELS)``: W element-wise multiply-adds, so every frame's
-    result is independent of the other frames in the batch."""
-    index, weight = _sparse_bands()
-    mel = torch.zeros(power.shape[0], N_MELS, dtype=power.dtype)
-    for w in range(index.shape[1]):
-        mel = torch.addcmul(mel, power.index_select(1, index[:, w]), weight[:, w])
-    return mel
+    """``(F, N_BINS)`` -> ``(F, N_MELS)`` (:func:`coaudio.features.logmel.project_bands`)."""
+    return project_bands(power, *_sparse_bands())
 
 
 def compress(mel: Tensor) -> Tensor:
@@ -129,11 +117,7 @@ def musicnn_mel(audio_16k: np.ndarray | Tensor, dtype: torch.dtype = torch.float
 def musicnn_patches(frames: Tensor, hop_frames: int = PATCH_FRAMES) -> Tensor:
     """``(F, N_MELS)`` -> ``(P, PATCH_FRAMES, N_MELS)`` patches starting every ``hop_frames``
     frames (a trailing partial patch is dropped)."""
-    if hop_frames < 1:
-        raise ValueError(f"hop_frames must be >= 1, got {hop_frames}")
-    if frames.shape[0] < PATCH_FRAMES:
-        return frames.new_empty(0, PATCH_FRAMES, frames.shape[1])
-    return frames.unfold(0, PATCH_FRAMES, hop_frames).transpose(1, 2).contiguous()
+    return patches(frames, hop_frames, PATCH_FRAMES)
 
 
 # ----------------------------------------------------------------------------------------

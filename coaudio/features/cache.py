@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from coaudio import progress
 from coaudio.audio import AudioError, audio_files_under, stream_audio
 from coaudio.digests import file_digest
+from coaudio.features import musicnn_mel
 from coaudio.features.logmel import PATCH_FRAMES, patches
 from coaudio.features.stream import StreamingLogMel
 from coaudio.safeio import save_safetensors_atomically
@@ -130,12 +131,8 @@ def stream_log_mel(audio: Path, kind: str = "logmel") -> torch.Tensor:
     "musicnn"``), decoded and resampled block by block: memory is bounded by the block size,
     and the frames equal the one-shot log-mel of the whole decoded file exactly."""
     info, blocks = stream_audio(audio)
-    if kind == "musicnn":
-        from coaudio.features.musicnn_mel import StreamingMusicnnMel
-
-        extractor = StreamingMusicnnMel(info.sample_rate, hop_frames=1)
-    else:
-        extractor = StreamingLogMel(info.sample_rate)
+    streaming = musicnn_mel.StreamingMusicnnMel if kind == "musicnn" else StreamingLogMel
+    extractor = streaming(info.sample_rate)
     parts = [extractor.push(block)[0] for block in blocks]
     parts.append(extractor.flush()[0])
     return torch.cat(parts)
@@ -147,9 +144,8 @@ def compute(audio: Path, config: FeatureConfig) -> torch.Tensor:
     if config.kind == "logmel":
         return frames
     if config.kind == "musicnn":
-        from coaudio.features.musicnn_mel import musicnn_patches
-
-        return musicnn_embed(config.weights, config.layer)(musicnn_patches(frames, config.hop_frames))
+        tokens = patches(frames, config.hop_frames, musicnn_mel.PATCH_FRAMES)
+        return musicnn_embed(config.weights, config.layer)(tokens)
     return vggish_embed(config.weights, config.pca)(patches(frames, config.hop_frames))
 
 
@@ -171,7 +167,7 @@ def musicnn_embed(weights: str, layer: str = "max_pool"):
     (:data:`coaudio.features.frontend.MUSICNN_LAYERS`); the network is loaded once per process."""
     model = _loaded("musicnn", weights)
     with torch.inference_mode():  # the first forward pass sets up its kernels: now, not in a stream
-        model.tokens(torch.zeros(1, 187, 96), layer)
+        model.tokens(torch.zeros(1, musicnn_mel.PATCH_FRAMES, musicnn_mel.N_MELS), layer)
 
     def embed(batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

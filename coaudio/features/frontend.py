@@ -32,11 +32,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coaudio.features import musicnn_mel
 from coaudio.features.logmel import HOP_SAMPLES, N_MELS, PATCH_FRAMES, SAMPLE_RATE, WINDOW_SAMPLES
+from coaudio.features.musicnn import LAYERS as MUSICNN_LAYERS  # token layer -> width
 
 KINDS = ("learned", "melstats", "vggish", "musicnn")
 PRETRAINED = ("vggish", "musicnn")  # kinds whose tokens come from pretrained weights
-MUSICNN_LAYERS = {"penultimate": 200, "max_pool": 753, "mean_pool": 753, "pooled": 1506, "tags": 50}
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,12 @@ class MelGrid:
 
 GRIDS = {
     "vggish": MelGrid(HOP_SAMPLES, WINDOW_SAMPLES, N_MELS, PATCH_FRAMES),
-    "musicnn": MelGrid(256, 256, 96, 187),
+    "musicnn": MelGrid(
+        musicnn_mel.HOP,
+        musicnn_mel.N_FFT - musicnn_mel.LEFT_PAD,  # centred: a frame ends half a window after k * hop
+        musicnn_mel.N_MELS,
+        musicnn_mel.PATCH_FRAMES,
+    ),
 }
 
 
@@ -65,9 +71,7 @@ class FrontendConfig:
     patch_frames: int = 0  # frames in one token's patch; 0: the kind's own (96, musicnn 187)
     weights: str = ""  # vggish, musicnn: a model store name or a weight file ("": the kind's model)
     pca: str = ""  # vggish: optional PCA (model name or file); embeddings are then post-processed
-    layer: str = (
-        ""  # musicnn: which output is the token ("": max_pool, the best for styles), see MUSICNN_LAYERS
-    )
+    layer: str = ""  # musicnn: the output used as token ("": max_pool), see MUSICNN_LAYERS
     weights_sha256: str = ""  # recorded by a run: the weights its tokens came from
     pca_sha256: str = ""
 
@@ -163,13 +167,9 @@ class FrontendConfig:
 
     def patches(self, frames):
         """``(F, n_mels)`` frames -> ``(P, patch_frames, n_mels)`` patches every ``hop_frames``."""
-        if self.kind == "musicnn":
-            from coaudio.features.musicnn_mel import musicnn_patches
-
-            return musicnn_patches(frames, self.hop_frames)
         from coaudio.features.logmel import patches
 
-        return patches(frames, self.hop_frames)
+        return patches(frames, self.hop_frames, self.patch_frames)
 
     # --- the feature cache ------------------------------------------------------------------
 

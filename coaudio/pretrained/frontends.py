@@ -37,48 +37,39 @@ def is_model_name(value: str) -> bool:
 def record_frontend(frontend: FrontendConfig, models_dir: str | Path | None = None) -> FrontendConfig:
     """``frontend`` as a run records it: model names kept, files absolute, SHA-256s filled in
     (and checked against those recorded before, e.g. on resume)."""
-    if frontend.kind not in PRETRAINED:
-        return frontend
     changes = {}
-    for field, role in ROLES.items():
-        value = getattr(frontend, field)
-        if not value:
-            continue
+    for field, value, _, sha in _weight_files(frontend, models_dir):
         if not is_model_name(value):
-            value = changes[field] = os.path.abspath(value)
-        changes[f"{field}_sha256"] = _checked_sha(frontend, field, _sha_now(value, role, models_dir))
+            changes[field] = os.path.abspath(value)
+        changes[f"{field}_sha256"] = sha
     return replace(frontend, **changes)
 
 
 def resolve_frontend(frontend: FrontendConfig, models_dir: str | Path | None = None) -> FrontendConfig:
     """``frontend`` with model names replaced by the store's installed files, each checked
     against the SHA-256 the run recorded (when it recorded one)."""
+    changes = {field: path for field, _, path, _ in _weight_files(frontend, models_dir)}
+    return replace(frontend, **changes)
+
+
+def _weight_files(frontend: FrontendConfig, models_dir):
+    """``(field, value, file, sha256)`` for each weight file ``frontend`` names (a model of the
+    store or a path), its SHA-256 checked against the one recorded, if any."""
     if frontend.kind not in PRETRAINED:
-        return frontend
-    changes = {}
+        return
     for field, role in ROLES.items():
         value = getattr(frontend, field)
         if not value:
             continue
         if is_model_name(value):
-            from coaudio.pretrained.store import model_file
+            from coaudio.pretrained.store import model_file, model_sha256
 
-            changes[field] = str(model_file(value, role, models_dir))
-        elif not Path(value).is_file():
+            path, sha = str(model_file(value, role, models_dir)), model_sha256(value, role, models_dir)
+        elif Path(value).is_file():
+            path, sha = value, file_digest(Path(value))
+        else:
             raise FileNotFoundError(f"front-end {field} {value}: no such file")
-        if getattr(frontend, f"{field}_sha256"):
-            _checked_sha(frontend, field, _sha_now(value, role, models_dir))
-    return replace(frontend, **changes)
-
-
-def _sha_now(value: str, role: str, models_dir) -> str:
-    if is_model_name(value):
-        from coaudio.pretrained.store import model_sha256
-
-        return model_sha256(value, role, models_dir)
-    if not Path(value).is_file():
-        raise FileNotFoundError(f"front-end weight file {value}: no such file")
-    return file_digest(Path(value))
+        yield field, value, path, _checked_sha(frontend, field, sha)
 
 
 def _checked_sha(frontend: FrontendConfig, field: str, now: str) -> str:

@@ -140,7 +140,8 @@ class Engine:
                     z,
                     [inputs[i][r] for i in rows],
                     started,
-                    (embed_ms, token_ms),
+                    embed_ms,
+                    token_ms,
                     out,
                 )
         for s in streams:
@@ -167,7 +168,8 @@ class Engine:
         z: Tensor,
         inputs: list[Tensor],
         started: float,
-        embed_ms: tuple[float, float],
+        embed_ms: float,
+        token_ms: float,
         out: dict,
     ) -> None:
         """One batched step of the streams that have a token in this round."""
@@ -175,14 +177,12 @@ class Engine:
         step_started = time.perf_counter()
         state = streams[0].state if len(streams) == 1 else stack_states([s.state for s in streams])
         logits, state = model.step_embedded(z, state, emit_partial=True, kernel=self.kernel)
-        step_ms = embed_ms[0] + (time.perf_counter() - step_started) * 1e3
+        step_ms = embed_ms + (time.perf_counter() - step_started) * 1e3
         states = [state] if len(streams) == 1 else unstack_states(state)
         probs = probabilities(logits)
         for row, (name, s) in enumerate(zip(names, streams)):
             s.state = states[row]
-            out[name].append(
-                self._hop(s, logits[row], probs[row], inputs[row], started, step_ms, embed_ms[1])
-            )
+            out[name].append(self._hop(s, logits[row], probs[row], inputs[row], started, step_ms, token_ms))
             s.next_hop += 1
 
     def _hop(

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from coaudio.data.download import DownloadError, download, sha256_of
+from coaudio.data.download import DownloadError, download
+from coaudio.digests import sha256_of
 from coaudio.pretrained.registry import ModelSpec, SourceFile
 
 log = logging.getLogger(__name__)

@@ -62,6 +62,7 @@ class _Stream:
     state: object  # EncoderState of batch 1
     next_hop: int = 0
     pending: list[Tensor] = field(default_factory=list)  # (P, frames, mels) patches not yet stepped
+    frames: list[Tensor] = field(default_factory=list)  # (F, mels) log-mel frames not yet taken
 
     @property
     def waiting(self) -> int:
@@ -71,8 +72,15 @@ class _Stream:
 class Engine:
     """Streams keyed by any hashable id; see the module docstring."""
 
-    def __init__(self, online: OnlineModel, full_window_only: bool = False, kernel: str = "auto") -> None:
+    def __init__(
+        self,
+        online: OnlineModel,
+        full_window_only: bool = False,
+        kernel: str = "auto",
+        keep_frames: bool = False,
+    ) -> None:
         self.online, self.full_window_only, self.kernel = online, full_window_only, kernel
+        self.keep_frames = keep_frames  # keep each stream's log-mel frames for take_frames
         self._streams: dict[Hashable, _Stream] = {}
 
     @property
@@ -95,20 +103,33 @@ class Engine:
         started = time.perf_counter()
         for stream, samples in blocks.items():
             entry = self._get(stream)
-            _, patches = entry.extractor.push(samples)
-            if len(patches):
-                entry.pending.append(patches)
+            frames, patches = entry.extractor.push(samples)
+            self._keep(entry, frames, patches)
         return self._step_pending(list(blocks), started)
+
+    def take_frames(self, stream: Hashable) -> Tensor:
+        """``(F, mels)``: the log-mel frames ``stream``'s audio completed since the last call
+        (only with ``keep_frames``; a live spectrogram, in the model's own front end)."""
+        entry = self._get(stream)
+        frames, entry.frames = entry.frames, []
+        if not frames:
+            return torch.empty(0, entry.extractor.N_MELS)
+        return frames[0] if len(frames) == 1 else torch.cat(frames)
 
     def close(self, stream: Hashable) -> list[Hop]:
         """End of a stream: the hops its resampler's last samples complete; then it is gone."""
         started = time.perf_counter()
-        _, patches = self._get(stream).extractor.flush()
-        if len(patches):
-            self._get(stream).pending.append(patches)
+        entry = self._get(stream)
+        self._keep(entry, *entry.extractor.flush())
         hops = self._step_pending([stream], started)[stream]
         del self._streams[stream]
         return hops
+
+    def _keep(self, entry: _Stream, frames: Tensor, patches: Tensor) -> None:
+        if len(patches):
+            entry.pending.append(patches)
+        if self.keep_frames and len(frames):
+            entry.frames.append(frames)
 
     def _get(self, stream: Hashable) -> _Stream:
         if stream not in self._streams:

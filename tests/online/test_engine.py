@@ -81,3 +81,18 @@ def test_streams_are_named_and_checked(online):
     assert engine.push("a", np.zeros(100, dtype=np.float32)) == []
     engine.close("a")
     assert engine.streams == []
+
+
+def test_kept_frames_equal_the_offline_log_mel(online):
+    from coaudio.features.logmel import log_mel
+
+    audio = tone_mix(4.0, 16_000, seed=3)[:, 0]
+    engine = Engine(online, keep_frames=True)
+    engine.open("a", 16_000)
+    taken = []
+    for at in range(0, len(audio), 3_333):
+        engine.push("a", audio[at : at + 3_333])
+        taken.append(engine.take_frames("a"))
+    assert engine.take_frames("a").shape == (0, 64)  # taken once only
+    assert torch.equal(torch.cat(taken), log_mel(audio))
+    assert Engine(online).keep_frames is False

@@ -22,7 +22,19 @@ from typing import Annotated
 
 import typer
 
-from coaudio_cli import bench, classify, data, evaluate, features, models, recipes, stream, train
+from coaudio_cli import (
+    bench,
+    classify,
+    data,
+    evaluate,
+    features,
+    history,
+    models,
+    recipes,
+    serve,
+    stream,
+    train,
+)
 from coaudio_cli.errors import INTERRUPTED, interruption_reported
 
 log = logging.getLogger("coaudio_cli")
@@ -44,6 +56,8 @@ app.command("stream")(stream.stream_cli)
 app.command("devices")(stream.devices_cli)
 app.command("classify")(classify.classify_cli)
 app.add_typer(recipes.app, name="recipes")
+app.command("serve")(serve.serve_cli)
+app.command("history")(history.history_cli)
 
 _VERBOSE = {"on": False}
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE, what a shell reports for `yes | head -1`

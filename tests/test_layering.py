@@ -1,4 +1,4 @@
-"""Imports read top-down: cli -> crossval -> (runs | bench) -> (train | online) -> models ->
+"""Imports read top-down: cli -> crossval -> (runs | bench) -> serve -> (train | online) -> models ->
 pretrained -> (features | data) -> foundations.
 
 Every ``import`` in the library (also those inside functions) is parsed; an import of a
@@ -31,6 +31,7 @@ LAYERS = [
     {"pretrained"},  # the model store: fetches, verifies and names pretrained front-end weights
     {"models"},
     {"train", "online"},  # siblings: neither imports the other
+    {"serve"},  # the server: many online streams, a live page, a history database
     {"bench", "runs"},  # bench measures train and online; runs orchestrates them
     {"crossval"},  # K runs of coaudio.runs and their summary
 ]

@@ -1,0 +1,1 @@
+"""``coaudio serve``: many live streams through one model, a live page, a detection history."""

@@ -125,6 +125,10 @@ class Engine:
         del self._streams[stream]
         return hops
 
+    def discard(self, stream: Hashable) -> None:
+        """Forget ``stream`` without flushing it (after a failure); nothing if it is not open."""
+        self._streams.pop(stream, None)
+
     def _keep(self, entry: _Stream, frames: Tensor, patches: Tensor) -> None:
         if len(patches):
             entry.pending.append(patches)

@@ -1,10 +1,120 @@
-"""``coaudio serve``: many live streams through one model over WebSocket, URLs and devices (stub)."""
+"""``coaudio serve``: many live streams through one model (WebSocket clients, URLs, input
+devices), a live page, a detection history."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
+from coaudio_cli.console import err_console
+from coaudio_cli.errors import fail, interrupted
 
-def serve_cli() -> None:
-    """Serve a model to many live streams."""
-    raise typer.Exit(1)
+
+def serve_cli(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file or run folder (coaudio train).")],
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Anything but loopback needs --token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8750,
+    token: Annotated[
+        Optional[str],
+        typer.Option(
+            envvar="COAUDIO_TOKEN",
+            help="Bearer token every request and WebSocket must carry (better: set COAUDIO_TOKEN).",
+            show_envvar=True,
+        ),
+    ] = None,
+    sources: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--source",
+            help="Pull a stream: NAME=URL (http, https, rtsp; via ffmpeg) or NAME=mic:DEVICE. Repeatable.",
+        ),
+    ] = None,
+    db: Annotated[
+        Optional[Path],
+        typer.Option(help="History database (SQLite). Default: ~/.local/share/coaudio/history.sqlite."),
+    ] = None,
+    no_db: Annotated[bool, typer.Option("--no-db", help="Keep no history.")] = False,
+    keep_days: Annotated[
+        Optional[float], typer.Option(min=0.0, help="History: delete hops older than this many days.")
+    ] = None,
+    keep_mb: Annotated[
+        Optional[float], typer.Option(min=0.1, help="History: delete the oldest hops above this size (MB).")
+    ] = None,
+    max_streams: Annotated[int, typer.Option(min=1, help="Live streams in all.")] = 256,
+    max_per_client: Annotated[int, typer.Option(min=1, help="Live streams from one client address.")] = 16,
+    threads: Annotated[int, typer.Option(min=1, help="torch intra-op threads of the model's worker.")] = 1,
+) -> None:
+    """Serve a model to many live streams: WebSocket /ws, a live page at /, an HTTP API.
+
+    Open the printed address in a browser for the live page. Ctrl-C stops the server; every
+    stream gets its last hops first."""
+    import torch
+
+    from coaudio.online.model import load_online
+    from coaudio.serve.protocol import Limits
+    from coaudio.serve.server import ServeError, ServeOptions, check_exposure, serve
+
+    if db is not None and no_db:
+        raise typer.BadParameter("give --db or --no-db, not both")
+    try:
+        check_exposure(host, token)
+    except ServeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--host'") from None
+    pulled = _sources(sources or [])
+    torch.set_num_threads(threads)  # the worker's batches; the event loop keeps the other core
+    try:
+        online = load_online(checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(exc)
+    history = None if no_db else _history(db, keep_days, keep_mb)
+    limits = Limits(max_streams=max_streams, max_streams_per_client=max_per_client)
+    options = ServeOptions(host, port, token, limits, pulled)
+    err = err_console()
+
+    def ready(url: str) -> None:
+        where = "no history" if history is None else f"history in {history.path}"
+        err.print(
+            f"coaudio serve: {url}  ({len(online.labels)} labels, {online.frontend.kind} front end; {where})",
+            highlight=False,
+        )
+
+    try:
+        serve(online, options, history, on_ready=ready)
+    except ServeError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        interrupted("coaudio serve: stopped; every stream got its last hops")
+
+
+def _history(db: Path | None, keep_days: float | None, keep_mb: float | None):
+    from coaudio.serve.history import History, HistoryError, default_db_path
+
+    try:
+        return History(
+            db or default_db_path(),
+            max_age_s=None if keep_days is None else keep_days * 86_400,
+            max_mb=keep_mb,
+        )
+    except HistoryError as exc:
+        fail(exc)
+
+
+def _sources(specs: list[str]) -> list:
+    if not specs:
+        return []
+    from coaudio.serve.sources import SourceError, parse_source
+
+    pulled = []
+    for spec in specs:
+        try:
+            pulled.append(parse_source(spec))
+        except SourceError as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--source'") from None
+    names = [s.name for s in pulled]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter("two sources have the same NAME", param_hint="'--source'")
+    return pulled

@@ -20,23 +20,6 @@ if TYPE_CHECKING:  # importing it loads torch; the CLI must start without it
 BAR_WIDTH = 24
 
 
-def hop_record(hop: Hop, labels: list[str], top_k: int) -> dict:
-    """The JSON object of one hop (documented in the README)."""
-    top = hop.top(top_k)
-    record = {
-        "hop": hop.index,
-        "start_s": round(hop.start_s, 4),
-        "end_s": round(hop.end_s, 4),
-        "label": labels[top[0][0]] if top else None,
-        "confidence": round(top[0][1], 6) if top else None,
-        "warmup": hop.warmup,
-        "latency_ms": round(hop.latency_ms, 3),
-    }
-    if top_k > 1:
-        record["top"] = [{"label": labels[i], "p": round(p, 6)} for i, p in top]
-    return record
-
-
 class JsonlOutput:
     """One JSON object per hop on stdout, flushed at once (pipes see every hop live)."""
 
@@ -50,6 +33,8 @@ class JsonlOutput:
         pass
 
     def hop(self, hop: Hop, stats: StreamStats) -> None:
+        from coaudio.online.records import hop_record
+
         sys.stdout.write(json.dumps(hop_record(hop, self.labels, self.top_k)) + "\n")
         sys.stdout.flush()
 

@@ -1,0 +1,365 @@
+"""The hub: every live stream of a server through one :class:`~coaudio.online.engine.Engine`.
+
+Audio arrives on many threads (the event loop for WebSocket clients, a thread per pulled
+source) and is only queued there. One worker thread takes everything queued, at whatever
+moment it is free, and runs it as one batch: streams that opened are opened, each stream's new
+audio goes through ``Engine.push_many`` (log-mel per stream, every completed patch of every
+stream embedded together, streams stepped together round by round), streams that ended are
+flushed and closed. Results go to each stream's sinks (its client and any watchers) without
+blocking: a sink queues them on its own side and drops what a slow client cannot take.
+
+Because the engine's hops for a stream do not depend on what else is in the batch, a stream
+gets the same results as ``coaudio stream`` on the same audio, however many others run.
+
+A hop's ``latency_ms`` here is measured from the arrival of the oldest audio in the batch that
+completed it to its result: time spent waiting in the queue counts, which is what a client sees.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from coaudio.online.engine import Engine, Hop
+from coaudio.online.model import OnlineModel
+from coaudio.online.records import hop_record, top_list
+from coaudio.online.session import p95
+from coaudio.serve.metrics import ServerMetrics
+from coaudio.serve.protocol import Limits, ProtocolError, StreamSpec
+
+log = logging.getLogger(__name__)
+
+LATENCY_KEEP = 10_000  # latencies kept per stream for its summary (the newest)
+MEL_RANGE = {"musicnn": (0.0, 4.5)}  # log-mel values mapped to 0..255 for the page
+DEFAULT_MEL_RANGE = (-4.6, 3.4)  # VGGish grid: ln(0.01) is silence
+
+
+class Sink(Protocol):
+    def deliver(self, messages: list[dict]) -> None:
+        """Called on the hub's worker thread: must return at once (queue, never wait)."""
+
+
+@dataclass
+class _Live:
+    id: int
+    spec: StreamSpec
+    sink: Sink
+    started: float = field(default_factory=time.time)
+    queued: list[np.ndarray] = field(default_factory=list)
+    queued_samples: int = 0
+    first_arrival: float | None = None  # perf_counter of the oldest queued block
+    ending: bool = False
+    opened: bool = False  # in the engine
+    session: int | None = None  # the history's id of this stream
+    hops: int = 0
+    audio_s: float = 0.0
+    prob_sum: torch.Tensor | None = None
+    predicted: int = 0
+    latencies: deque = field(default_factory=lambda: deque(maxlen=LATENCY_KEEP))
+    last: dict | None = None  # the newest hop record
+
+
+@dataclass
+class _Batch:
+    opens: list[_Live]
+    blocks: dict[int, np.ndarray]
+    arrivals: dict[int, float]
+    ends: list[_Live]
+
+
+class Hub:
+    """Thread-safe front: :meth:`open`, :meth:`push`, :meth:`end`, :meth:`watch`; one worker
+    thread does all model work (see the module docstring)."""
+
+    def __init__(
+        self,
+        online: OnlineModel,
+        limits: Limits | None = None,
+        history=None,
+        metrics: ServerMetrics | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.online, self.limits, self.history = online, limits or Limits(), history
+        self.metrics = metrics or ServerMetrics()
+        self._engine = engine or Engine(online, keep_frames=True)
+        self._lock = threading.Condition()
+        self._live: dict[int, _Live] = {}
+        self._names: dict[str, int] = {}
+        self._watchers: dict[str, list[Sink]] = {}
+        self._ids = itertools.count(1)
+        self._dirty = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="coaudio-hub", daemon=True)
+        self._mel_range = MEL_RANGE.get(online.frontend.kind, DEFAULT_MEL_RANGE)
+        self._fingerprint: str | None = None
+
+    def start(self) -> Hub:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End every stream (their clients get their last hops and summaries), then stop."""
+        with self._lock:
+            for live in self._live.values():
+                live.ending = True
+            self._stopping = self._dirty = True
+            self._lock.notify()
+        self._thread.join(timeout)
+
+    # ---- called from any thread -------------------------------------------------------------
+
+    def open(self, spec: StreamSpec, sink: Sink) -> int:
+        """Register a stream; its id. ProtocolError when the name is taken or the hub is full."""
+        with self._lock:
+            if self._stopping:
+                raise ProtocolError("the server is shutting down")
+            if spec.name in self._names:
+                raise ProtocolError(f"a stream named {spec.name!r} is already live; pick another name")
+            if len(self._live) >= self.limits.max_streams:
+                raise ProtocolError(f"the server is full ({self.limits.max_streams} live streams)")
+            live = _Live(next(self._ids), spec, sink)
+            self._live[live.id], self._names[spec.name] = live, live.id
+            self._dirty = True
+            self._lock.notify()
+        self.metrics.streams_opened(spec.kind)
+        return live.id
+
+    def push(self, stream: int, samples: np.ndarray) -> None:
+        """Queue ``(N,)`` mono float32 samples of ``stream`` (never blocks on the model)."""
+        if not len(samples):
+            return
+        with self._lock:
+            live = self._live.get(stream)
+            if live is None or live.ending:
+                return
+            live.queued.append(samples)
+            live.queued_samples += len(samples)
+            if live.first_arrival is None:
+                live.first_arrival = time.perf_counter()
+            self._dirty = True
+            self._lock.notify()
+
+    def backlog_s(self, stream: int) -> float:
+        """Seconds of ``stream``'s audio queued and not yet taken by the worker."""
+        with self._lock:
+            live = self._live.get(stream)
+            return 0.0 if live is None else live.queued_samples / live.spec.sample_rate
+
+    def end(self, stream: int) -> None:
+        """No more audio: the worker flushes the stream, sends its summary, forgets it."""
+        with self._lock:
+            live = self._live.get(stream)
+            if live is not None:
+                live.ending = self._dirty = True
+                self._lock.notify()
+
+    def watch(self, name: str, sink: Sink) -> None:
+        with self._lock:
+            self._watchers.setdefault(name, []).append(sink)
+
+    def unwatch(self, name: str, sink: Sink) -> None:
+        with self._lock:
+            sinks = self._watchers.get(name, [])
+            if sink in sinks:
+                sinks.remove(sink)
+            if not sinks:
+                self._watchers.pop(name, None)
+
+    def live(self) -> list[dict]:
+        """The live streams, for ``/api/streams``."""
+        with self._lock:
+            streams = list(self._live.values())
+        return [_describe(s) for s in streams]
+
+    def count_from(self, source: str) -> int:
+        with self._lock:
+            return sum(1 for s in self._live.values() if s.spec.kind == "ws" and s.spec.source == source)
+
+    def ids(self) -> list[int]:
+        with self._lock:
+            return list(self._live)
+
+    # ---- the worker thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._dirty:
+                    self._lock.wait()
+                batch = self._take()
+                stopping = self._stopping and not self._live
+            if batch.opens or batch.blocks or batch.ends:
+                self._process(batch)
+            if stopping:
+                return
+
+    def _take(self) -> _Batch:
+        """Everything queued, under the lock; the lists it returns are the worker's alone."""
+        self._dirty = False
+        opens = [s for s in self._live.values() if not s.opened]
+        blocks, arrivals = {}, {}
+        for s in self._live.values():
+            s.opened = True
+            if s.queued:
+                blocks[s.id] = s.queued[0] if len(s.queued) == 1 else np.concatenate(s.queued)
+                arrivals[s.id] = s.first_arrival
+                s.queued, s.queued_samples, s.first_arrival = [], 0, None
+        ends = [s for s in self._live.values() if s.ending]
+        for s in ends:
+            del self._live[s.id]
+            del self._names[s.spec.name]
+        if ends:
+            self._dirty = self._stopping and bool(self._live)
+        return _Batch(opens, blocks, arrivals, ends)
+
+    def _process(self, batch: _Batch) -> None:
+        for live in batch.opens:
+            self._engine.open(live.id, live.spec.sample_rate)
+            if self.history is not None:
+                spec = live.spec
+                live.session = self.history.open_stream(
+                    spec.name, spec.kind, spec.source, spec.sample_rate, spec.channels, self._model_id()
+                )
+        everyone = {s.id: s for s in batch.opens}
+        everyone.update({s.id: s for s in batch.ends})
+        try:
+            results = self._engine.push_many(batch.blocks) if batch.blocks else {}
+            mels = {i: self._engine.take_frames(i) for i in batch.blocks}  # taken always: none pile up
+            for live in batch.ends:
+                results.setdefault(live.id, []).extend(self._engine.close(live.id))
+        except Exception:  # a defect must not stop every other stream for good
+            log.exception("the hub's batch failed; its streams are closed")
+            self._fail(batch)
+            return
+        for stream_id, hops in results.items():
+            live = everyone.get(stream_id) or self._lookup(stream_id)
+            if live is not None:
+                block = batch.blocks.get(stream_id)
+                self._deliver(live, hops, batch.arrivals.get(stream_id), block, mels.get(stream_id))
+        for live in batch.ends:
+            self._finish(live)
+
+    def _lookup(self, stream_id: int) -> _Live | None:
+        with self._lock:
+            return self._live.get(stream_id)
+
+    def _deliver(self, live: _Live, hops: list[Hop], arrived: float | None, block, mel) -> None:
+        now, done = time.time(), time.perf_counter()
+        latency = (done - arrived) * 1e3 if arrived is not None else 0.0
+        if block is not None:
+            live.audio_s += len(block) / live.spec.sample_rate
+        records = [self._record(live, hop, now, latency) for hop in hops]
+        messages = list(records)
+        if mel is not None and len(mel) and (live.spec.spectrogram or self._watchers.get(live.spec.name)):
+            messages.insert(0, self._mel_message(live, mel))
+        if messages:
+            self._send(live, messages)
+        if records and self.history is not None:
+            self.history.add(live.session, records)
+        self.metrics.hops(len(records), latency, block, live.spec.sample_rate)
+
+    def _record(self, live: _Live, hop: Hop, now: float, latency: float) -> dict:
+        record = hop_record(hop, self.online.labels, 1)
+        record.update(type="hop", stream=live.spec.name, time=round(now, 3), latency_ms=round(latency, 3))
+        record["top"] = top_list(hop.top(live.spec.top_k), self.online.labels)
+        live.hops += 1
+        live.latencies.append(latency)
+        if hop.probs is not None:
+            live.prob_sum = hop.probs.clone() if live.prob_sum is None else live.prob_sum + hop.probs
+            live.predicted += 1
+        live.last = record
+        return record
+
+    def _mel_message(self, live: _Live, frames: torch.Tensor) -> dict:
+        """``(F, mels)`` log-mel frames as 0..255 bytes, base64 (a few KB per second)."""
+        low, high = self._mel_range
+        scaled = ((frames.numpy() - low) * (255.0 / (high - low))).clip(0, 255).astype(np.uint8)
+        return {
+            "type": "mel",
+            "stream": live.spec.name,
+            "frames": int(scaled.shape[0]),
+            "bands": int(scaled.shape[1]),
+            "data": base64.b64encode(scaled.tobytes()).decode("ascii"),
+        }
+
+    def _send(self, live: _Live, messages: list[dict]) -> None:
+        if live.spec.spectrogram:
+            live.sink.deliver(messages)
+        else:
+            live.sink.deliver([m for m in messages if m["type"] != "mel"])
+        for watcher in list(self._watchers.get(live.spec.name, ())):
+            watcher.deliver(messages)
+
+    def _finish(self, live: _Live) -> None:
+        summary = self._summary(live)
+        self._send(live, [{"type": "end", "end": True, "stream": live.spec.name, "summary": summary}])
+        if self.history is not None and live.session is not None:
+            self.history.end_stream(live.session)
+        self.metrics.streams_closed(live.spec.kind)
+
+    def _summary(self, live: _Live) -> dict:
+        latencies = sorted(live.latencies)
+        summary = {
+            "stream": live.spec.name,
+            "hops": live.hops,
+            "audio_s": round(live.audio_s, 4),
+            "label": None,
+            "confidence": None,
+            "top": [],
+            "latency_ms": {
+                "mean": round(sum(latencies) / len(latencies), 3) if latencies else 0.0,
+                "p95": round(p95(latencies), 3) if latencies else 0.0,
+                "max": round(latencies[-1], 3) if latencies else 0.0,
+            },
+        }
+        if live.prob_sum is not None:  # the mean probability over the predicted hops
+            mean = live.prob_sum / live.predicted
+            values, indices = mean.topk(min(live.spec.top_k, mean.numel()))
+            top = [(int(i), float(v)) for i, v in zip(indices, values)]
+            summary.update(
+                label=self.online.labels[top[0][0]],
+                confidence=round(top[0][1], 6),
+                top=top_list(top, self.online.labels),
+            )
+        return summary
+
+    def _fail(self, batch: _Batch) -> None:
+        ids = set(batch.blocks) | {s.id for s in batch.opens} | {s.id for s in batch.ends}
+        with self._lock:
+            failed = [self._live.pop(i) for i in ids if i in self._live] + batch.ends
+            for live in failed:
+                self._names.pop(live.spec.name, None)
+        for live in {s.id: s for s in failed}.values():
+            self._engine.discard(live.id)
+            self._send(live, [{"type": "error", "stream": live.spec.name, "error": "internal error"}])
+
+    def _model_id(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = self.online.fingerprint()
+        return self._fingerprint
+
+
+def _describe(live: _Live) -> dict:
+    spec, last = live.spec, live.last or {}
+    return {
+        "name": spec.name,
+        "kind": spec.kind,
+        "source": spec.source,
+        "sample_rate": spec.sample_rate,
+        "channels": spec.channels,
+        "started": round(live.started, 3),
+        "hops": live.hops,
+        "audio_s": round(live.audio_s, 3),
+        "label": last.get("label"),
+        "confidence": last.get("confidence"),
+        "time": last.get("time"),
+    }

@@ -1,0 +1,106 @@
+"""Run the server: a hub, the app, uvicorn on a socket of our own, pulled sources; stop cleanly.
+
+The socket is bound here (not by uvicorn) so that ``--port 0`` works: the caller learns the
+port the system chose before the first request can arrive.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from coaudio.online.model import OnlineModel
+from coaudio.serve.app import create_app
+from coaudio.serve.hub import Hub
+from coaudio.serve.protocol import Limits
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(RuntimeError):
+    """The server cannot start; the message says why and what to do."""
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8750
+    token: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    sources: list = field(default_factory=list)  # coaudio.serve.sources.PulledSource
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Loopback is open to this machine's users only; anything wider needs a token."""
+    if not is_loopback(host) and not token:
+        raise ServeError(
+            f"--host {host} is reachable from other machines: give a --token (or set COAUDIO_TOKEN); "
+            "clients then send 'Authorization: Bearer TOKEN' (or ?token=TOKEN)"
+        )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    online: OnlineModel,
+    options: ServeOptions,
+    history=None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's handlers; the signal is raised again after a clean
+    shutdown, so Ctrl-C still ends the program as an interruption)."""
+    import uvicorn
+
+    check_exposure(options.host, options.token)
+    sock = bind(options.host, options.port)
+    hub = Hub(online, options.limits, history).start()
+    app = create_app(hub, history, options.token, options.limits)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws_max_size=2 * options.limits.max_message_bytes,  # ours is checked first, with a JSON error
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=5,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    try:
+        for source in options.sources:
+            source.start(hub)
+        if on_ready:
+            on_ready(url)
+        server.run(sockets=[sock])
+    finally:
+        for source in options.sources:
+            source.stop()
+        hub.stop()
+        if history is not None:
+            history.close()
+        sock.close()

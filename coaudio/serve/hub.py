@@ -174,6 +174,14 @@ class Hub:
             if not sinks:
                 self._watchers.pop(name, None)
 
+    def announce(self, name: str, message: dict) -> None:
+        """Deliver ``message`` to the watchers of ``name``, live or not, on the caller's thread
+        (a pulled source's drop: it has no stream to send it with)."""
+        with self._lock:
+            watchers = list(self._watchers.get(name, ()))
+        for watcher in watchers:
+            watcher.deliver([message])
+
     def live(self) -> list[dict]:
         """The live streams, for ``/api/streams``."""
         with self._lock:

@@ -16,6 +16,7 @@ from coaudio.online.model import OnlineModel
 from coaudio.serve.app import create_app
 from coaudio.serve.hub import Hub
 from coaudio.serve.protocol import Limits
+from coaudio.serve.regular import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class ServeOptions:
     token: str | None = None
     limits: Limits = field(default_factory=Limits)
     sources: list = field(default_factory=list)  # coaudio.serve.sources.PulledSource
+    engine: str = "continual"  # "regular": recompute the window per hop (benchmarks only)
 
 
 def is_loopback(host: str) -> bool:
@@ -65,19 +67,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(
-    online: OnlineModel,
-    options: ServeOptions,
-    history=None,
-    on_ready: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn's handlers; the signal is raised again after a clean
-    shutdown, so Ctrl-C still ends the program as an interruption)."""
+@dataclass
+class Running:
+    """A server ready to run: :meth:`uvicorn.Server.run` on ``sock`` serves ``url``."""
+
+    server: object  # uvicorn.Server
+    hub: Hub
+    sock: socket.socket
+    url: str
+
+
+def prepare(online: OnlineModel, options: ServeOptions, history=None) -> Running:
+    """Bind the socket, start the hub, build the app: everything but serving."""
     import uvicorn
 
     check_exposure(options.host, options.token)
     sock = bind(options.host, options.port)
-    hub = Hub(online, options.limits, history).start()
+    hub = Hub(online, options.limits, history, engine=make_engine(online, options.engine)).start()
     app = create_app(hub, history, options.token, options.limits)
     config = uvicorn.Config(
         app,
@@ -88,19 +94,30 @@ def serve(
         timeout_graceful_shutdown=5,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    return Running(uvicorn.Server(config), hub, sock, url)
+
+
+def serve(
+    online: OnlineModel,
+    options: ServeOptions,
+    history=None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn's handlers; the signal is raised again after a clean
+    shutdown, so Ctrl-C still ends the program as an interruption)."""
+    running = prepare(online, options, history)
     try:
         for source in options.sources:
-            source.start(hub)
+            source.start(running.hub)
         if on_ready:
-            on_ready(url)
-        server.run(sockets=[sock])
+            on_ready(running.url)
+        running.server.run(sockets=[running.sock])
     finally:
         for source in options.sources:
             source.stop()
-        hub.stop()
+        running.hub.stop()
         if history is not None:
             history.close()
-        sock.close()
+        running.sock.close()

@@ -128,3 +128,44 @@ async def _read_all(ws, received: list) -> None:
 
 def hops(messages: list[dict]) -> list[dict]:
     return [m for m in messages if m.get("type") == "hop"]
+
+
+@contextmanager
+def inprocess_server(online, limits=None, token=None, history=None):
+    """The server in this process (a thread), for limits no command-line option sets."""
+    from coaudio.serve.protocol import Limits
+    from coaudio.serve.server import ServeOptions, prepare
+
+    options = ServeOptions("127.0.0.1", 0, token, limits or Limits())
+    running = prepare(online, options, history)
+    thread = threading.Thread(target=running.server.run, kwargs={"sockets": [running.sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not running.server.started:
+        assert time.monotonic() < deadline, "the in-process server did not start"
+        time.sleep(0.01)
+    try:
+        yield running
+    finally:
+        running.server.should_exit = True
+        thread.join(30)
+        running.hub.stop()
+        running.sock.close()
+
+
+def ws_url(http_url: str, **query) -> str:
+    from urllib.parse import urlencode
+
+    base = "ws" + http_url[len("http") :] + "ws"
+    return base + ("?" + urlencode(query) if query else "")
+
+
+def coaudio_serve_exit(*args, timeout: float = 60) -> tuple[int, str]:
+    """``coaudio serve ARGS`` that is expected to end by itself: (exit status, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "coaudio", "serve", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return done.returncode, done.stderr

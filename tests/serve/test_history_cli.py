@@ -1,0 +1,221 @@
+"""``coaudio history``: the real command in a subprocess, run from another working directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coaudio.serve.history import History
+from tests.serve.history_writer import record
+
+WRITER = Path(__file__).with_name("history_writer.py")
+NOW = time.time()
+
+
+def _coaudio(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "coaudio", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory) -> Path:
+    """Two streams: kitchen (hops 0-9, an hour ago, ended) and garden (hops 0-4, now, open)."""
+    path = tmp_path_factory.mktemp("history") / "h.sqlite"
+    with History(path) as history:
+        kitchen = history.open_stream("kitchen", "websocket", "127.0.0.1", 16_000, 1, "synth")
+        garden = history.open_stream("garden", "url", "http://x/live", 44_100, 2, "synth")
+        history.add(kitchen, [record(h, NOW - 3600) for h in range(10)])
+        history.add(garden, [record(h, NOW) for h in range(5)])
+        history.end_stream(kitchen)
+    return path
+
+
+def _jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_lines_when_stdout_is_not_a_terminal(db, tmp_path):
+    done = _coaudio("history", db, cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    rows = _jsonl(done.stdout)
+    assert [(r["stream"], r["hop"]) for r in rows] == [("kitchen", h) for h in range(10)] + [
+        ("garden", h) for h in range(5)
+    ]
+    assert rows[3]["top"] == record(3)["top"] and rows[3]["label"] == record(3)["label"]
+
+
+@pytest.mark.parametrize(
+    "args,want",
+    [
+        (["--stream", "garden"], [("garden", h) for h in range(5)]),
+        (["--since", "10m"], [("garden", h) for h in range(5)]),
+        (["--until", "30m"], [("kitchen", h) for h in range(10)]),
+        (
+            ["--since", "2h", "--until", str(NOW - 3600 + 0.025)],
+            [("kitchen", 0), ("kitchen", 1), ("kitchen", 2)],
+        ),
+        (["--limit", "2"], [("garden", 3), ("garden", 4)]),
+        (["--stream", "kitchen", "--limit", "1"], [("kitchen", 9)]),
+        (["--stream", "nobody"], []),
+    ],
+)
+def test_filters(db, tmp_path, args, want):
+    done = _coaudio("history", db, *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [(r["stream"], r["hop"]) for r in _jsonl(done.stdout)] == want
+
+
+def test_csv(db, tmp_path):
+    done = _coaudio("history", db, "--format", "csv", "--stream", "kitchen", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(done.stdout.splitlines()))
+    assert list(rows[0]) == [
+        "stream",
+        "session",
+        "time",
+        "hop",
+        "start_s",
+        "end_s",
+        "label",
+        "confidence",
+        "top",
+    ]
+    assert len(rows) == 10 and rows[2]["label"] == "pop, live"  # quoted, comma and all
+    assert rows[2]["top"] == "pop, live:0.020000;other:0.980000"
+
+
+def test_streams(db, tmp_path):
+    listed = _jsonl(_coaudio("history", db, "--streams", cwd=tmp_path).stdout)
+    assert [(s["name"], s["hops"], s["ended"] is None) for s in listed] == [
+        ("kitchen", 10, False),
+        ("garden", 5, True),
+    ]
+    assert listed[1]["sample_rate"] == 44_100 and listed[1]["last_label"] == record(4)["label"]
+    one = _coaudio("history", db, "--streams", "--stream", "garden", "--format", "csv", cwd=tmp_path)
+    (row,) = list(csv.DictReader(one.stdout.splitlines()))
+    assert row["name"] == "garden" and row["ended"] == "" and row["kind"] == "url"
+    table = _coaudio("history", db, "--streams", "--format", "table", cwd=tmp_path).stdout
+    assert "┃" in table and "kitchen" in table and "open" in table
+
+
+def test_a_table_on_a_terminal(db, tmp_path):
+    """The default on a terminal: a real pseudo-terminal as stdout, as a user's shell has."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "coaudio", "history", str(db), "--stream", "garden"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    ) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the other end closed (Linux says EIO)
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=60) == 0
+    os.close(leader)
+    text = b"".join(chunks).decode()
+    assert "┃" in text and "garden" in text and "pop, live" in text and "{" not in text  # a table, not JSON
+
+
+def test_a_missing_file_is_an_error_and_stays_missing(tmp_path):
+    missing = tmp_path / "no" / "h.sqlite"
+    done = _coaudio("history", missing, cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "no history yet" in done.stderr and "coaudio serve" in done.stderr
+    assert str(missing) in done.stderr and "--db" in done.stderr
+    assert not (tmp_path / "no").exists()
+
+
+def test_the_default_file_follows_the_environment(db, tmp_path):
+    done = _coaudio("history", "--stream", "garden", cwd=tmp_path, env={"COAUDIO_HISTORY": str(db)})
+    assert done.returncode == 0 and len(_jsonl(done.stdout)) == 5
+    home = tmp_path / "home"
+    env = {"COAUDIO_HISTORY": "", "XDG_DATA_HOME": "", "HOME": str(home)}
+    missing = _coaudio("history", cwd=tmp_path, env=env)
+    assert missing.returncode == 1 and "the default" in missing.stderr and "COAUDIO_HISTORY" in missing.stderr
+    assert str(home / ".local" / "share" / "coaudio" / "history.sqlite") in missing.stderr
+    assert not home.exists()  # the reader creates nothing, not even the folder
+
+
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--since", "yesterday"], "cannot read 'yesterday' as a time"),
+        (["--until", "10 parsecs"], "--until"),
+        (["--since", "1m", "--until", "1h"], "is not before --until"),
+        (["--limit", "0"], "--limit"),
+        (["--format", "xml"], "--format"),
+    ],
+)
+def test_usage_errors_exit_2_in_one_line(db, tmp_path, args, words):
+    done = _coaudio("history", db, *args, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and words in done.stderr
+
+
+def test_a_file_that_is_not_a_history_is_named(tmp_path):
+    other = tmp_path / "notes.txt"
+    other.write_text("not a database\n" * 50)
+    done = _coaudio("history", other, cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert str(other) in done.stderr and "not a coaudio history" in done.stderr
+
+
+def test_reads_while_a_server_writes(tmp_path):
+    """A live writer in another process: the reader sees whole batches, never a torn one."""
+    path, log = tmp_path / "live.sqlite", tmp_path / "writer.log"
+    with open(log, "w") as out:
+        writer = subprocess.Popen([sys.executable, str(WRITER), str(path), "write", "live"], stdout=out)
+    try:
+        deadline = time.monotonic() + 30
+        while "committed" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for _ in range(3):
+            done = _coaudio("history", path, "--stream", "live", "--limit", "300", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            hops = [r["hop"] for r in _jsonl(done.stdout)]
+            assert hops and hops == list(range(hops[0], hops[0] + len(hops)))
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_a_reader_that_stops_early_ends_quietly(db, tmp_path):
+    command = (
+        f"{sys.executable} -m coaudio history {db} --format csv | head -1; echo status ${{PIPESTATUS[0]}}"
+    )
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("stream,") and lines[-1] in ("status 0", "status 141")
+    assert done.stderr == ""
+
+
+def test_the_command_never_imports_torch(db):
+    code = (
+        "import sys\nfrom coaudio_cli.main import run\n"
+        f"status = run(['history', {str(db)!r}, '--limit', '1'])\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', status)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout[-500:] + done.stderr

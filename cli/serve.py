@@ -47,6 +47,15 @@ def serve_cli(
     max_streams: Annotated[int, typer.Option(min=1, help="Live streams in all.")] = 256,
     max_per_client: Annotated[int, typer.Option(min=1, help="Live streams from one client address.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="torch intra-op threads of the model's worker.")] = 1,
+    engine: Annotated[
+        str,
+        typer.Option(
+            hidden=True,  # for coaudio bench serve: the same server with a regular model
+            help="continual (the default); regular: recompute the model on the window of the last n "
+            "patches per hop; regular-cached: the encoder on the last n embedded tokens. Same weights "
+            "and results, more work per hop: for coaudio bench serve only.",
+        ),
+    ] = "continual",
 ) -> None:
     """Serve a model to many live streams: WebSocket /ws, a live page at /, an HTTP API.
 
@@ -58,6 +67,10 @@ def serve_cli(
     from coaudio.serve.protocol import Limits
     from coaudio.serve.server import ServeError, ServeOptions, check_exposure, serve
 
+    if engine not in ("continual", "regular", "regular-cached"):
+        raise typer.BadParameter(
+            f"give continual, regular or regular-cached, not {engine!r}", param_hint="'--engine'"
+        )
     if db is not None and no_db:
         raise typer.BadParameter("give --db or --no-db, not both")
     try:
@@ -72,7 +85,7 @@ def serve_cli(
         fail(exc)
     history = None if no_db else _history(db, keep_days, keep_mb)
     limits = Limits(max_streams=max_streams, max_streams_per_client=max_per_client)
-    options = ServeOptions(host, port, token, limits, pulled)
+    options = ServeOptions(host, port, token, limits, pulled, engine=engine)
     err = err_console()
 
     def ready(url: str) -> None:

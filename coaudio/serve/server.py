@@ -32,7 +32,7 @@ class ServeOptions:
     token: str | None = None
     limits: Limits = field(default_factory=Limits)
     sources: list = field(default_factory=list)  # coaudio.serve.sources.PulledSource
-    engine: str = "continual"  # "regular": recompute the window per hop (benchmarks only)
+    engine: str = "continual"  # or "regular", "regular-cached" (coaudio.serve.regular; benchmarks)
 
 
 def is_loopback(host: str) -> bool:

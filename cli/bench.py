@@ -1,4 +1,4 @@
-"""``coaudio bench encoder|stream|classify|frontend|train|load|startup``: measured, side by side."""
+"""``coaudio bench encoder|stream|classify|frontend|train|load|startup|serve``: measured, side by side."""
 
 from __future__ import annotations
 
@@ -192,6 +192,85 @@ def startup_cli(quick: Quick = False, json_out: Json = None) -> None:
     from coaudio_cli.bench_system import startup_cli as run
 
     run(json_out, quick)
+
+
+@app.command("serve")
+def bench_serve_cli(
+    engines: Annotated[
+        str, typer.Option(help="Engines to search, comma-separated: continual, regular, regular-cached.")
+    ] = "continual,regular",
+    window: Annotated[int, typer.Option(min=1, help="Window n of the GTZAN recipe's model.")] = 120,
+    blocks: Annotated[int, typer.Option(min=1, help="Encoder blocks of that model.")] = 1,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True, dir_okay=False, help="Serve this checkpoint instead (--window/--blocks unused)."
+        ),
+    ] = None,
+    max_streams: Annotated[
+        int, typer.Option(min=1, help="Largest N tried (the server's limits are set to it).")
+    ] = 1024,
+    start: Annotated[int, typer.Option(min=1, help="First N tried; doubled until a trial fails.")] = 8,
+    budget_s: Annotated[
+        float, typer.Option(min=1.0, help="Total time for every search, in seconds.")
+    ] = 2400.0,
+    precision: Annotated[
+        float, typer.Option(min=0.0, help="Bisect until failing and passing N are this close (relative).")
+    ] = 0.1,
+    trial_s: Annotated[
+        float, typer.Option(min=0.5, help="Measured seconds per trial, every stream live.")
+    ] = 15.0,
+    warmup_s: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Seconds before measuring (default: until every window is full, + 1 s)."),
+    ] = None,
+    ramp_s: Annotated[
+        float, typer.Option(min=0.0, help="Streams start spread over this many seconds.")
+    ] = 2.0,
+    chunk_s: Annotated[
+        float, typer.Option(min=0.01, max=5.0, help="Audio per WebSocket message, seconds.")
+    ] = 0.25,
+    max_p95_ms: Annotated[
+        float, typer.Option(min=1.0, help="A stream's p95 hop latency must stay within this.")
+    ] = 250.0,
+    max_drift_ms: Annotated[
+        float, typer.Option(min=0.0, help="Real time: a stream's lag may grow by at most this over a trial.")
+    ] = 100.0,
+    no_pin: Annotated[
+        bool, typer.Option("--no-pin", help="Do not pin the server and the clients to different cores.")
+    ] = False,
+    json_out: Json = None,
+) -> None:
+    """How many real-time streams one coaudio serve carries: a real server, N paced WebSocket
+    clients in their own process, a search for the largest N at which every stream is OK."""
+    from coaudio_cli.bench_serve import ENGINES, serve_bench
+
+    names = list(dict.fromkeys(e.strip() for e in engines.split(",") if e.strip()))
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown or not names:
+        raise typer.BadParameter(
+            f"unknown engine {unknown[0] if unknown else engines!r}; known: {', '.join(ENGINES)}"
+        )
+    if start > max_streams:
+        raise typer.BadParameter(f"--start {start} exceeds --max-streams {max_streams}")
+    serve_bench(
+        names,
+        json_out,
+        checkpoint,
+        window=window,
+        blocks=blocks,
+        cap=max_streams,
+        start=start,
+        budget_s=budget_s,
+        precision=precision,
+        pin=not no_pin,
+        chunk_s=chunk_s,
+        ramp_s=ramp_s,
+        warmup_s=warmup_s,
+        trial_s=trial_s,
+        max_p95_ms=max_p95_ms,
+        max_drift_ms=max_drift_ms,
+    )
 
 
 def _emit_json(document: dict, json_out: Optional[str], err: Console) -> bool:

@@ -185,17 +185,18 @@ class History:
         rows = [row for row in (_record_row(session, r) for r in records) if row is not None]
         if not rows:
             return
-        with self._stats_lock:
+        with self._stats_lock:  # and the put under it too: nothing may follow close()'s "stop"
             if self._closed or self._pending + len(rows) > self._max_pending:
                 self._count_dropped(len(rows), "closed" if self._closed else "the writer is behind")
                 return
             self._pending += len(rows)
-        self._queue.put(("rows", rows))
+            self._queue.put(("rows", rows))  # SimpleQueue.put never blocks
 
     def end_stream(self, session: int) -> None:
         """Mark the session ended (now), after its queued rows; does not wait."""
-        if not self._closed:
-            self._queue.put(("end", (session, time.time())))
+        with self._stats_lock:
+            if not self._closed:
+                self._queue.put(("end", (session, time.time())))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued so far is committed (or dropped)."""
@@ -205,7 +206,7 @@ class History:
             done.wait(timeout)
 
     def purge(self) -> int:
-        """Apply the retention limits now, to the end; returns the rows deleted."""
+        """Apply the retention limits now, to the end; returns the rows this call deleted."""
         if not self._thread.is_alive():
             return 0
         done, result = threading.Event(), []
@@ -219,7 +220,7 @@ class History:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(("stop", None))
+            self._queue.put(("stop", None))
         self._thread.join()
         with self._open_lock:
             self._opener.close()
@@ -316,7 +317,7 @@ class History:
             self._conn.executemany(_INSERT, [(ids[row[0]],) + row[1:] for row in rows])
             self._update_counters(rows, ids)
             self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # not only sqlite3.Error: the rows must be counted either way
             self._rollback()
             self._note_failure(len(rows), exc)
             return
@@ -351,7 +352,7 @@ class History:
             ids = self._session_ids({session})
             self._conn.execute("UPDATE sessions SET ended = ? WHERE id = ?", (ended, ids[session]))
             self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # an unknown handle included
             self._rollback()
             self._note_failure(0, exc)
             return

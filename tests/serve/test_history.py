@@ -20,13 +20,10 @@ import pytest
 
 from coaudio.serve import history_query
 from coaudio.serve.history import History, HistoryError, HistoryReader, default_db_path, parse_time, to_csv
+from coaudio.serve.history_retention import CHUNK_ROWS
 from tests.serve.history_writer import LABELS, record
 
 WRITER = Path(__file__).with_name("history_writer.py")
-
-
-def _open(path: Path, **kwargs) -> History:
-    return History(path, **kwargs)
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -76,7 +73,7 @@ def _counters_match(conn: sqlite3.Connection) -> None:
 
 def test_a_new_file_is_created_with_its_folders_in_wal_mode(tmp_path):
     path = tmp_path / "a" / "b" / "history.sqlite"
-    with _open(path) as history:
+    with History(path) as history:
         assert history._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     conn = _raw(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -88,7 +85,7 @@ def test_a_new_file_is_created_with_its_folders_in_wal_mode(tmp_path):
 def test_an_empty_file_becomes_a_history(tmp_path):
     path = tmp_path / "empty.sqlite"
     path.touch()
-    with _open(path) as history:
+    with History(path) as history:
         assert history.streams() == []
 
 
@@ -97,7 +94,7 @@ def test_an_empty_file_becomes_a_history(tmp_path):
     [
         (lambda p: p.write_text("hello, not a database\n" * 100), "not an SQLite database"),
         (lambda p: _raw(p).execute("CREATE TABLE songs (title TEXT)"), "not a coaudio history"),
-        (lambda p: (_open(p).close(), _raw(p).execute("PRAGMA user_version = 99")), "newer coaudio"),
+        (lambda p: (History(p).close(), _raw(p).execute("PRAGMA user_version = 99")), "newer coaudio"),
     ],
     ids=["not-sqlite", "not-ours", "newer-schema"],
 )
@@ -124,7 +121,7 @@ def test_a_folder_that_cannot_be_made_is_a_history_error(tmp_path):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files anyway")
 def test_a_read_only_file_is_refused_at_once(tmp_path):
     path = tmp_path / "h.sqlite"
-    _open(path).close()
+    History(path).close()
     path.chmod(0o444)
     with pytest.raises(HistoryError, match="cannot write the history"):
         History(path)
@@ -152,7 +149,7 @@ def test_default_db_path(monkeypatch, tmp_path):
 
 
 def test_rows_are_batched_and_read_back_in_time_order(tmp_path):
-    with _open(tmp_path / "h.sqlite", flush_s=30.0, batch_rows=100) as history:
+    with History(tmp_path / "h.sqlite", flush_s=30.0, batch_rows=100) as history:
         a = history.open_stream("kitchen", "websocket", "10.0.0.2", 16_000, 2, "synth")
         b = history.open_stream("garden", "url", "http://x/live", 44_100, 1, "synth")
         warm_up = {"hop": 0, "start_s": 0.0, "end_s": 0.96, "label": None, "confidence": None, "top": []}
@@ -183,7 +180,7 @@ def test_rows_are_batched_and_read_back_in_time_order(tmp_path):
 
 
 def test_query_filters(tmp_path):
-    with _open(tmp_path / "h.sqlite") as history:
+    with History(tmp_path / "h.sqlite") as history:
         a = history.open_stream("kitchen", "websocket", "x", 16_000, 1, "m")
         b = history.open_stream("garden", "websocket", "x", 16_000, 1, "m")
         history.add(a, [record(h) for h in range(0, 100, 2)])
@@ -199,7 +196,7 @@ def test_query_filters(tmp_path):
 
 
 def test_malformed_records_are_the_callers_bug_and_warm_up_hops_are_skipped(tmp_path):
-    with _open(tmp_path / "h.sqlite") as history:
+    with History(tmp_path / "h.sqlite") as history:
         session = history.open_stream("s", "websocket", "x", 16_000, 1, "m")
         with pytest.raises(ValueError, match="not a per-hop record"):
             history.add(session, [{"label": "rock"}])
@@ -209,7 +206,7 @@ def test_malformed_records_are_the_callers_bug_and_warm_up_hops_are_skipped(tmp_
 
 
 def test_close_is_idempotent_and_later_rows_are_counted_not_raised(tmp_path):
-    history = _open(tmp_path / "h.sqlite")
+    history = History(tmp_path / "h.sqlite")
     session = history.open_stream("s", "websocket", "x", 16_000, 1, "m")
     history.add(session, [record(1)])
     history.close()
@@ -224,7 +221,7 @@ def test_close_is_idempotent_and_later_rows_are_counted_not_raised(tmp_path):
 def test_writes_from_one_thread_while_others_query(tmp_path):
     path = tmp_path / "h.sqlite"
     errors, seen = [], []
-    with _open(path, flush_s=0.01, batch_rows=50) as history:
+    with History(path, flush_s=0.01, batch_rows=50) as history:
         session = history.open_stream("s", "websocket", "x", 16_000, 1, "m")
         done = threading.Event()
 
@@ -261,7 +258,7 @@ def test_writes_from_one_thread_while_others_query(tmp_path):
 
 def test_a_reader_in_a_long_read_does_not_hold_up_the_writer(tmp_path):
     path = tmp_path / "h.sqlite"
-    with _open(path, max_age_s=3600, purge_s=3600, flush_s=0.01) as history:
+    with History(path, max_age_s=3600, purge_s=3600, flush_s=0.01) as history:
         session = history.open_stream("s", "websocket", "x", 16_000, 1, "m")
         history.add(session, [record(h, time.time() - 7200) for h in range(100)])  # for purge() below
         history.flush()
@@ -314,7 +311,7 @@ def test_sigkill_mid_stream_loses_no_committed_batch(tmp_path):
         assert len(hops) >= committed > 0, f"seed {seed}: committed rows are gone"
         _counters_match(conn)
         conn.close()
-    with _open(path) as history:  # and it goes on
+    with History(path) as history:  # and it goes on
         session = history.open_stream("after", "websocket", "x", 16_000, 1, "m")
         history.add(session, [record(0)])
         history.flush()
@@ -324,7 +321,7 @@ def test_sigkill_mid_stream_loses_no_committed_batch(tmp_path):
 
 def _fill_old_rows(path: Path, rows: int) -> int:
     """A session of ``rows`` hops, two days old, written straight into the file (fast)."""
-    with _open(path) as history:
+    with History(path) as history:
         session = history.open_stream("old", "websocket", "x", 16_000, 1, "m")
         history.end_stream(session)
     t0 = time.time() - 2 * 86_400
@@ -349,16 +346,16 @@ def test_sigkill_during_a_retention_purge_leaves_whole_chunks(tmp_path):
     chance = random.Random(seed)
     session = _fill_old_rows(path, total)
     left, interrupted = total, 0
-    for _ in range(3):
+    for round_ in range(3):
         purger = _spawn(path, "purge")
         assert purger.stdout.readline().strip() == "deleting", purger.stderr.read()
-        time.sleep(chance.uniform(0.0, 0.15))
+        time.sleep(chance.uniform(0.0, 0.02 if round_ == 0 else 0.15))  # the first lands early for sure
         purger.kill()
         purger.wait()
         conn = _integrity_ok(path)
         hops = [h for (h,) in conn.execute("SELECT hop FROM hops WHERE session = ? ORDER BY hop", (session,))]
         assert hops == list(range(total - len(hops), total)), f"seed {seed}: not the oldest first"
-        assert len(hops) <= left and (total - len(hops)) % history_query_chunk() == 0, f"seed {seed}"
+        assert len(hops) <= left and (total - len(hops)) % CHUNK_ROWS == 0, f"seed {seed}"
         _counters_match(conn)
         conn.close()
         interrupted += 0 < len(hops) < left
@@ -366,7 +363,7 @@ def test_sigkill_during_a_retention_purge_leaves_whole_chunks(tmp_path):
         if not left:
             break
     assert interrupted, f"seed {seed}: no kill landed inside a purge"
-    with _open(path, max_age_s=3600) as history:  # a new writer finishes the purge and appends
+    with History(path, max_age_s=3600) as history:  # a new writer finishes the purge and appends
         history.purge()
         assert history.stats()["rows_purged"] == left
         fresh = history.open_stream("new", "websocket", "x", 16_000, 1, "m")
@@ -376,18 +373,12 @@ def test_sigkill_during_a_retention_purge_leaves_whole_chunks(tmp_path):
         assert len(history.query()) == 1
 
 
-def history_query_chunk() -> int:
-    from coaudio.serve.history_retention import CHUNK_ROWS
-
-    return CHUNK_ROWS
-
-
 # -- retention --------------------------------------------------------------------------------
 
 
 def test_rows_older_than_max_age_are_deleted_by_the_writer(tmp_path):
     now = time.time()
-    with _open(tmp_path / "h.sqlite", max_age_s=600, purge_s=0.1, flush_s=0.01) as history:
+    with History(tmp_path / "h.sqlite", max_age_s=600, purge_s=0.1, flush_s=0.01) as history:
         gone = history.open_stream("gone", "websocket", "x", 16_000, 1, "m")
         live = history.open_stream("live", "websocket", "x", 16_000, 1, "m")
         history.add(gone, [record(h, now - 3600) for h in range(50)])
@@ -409,7 +400,7 @@ def test_rows_older_than_max_age_are_deleted_by_the_writer(tmp_path):
 def test_the_file_is_kept_under_max_mb_and_really_shrinks(tmp_path):
     path, max_mb = tmp_path / "h.sqlite", 0.25
     limit = max_mb * 1024 * 1024
-    with _open(path, max_mb=max_mb, purge_s=3600, flush_s=0.01, batch_rows=500) as history:
+    with History(path, max_mb=max_mb, purge_s=3600, flush_s=0.01, batch_rows=500) as history:
         session = history.open_stream("s", "websocket", "x", 16_000, 1, "m")
         sizes = []
         for start in range(0, 20_000, 500):  # about 2.6 MB of rows: ten times the limit
@@ -459,7 +450,7 @@ def test_a_locked_file_drops_rows_and_even_open_stream_goes_on(tmp_path, monkeyp
     monkeypatch.setattr(history_query, "BUSY_TIMEOUT_MS", 50)
     path = tmp_path / "h.sqlite"
     caplog.set_level(logging.WARNING, logger="coaudio.serve")
-    with _open(path, flush_s=0.01) as history:
+    with History(path, flush_s=0.01) as history:
         other = _raw(path)
         other.execute("BEGIN IMMEDIATE")
         session = history.open_stream("s", "websocket", "x", 16_000, 1, "m")

@@ -42,7 +42,8 @@ def serve_cli(
         Optional[float], typer.Option(min=0.0, help="History: delete hops older than this many days.")
     ] = None,
     keep_mb: Annotated[
-        Optional[float], typer.Option(min=0.1, help="History: delete the oldest hops above this size (MB).")
+        Optional[float],
+        typer.Option(min=0.1, help="History: delete the oldest hops above this size (MiB, file + WAL)."),
     ] = None,
     max_streams: Annotated[int, typer.Option(min=1, help="Live streams in all.")] = 256,
     max_per_client: Annotated[int, typer.Option(min=1, help="Live streams from one client address.")] = 16,
@@ -65,7 +66,7 @@ def serve_cli(
 
     from coaudio.online.model import load_online
     from coaudio.serve.protocol import Limits
-    from coaudio.serve.server import ServeError, ServeOptions, check_exposure, serve
+    from coaudio.serve.server import ServeError, ServeOptions, Terminated, check_exposure, serve
 
     if engine not in ("continual", "regular", "regular-cached"):
         raise typer.BadParameter(
@@ -99,6 +100,8 @@ def serve_cli(
         serve(online, options, history, on_ready=ready)
     except ServeError as exc:
         fail(exc)
+    except Terminated:
+        err.print("coaudio serve: stopped (SIGTERM); every stream got its last hops", highlight=False)
     except KeyboardInterrupt:
         interrupted("coaudio serve: stopped; every stream got its last hops")
 

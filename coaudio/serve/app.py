@@ -5,7 +5,8 @@ Routes::
     GET  /                  the live page (static HTML/JS, no build step)
     WS   /ws                a stream (or a watcher of one): see coaudio.serve.protocol
     GET  /api/streams       live streams and past ones from the history
-    GET  /api/history       ?stream=&since=&until=&limit=&format=json|csv
+    GET  /api/history       ?stream=&since=&until=&limit=&format=json|csv (JSON: the newest
+                            10,000 rows unless limit= says otherwise, at most 100,000; CSV: all)
     GET  /health            {"status": "ok", ...}
     GET  /metrics           Prometheus text
 
@@ -19,13 +20,14 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -36,7 +38,8 @@ from coaudio.serve.websocket import stream_endpoint
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-HISTORY_LIMIT = 100_000  # rows one /api/history answer holds at most
+HISTORY_LIMIT = 10_000  # rows of a JSON /api/history answer without ?limit= (the newest)
+HISTORY_MAX = 100_000  # rows one JSON answer holds at most (~100 MB to build); CSV streams any number
 
 
 def create_app(hub: Hub, history=None, token: str | None = None, limits: Limits | None = None) -> Starlette:
@@ -114,24 +117,39 @@ async def _history(request: Request) -> Response:
     history = request.app.state.history
     if history is None:
         return _error(404, "this server keeps no history (started with --no-db)")
-    from coaudio.serve.history import parse_time, to_csv
+    from coaudio.serve.history_query import parse_time
 
     query = request.query_params
     try:
         since = parse_time(query["since"]) if query.get("since") else None
         until = parse_time(query["until"]) if query.get("until") else None
-        limit = min(int(query.get("limit", HISTORY_LIMIT)), HISTORY_LIMIT)
+        limit = int(query["limit"]) if query.get("limit") else None
     except ValueError as exc:
         return _error(400, str(exc))
-    if limit < 1:
+    if limit is not None and limit < 1:
         return _error(400, "limit must be at least 1")
     fmt = query.get("format") or ("csv" if "text/csv" in request.headers.get("accept", "") else "json")
     if fmt not in ("json", "csv"):
         return _error(400, f"format must be json or csv, got {fmt!r}")
-    rows = await run_in_threadpool(history.query, query.get("stream") or None, since, until, limit)
+    stream = query.get("stream") or None
     if fmt == "csv":
-        return Response(to_csv(rows), media_type="text/csv; charset=utf-8")
+        return StreamingResponse(_csv_rows(history.path, stream, since, until, limit), media_type="text/csv")
+    limit = min(limit or HISTORY_LIMIT, HISTORY_MAX)
+    rows = await run_in_threadpool(history.query, stream, since, until, limit)
     return JSONResponse({"rows": rows, "count": len(rows), "limit": limit})
+
+
+def _csv_rows(path, stream, since, until, limit) -> Iterator[str]:
+    """CSV lines read one row at a time from a read-only connection of the response's own (any
+    number of rows in constant memory; Starlette runs the iterator in its thread pool)."""
+    from coaudio.serve.history_query import HistoryReader, csv_header, csv_lines
+
+    reader = HistoryReader(path)
+    try:
+        yield csv_header()
+        yield from csv_lines(reader.iter_query(stream, since, until, limit))
+    finally:
+        reader.close()
 
 
 async def _health(request: Request) -> Response:

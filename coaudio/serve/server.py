@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +25,16 @@ log = logging.getLogger(__name__)
 
 class ServeError(RuntimeError):
     """The server cannot start; the message says why and what to do."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: the server stopped as cleanly as after Ctrl-C (streams flushed, history
+    written). Without it uvicorn re-raises SIGTERM after its shutdown with the default action,
+    which kills the process before the history's last rows are written."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 @dataclass
@@ -105,9 +117,11 @@ def serve(
     history=None,
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn's handlers; the signal is raised again after a clean
-    shutdown, so Ctrl-C still ends the program as an interruption)."""
+    """Serve until SIGINT (KeyboardInterrupt) or SIGTERM (:class:`Terminated`), raised after
+    uvicorn's clean shutdown; either way every stream is flushed and the history closed first."""
     running = prepare(online, options, history)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         for source in options.sources:
             source.start(running.hub)
@@ -121,3 +135,5 @@ def serve(
         if history is not None:
             history.close()
         running.sock.close()
+        if main:
+            signal.signal(signal.SIGTERM, previous)

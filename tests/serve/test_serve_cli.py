@@ -1,0 +1,104 @@
+"""``coaudio serve`` as a user runs it: from another folder, bad arguments, Ctrl-C, SIGTERM, its history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from tests.online.helpers import make_checkpoint, tone_mix
+from tests.serve.helpers import coaudio_serve_exit, hops, pcm_bytes, running_server, send_stream
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("cli") / "m.safetensors", hop_frames=20, window=6)
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path):
+    code, stderr = coaudio_serve_exit(tmp_path / "none.safetensors", "--no-db")
+    assert code == 1 and "no such checkpoint" in stderr and "Traceback" not in stderr
+
+
+def test_a_port_in_use_is_one_line(checkpoint):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, stderr = coaudio_serve_exit(checkpoint, "--no-db", "--port", taken.getsockname()[1])
+    assert code == 1 and "cannot listen on 127.0.0.1:" in stderr and "Traceback" not in stderr
+
+
+def test_db_and_no_db_exclude_each_other(checkpoint, tmp_path):
+    code, stderr = coaudio_serve_exit(checkpoint, "--no-db", "--db", tmp_path / "h.sqlite")
+    assert code == 2 and "--db or --no-db" in stderr
+
+
+@pytest.mark.parametrize(
+    "sig, code, says", [(signal.SIGINT, 130, "stopped;"), (signal.SIGTERM, 0, "(SIGTERM)")]
+)
+def test_stopping_flushes_every_stream_and_the_history(checkpoint, tmp_path, sig, code, says):
+    """A client streams, the server is stopped mid-way: the client still gets its end summary
+    and the history holds every hop the client received."""
+    db = tmp_path / "history.sqlite"
+    with running_server(checkpoint, "--db", db, cwd=tmp_path) as server:
+
+        async def client():
+            import websockets
+
+            received = []
+            async with websockets.connect(server.ws) as ws:
+                await ws.send(json.dumps({"name": "live", "sample_rate": 16_000, "format": "s16le"}))
+                await ws.send(pcm_bytes(tone_mix(3.0, 16_000), "s16le"))
+                while len(hops(received)) < 5:
+                    received.append(json.loads(await ws.recv()))
+                server.proc.send_signal(sig)
+                try:
+                    async for message in ws:
+                        received.append(json.loads(message))
+                except websockets.ConnectionClosed:
+                    pass
+            return received
+
+        received = asyncio.run(client())
+        assert server.proc.wait(30) == code
+    assert says in server.stderr and "Traceback" not in server.stderr
+    rows = _history_rows(db)
+    assert [r["hop"] for r in rows] == [h["hop"] for h in hops(received) if h["label"] is not None]
+
+
+def test_history_of_several_clients_from_another_folder(checkpoint, tmp_path):
+    db = tmp_path / "h.sqlite"
+    with running_server(checkpoint, "--db", db, cwd=tmp_path) as server:
+
+        async def clients():
+            audio = [pcm_bytes(tone_mix(2.0 + i, 16_000, seed=i), "s16le") for i in range(2)]
+            return await asyncio.gather(
+                *(send_stream(server.ws, f"c{i}", a, 16_000, seed=i) for i, a in enumerate(audio))
+            )
+
+        results = asyncio.run(clients())
+        api = json.load(urllib.request.urlopen(server.url + "api/history?stream=c1", timeout=10))
+        csv = urllib.request.urlopen(server.url + "api/history?format=csv", timeout=10).read().decode()
+        streams = json.load(urllib.request.urlopen(server.url + "api/streams", timeout=10))["streams"]
+    assert [r["hop"] for r in api["rows"]] == [h["hop"] for h in hops(results[1])]
+    assert csv.count("\n") == 1 + sum(len(hops(r)) for r in results)
+    assert {s["name"] for s in streams} == {"c0", "c1"} and not any(s["live"] for s in streams)
+    rows = _history_rows(db, "--stream", "c0")
+    assert [r["label"] for r in rows] == [h["label"] for h in hops(results[0])]
+
+
+def _history_rows(db, *args) -> list[dict]:
+    done = subprocess.run(
+        [sys.executable, "-m", "coaudio", "history", str(db), "--format", "jsonl", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]

@@ -106,11 +106,27 @@ async def _page(request: Request) -> Response:
 
 async def _streams(request: Request) -> Response:
     hub, history = request.app.state.hub, request.app.state.history
-    live = [dict(s, live=True) for s in hub.live()]
+    live = [dict(s, live=True, ended=None) for s in hub.live()]
     past = []
     if history is not None:  # sessions that ended (a live one is in the history too, still open)
-        past = [dict(s, live=False) for s in await run_in_threadpool(history.streams) if s.get("ended")]
+        past = [_past(s) for s in await run_in_threadpool(history.streams) if s.get("ended")]
     return JSONResponse({"streams": live + past})
+
+
+def _past(session: dict) -> dict:
+    """A history session in the shape of a live stream's entry (newest hop as label/time)."""
+    entry = {key: session[key] for key in ("name", "kind", "source", "sample_rate", "channels", "started")}
+    entry.update(
+        session=session["id"],
+        hops=session["hops"],
+        audio_s=None,  # not kept by the history
+        label=session["last_label"],
+        confidence=None,
+        time=session["last_time"],
+        ended=session["ended"],
+        live=False,
+    )
+    return entry
 
 
 async def _history(request: Request) -> Response:

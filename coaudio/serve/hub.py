@@ -365,6 +365,7 @@ def _describe(live: _Live) -> dict:
         "sample_rate": spec.sample_rate,
         "channels": spec.channels,
         "started": round(live.started, 3),
+        "session": live.session,
         "hops": live.hops,
         "audio_s": round(live.audio_s, 3),
         "label": last.get("label"),

@@ -89,6 +89,7 @@ def test_history_of_several_clients_from_another_folder(checkpoint, tmp_path):
     assert [r["hop"] for r in api["rows"]] == [h["hop"] for h in hops(results[1])]
     assert csv.count("\n") == 1 + sum(len(hops(r)) for r in results)
     assert {s["name"] for s in streams} == {"c0", "c1"} and not any(s["live"] for s in streams)
+    assert set(streams[0]) >= {"name", "kind", "source", "started", "ended", "hops", "label", "time", "live"}
     rows = _history_rows(db, "--stream", "c0")
     assert [r["label"] for r in rows] == [h["label"] for h in hops(results[0])]
 

@@ -101,6 +101,27 @@ def test_spectrogram_frames_come_when_asked(server, tmp_path):
     assert not [m for m in plain if m["type"] == "mel"]
 
 
+def test_live_and_past_streams_have_one_shape(checkpoint, tmp_path):
+    """/api/streams: a live stream's entry and an ended one's (from the history) have the same keys."""
+    import urllib.request
+
+    import websockets
+
+    with running_server(checkpoint, "--db", tmp_path / "h.sqlite", cwd=tmp_path) as server:
+        asyncio.run(send_stream(server.ws, "done", pcm_bytes(tone_mix(2.0, 16_000), "s16le"), 16_000))
+
+        async def while_live():
+            async with websockets.connect(server.ws) as ws:
+                await ws.send(json.dumps({"name": "now", "sample_rate": 16_000}))
+                await ws.recv()
+                return json.load(urllib.request.urlopen(server.url + "api/streams", timeout=10))["streams"]
+
+        streams = {s["name"]: s for s in asyncio.run(while_live())}
+    assert streams["now"]["live"] and not streams["done"]["live"]
+    assert set(streams["now"]) == set(streams["done"])
+    assert streams["done"]["hops"] > 0 and streams["done"]["ended"] > streams["done"]["started"]
+
+
 def test_health_and_metrics(server):
     import urllib.request
 

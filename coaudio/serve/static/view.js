@@ -1,0 +1,241 @@
+// What the live page shows: status, errors, the current label, the class bars, the legend, the
+// hop timeline and the spectrogram. Everything here only draws; app.js decides what and when.
+
+const TIMELINE_CELLS = 240;  // hops kept in the timeline strip
+const LATENCY_KEEP = 100;    // hops behind the latency mean and p95
+const PALETTE = [
+  "#4e9de6", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+  "#edc948", "#b07aa1", "#ff9da7", "#c49c7c", "#bab0ac",
+];
+
+// ---- small helpers ----------------------------------------------------------------------------
+
+export const $ = (id) => document.getElementById(id);
+export const pct = (p) => (p == null ? "–" : (100 * p).toFixed(1) + "%");
+export const seconds = (s) => (s == null ? "–" : s < 60 ? s.toFixed(2) + " s" : clock(s));
+const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+export const ms = (v) => (v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function percentile(values, q) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+// ---- status and errors ------------------------------------------------------------------------
+
+export function setStatus(state, text) {
+  $("status").dataset.state = state;
+  $("status-text").textContent = text;
+}
+
+export function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+
+export function clearError() {
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+// ---- what is shown: labels, bars, legend, timeline, spectrogram ------------------------------
+
+const view = { labels: [], colors: new Map(), hops: 0, latencies: [] };
+
+export function colorOf(label) {
+  if (!view.colors.has(label)) {
+    const i = view.colors.size;
+    view.colors.set(label, i < PALETTE.length ? PALETTE[i] : `hsl(${(i * 137.5) % 360} 55% 62%)`);
+  }
+  return view.colors.get(label);
+}
+
+export function setLabels(labels) {
+  if (view.labels.length === labels.length && view.labels.every((l, i) => l === labels[i])) return;
+  view.labels = [...labels];
+  view.colors = new Map();
+  const bars = $("bars");
+  const legend = $("legend");
+  bars.replaceChildren();
+  legend.replaceChildren();
+  for (const label of labels) {
+    const color = colorOf(label);
+    const bar = el("div", "bar");
+    bar.setAttribute("role", "listitem");
+    bar.dataset.label = label;
+    const fill = el("span", "bar-fill");
+    fill.style.background = color;
+    const track = el("span", "bar-track");
+    track.append(fill);
+    bar.append(el("span", "bar-label", label), track, el("span", "bar-value", "–"));
+    bars.append(bar);
+    const item = el("li");
+    const swatch = el("span", "swatch");
+    swatch.style.background = color;
+    item.append(swatch, document.createTextNode(label));
+    legend.append(item);
+  }
+}
+
+export function resetView(title) {
+  view.hops = 0;
+  view.latencies = [];
+  $("now-stream").textContent = title ? "· " + title : "";
+  const current = $("current-label");
+  current.textContent = "–";
+  current.removeAttribute("data-label");
+  current.style.removeProperty("--label-color");
+  $("current-confidence").textContent = "–";
+  $("current-hop").textContent = "";
+  $("latency").textContent = "–";
+  $("hop-count").textContent = "0";
+  $("audio-time").textContent = "–";
+  $("summary").hidden = true;
+  $("timeline").replaceChildren();
+  for (const bar of $("bars").children) showBar(bar, null, false);
+  spectrogram.clear();
+}
+
+function showBar(bar, p, top) {
+  bar.querySelector(".bar-fill").style.width = p == null ? "0%" : (100 * p).toFixed(2) + "%";
+  bar.querySelector(".bar-value").textContent = pct(p);
+  bar.classList.toggle("top", top);
+}
+
+export function onHop(hop) {
+  view.hops += 1;
+  const label = hop.label;
+  const current = $("current-label");
+  current.textContent = label == null ? "warming up…" : label;
+  current.dataset.label = label == null ? "" : label;
+  current.dataset.hop = hop.hop;
+  current.dataset.endS = hop.end_s;
+  current.classList.toggle("warmup", Boolean(hop.warmup));
+  if (label != null) current.style.setProperty("--label-color", colorOf(label));
+  $("current-confidence").textContent = pct(hop.confidence);
+  $("current-hop").textContent =
+    `hop ${hop.hop} · ${seconds(hop.start_s)}–${seconds(hop.end_s)}` + (hop.warmup ? " · warm-up" : "");
+  $("hop-count").textContent = String(view.hops);
+  $("audio-time").textContent = seconds(hop.end_s);
+  showBars(hop);
+  addCell(hop);
+  showLatency(hop.latency_ms);
+}
+
+function showBars(hop) {
+  const probs = new Map((hop.top || []).map((entry) => [entry.label, entry.p]));
+  if (!probs.size && hop.label != null) probs.set(hop.label, hop.confidence);
+  for (const label of probs.keys()) if (!view.labels.includes(label)) setLabels([...view.labels, label]);
+  for (const bar of $("bars").children) {
+    const label = bar.dataset.label;
+    showBar(bar, probs.has(label) ? probs.get(label) : hop.top ? 0 : null, label === hop.label);
+  }
+}
+
+function addCell(hop) {
+  const cell = el("span", "cell" + (hop.warmup ? " warmup" : ""));
+  cell.setAttribute("role", "listitem");
+  cell.dataset.hop = hop.hop;
+  cell.dataset.endS = hop.end_s;
+  cell.dataset.label = hop.label == null ? "" : hop.label;
+  if (hop.label != null) cell.style.background = colorOf(hop.label);
+  const at = `${seconds(hop.start_s)}–${seconds(hop.end_s)}`;
+  cell.title = hop.label == null
+    ? `${at}: warming up`
+    : `${at}: ${hop.label} ${pct(hop.confidence)}${hop.warmup ? " (warm-up)" : ""}`;
+  const timeline = $("timeline");
+  timeline.append(cell);
+  while (timeline.childElementCount > TIMELINE_CELLS) timeline.firstElementChild.remove();
+}
+
+function showLatency(latency) {
+  if (latency == null) return;
+  view.latencies.push(latency);
+  if (view.latencies.length > LATENCY_KEEP) view.latencies.shift();
+  const mean = view.latencies.reduce((a, b) => a + b, 0) / view.latencies.length;
+  $("latency").textContent = `${ms(latency)} (mean ${ms(mean)}, p95 ${ms(percentile(view.latencies, 0.95))})`;
+}
+
+export function onEnd(message) {
+  const s = message.summary || {};
+  const parts = [`${s.hops} hops, ${seconds(s.audio_s)} of audio`];
+  if (s.label != null) parts.push(`overall ${s.label} ${pct(s.confidence)}`);
+  if (s.latency_ms) {
+    const l = s.latency_ms;
+    parts.push(`latency mean ${ms(l.mean)}, p95 ${ms(l.p95)}, max ${ms(l.max)}`);
+  }
+  if (s.dropped) parts.push(`${s.dropped} results dropped (the page read too slowly)`);
+  const summary = $("summary");
+  summary.textContent = `Stream ${message.stream} ended: ${parts.join(" · ")}.`;
+  summary.hidden = false;
+}
+
+// The spectrogram: a canvas one pixel per log-mel frame and band, new frames on the right.
+export const spectrogram = (() => {
+  const canvas = $("spectrogram");
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  const lut = inferno();
+  return {
+    clear() {
+      ctx.fillStyle = `rgb(${lut[0]}, ${lut[1]}, ${lut[2]})`;
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+    },
+    draw(message) {
+      const bytes = Uint8Array.from(atob(message.data), (c) => c.charCodeAt(0));
+      const bands = message.bands;
+      if (canvas.height !== bands) {
+        canvas.height = bands;
+        this.clear();
+      }
+      const width = canvas.width;
+      const frames = Math.min(message.frames, width);
+      const skip = message.frames - frames;
+      if (frames < width) ctx.putImageData(ctx.getImageData(frames, 0, width - frames, bands), 0, 0);
+      const image = ctx.createImageData(frames, bands);
+      for (let f = 0; f < frames; f++) {
+        for (let b = 0; b < bands; b++) {
+          const v = bytes[(skip + f) * bands + b];
+          const o = ((bands - 1 - b) * frames + f) * 4;  // low bands at the bottom
+          image.data[o] = lut[3 * v];
+          image.data[o + 1] = lut[3 * v + 1];
+          image.data[o + 2] = lut[3 * v + 2];
+          image.data[o + 3] = 255;
+        }
+      }
+      ctx.putImageData(image, width - frames, 0);
+    },
+  };
+})();
+
+function inferno() {  // 256 RGB triples, dark to bright, interpolated between anchors
+  const anchors = [
+    [0, 0, 4], [31, 12, 72], [85, 15, 109], [136, 34, 106], [186, 54, 85],
+    [227, 89, 51], [249, 140, 10], [249, 201, 50], [252, 255, 164],
+  ];
+  const lut = new Uint8ClampedArray(256 * 3);
+  for (let v = 0; v < 256; v++) {
+    const x = (v / 255) * (anchors.length - 1);
+    const i = Math.min(Math.floor(x), anchors.length - 2);
+    const t = x - i;
+    for (let c = 0; c < 3; c++) lut[3 * v + c] = anchors[i][c] + t * (anchors[i + 1][c] - anchors[i][c]);
+  }
+  return lut;
+}
+
+// ---- one WebSocket at a time: the microphone's stream or a watched one ------------------------
+
+export function describeModel(info) {  // a "ready" message, or /health's model
+  const labels = info.labels || view.labels;
+  const parts = [`${labels.length} labels`];
+  if (info.hop_s) parts.push(`hop ${info.hop_s} s`);
+  if (info.window) parts.push(`window ${info.window} hops`);
+  if (info.frontend) parts.push(`${info.frontend} front end`);
+  $("model").textContent = parts.join(" · ");
+}

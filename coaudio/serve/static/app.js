@@ -277,7 +277,8 @@ function renderStreams(streams) {
   const live = streams.filter((s) => s.live);
   const liveNames = new Set(live.map((s) => s.name));
   const ended = [];
-  for (const s of streams.filter((x) => !x.live).sort((a, b) => (b.started || 0) - (a.started || 0))) {
+  const newest = (s) => s.ended || s.started || 0;
+  for (const s of streams.filter((x) => !x.live).sort((a, b) => newest(b) - newest(a))) {
     if (!liveNames.has(s.name) && !ended.some((e) => e.name === s.name)) ended.push(s);
   }
   const list = $("stream-list");
@@ -288,6 +289,7 @@ function renderStreams(streams) {
       "No live streams. Start the microphone, or send one: coaudio serve's /ws (see the README)."));
   }
   for (const s of live) list.append(streamItem(s, true));
+  if (ended.length) list.append(el("li", "group", "Ended (from the history)"));
   for (const s of ended.slice(0, ENDED_SHOWN)) list.append(streamItem(s, false));
   if (focused) {  // a refresh must not take the keyboard focus away
     const again = [...list.querySelectorAll("button.stream")].find((b) => b.dataset.name === focused);
@@ -307,17 +309,24 @@ function streamItem(s, live) {
   const head = el("span", "stream-head");
   head.append(el("span", "stream-name", s.name));
   if (s.label != null) {
-    const label = el("span", "stream-label", `${s.label} ${pct(s.confidence)}`);
+    const label = el("span", "stream-label", s.confidence == null ? s.label : `${s.label} ${pct(s.confidence)}`);
     label.style.setProperty("--label-color", colorOf(s.label));
     head.append(label);
   }
   const rate = s.sample_rate ? `${(s.sample_rate / 1000).toFixed(s.sample_rate % 1000 ? 1 : 0)} kHz` : "";
   const facts = own ? ["this page's microphone"] : [s.kind, s.source].filter(Boolean);
-  facts.push(rate, live ? `${seconds(s.audio_s || 0)} · ${s.hops || 0} hops` : "ended");
+  facts.push(rate, live ? `${seconds(s.audio_s || 0)} · ${s.hops || 0} hops` : `${s.hops || 0} hops · ${ended(s)}`);
   button.append(head, el("span", "stream-meta", facts.filter(Boolean).join(" · ")));
   button.addEventListener("click", () => watch(s.name));
   item.append(button);
   return item;
+}
+
+function ended(s) {
+  if (!s.ended) return "ended";
+  const at = new Date(1000 * s.ended);
+  const today = at.toDateString() === new Date().toDateString();
+  return "ended " + (today ? at.toLocaleTimeString() : at.toLocaleString());
 }
 
 // ---- start --------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ function onMessage(session, message) {
     case "hop":
       restarted(session);
       onHop(message);
+      updateListed(message);
       break;
     case "mel":
       restarted(session);
@@ -273,9 +274,26 @@ async function refreshStreams() {
   $("streams-updated").textContent = "updated " + new Date().toLocaleTimeString();
 }
 
+const listed = new Map();  // name -> the /api/streams entry of a live stream, as last drawn
+
+function updateListed(hop) {  // the shown stream's entry keeps up between refreshes
+  const entry = listed.get(hop.stream);
+  const button = $("stream-list").querySelector(`button.stream[data-name="${CSS.escape(hop.stream)}"]`);
+  if (!entry || !button) return;
+  Object.assign(entry, { label: hop.label, confidence: hop.confidence, hops: hop.hop + 1 });
+  entry.audio_s = Math.max(entry.audio_s || 0, hop.end_s);
+  const item = streamItem(entry, true);
+  const focused = document.activeElement === button;
+  button.parentElement.replaceWith(item);
+  if (focused) item.querySelector("button").focus();
+  showControls();
+}
+
 function renderStreams(streams) {
   const live = streams.filter((s) => s.live);
   const liveNames = new Set(live.map((s) => s.name));
+  listed.clear();
+  for (const s of live) listed.set(s.name, s);
   const ended = [];
   const newest = (s) => s.ended || s.started || 0;
   for (const s of streams.filter((x) => !x.live).sort((a, b) => newest(b) - newest(a))) {

@@ -21,13 +21,21 @@ multiply-adds rather than a BLAS product, whose rounding can depend on the batch
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from coaudio.features.logmel import band_taps, patches, project_bands
+from coaudio.features.logmel import (
+    BandTaps,
+    band_taps,
+    magnitudes,
+    patches,
+    project_bands,
+    windowed_frames,
+)
 from coaudio.features.stream import PatchState, StreamingLogMel, init_patch_state, patch_step
 
 SAMPLE_RATE = 16_000
@@ -57,8 +65,8 @@ def _window() -> Tensor:
 
 
 @functools.cache
-def _sparse_bands() -> tuple[Tensor, Tensor]:
-    """librosa's filterbank as :func:`coaudio.features.logmel.band_taps` (float32 weights;
+def _taps() -> BandTaps:
+    """librosa's filterbank as :class:`coaudio.features.logmel.BandTaps` (float32 weights;
     the widest band is 15 bins)."""
     return band_taps(mel_filters())
 
@@ -68,21 +76,18 @@ def frame_count(n_samples: int) -> int:
     return max(0, (n_samples - (N_FFT - LEFT_PAD)) // HOP + 1)
 
 
-def _frames(padded: Tensor) -> Tensor:
-    """``(N,)`` float32 samples that start at a frame boundary -> ``(F, N_MELS)`` float32
-    compressed mel frames, one per complete window."""
-    count = 0 if padded.shape[0] < N_FFT else (padded.shape[0] - N_FFT) // HOP + 1
-    if count == 0:
-        return torch.empty(0, N_MELS, dtype=torch.float32)
-    windows = padded[: (count - 1) * HOP + N_FFT].unfold(0, N_FFT, HOP).double()  # (F, N_FFT)
-    spectrum = torch.fft.rfft(windows * _window()).to(torch.complex64)  # librosa stores complex64
-    power = spectrum.abs() ** 2  # (F, N_BINS) float32
-    return compress(_project(power))
-
-
-def _project(power: Tensor) -> Tensor:
-    """``(F, N_BINS)`` -> ``(F, N_MELS)`` (:func:`coaudio.features.logmel.project_bands`)."""
-    return project_bands(power, *_sparse_bands())
+def _frames_many(padded: list[Tensor]) -> list[Tensor]:
+    """``(N_i,)`` float32 signals that each start at a frame boundary -> ``(F_i, N_MELS)``
+    float32 compressed mel frames, one per complete window, with one FFT, projection and
+    compression over all of them (each frame's bits are those of its signal alone)."""
+    frames, counts = windowed_frames(padded, _window(), HOP, N_FFT)  # (F, N_FFT) float64
+    if frames.shape[0] == 0:
+        return [torch.empty(0, N_MELS, dtype=torch.float32) for _ in padded]
+    taps = _taps()
+    spectrum = torch.fft.rfft(frames)[:, taps.low : taps.high]  # the bins the bands use
+    spectrum = spectrum.to(torch.complex64)  # librosa stores complex64
+    power = magnitudes(spectrum, 0, taps.high - taps.low) ** 2  # (F, bins) float32
+    return list(compress(project_bands(power, taps)).split(counts))
 
 
 def compress(mel: Tensor) -> Tensor:
@@ -111,7 +116,7 @@ def musicnn_mel(audio_16k: np.ndarray | Tensor, dtype: torch.dtype = torch.float
     x = torch.as_tensor(audio_16k).to(torch.float32)
     if x.dim() != 1:
         raise ValueError(f"musicnn_mel expects mono samples (N,), got shape {tuple(x.shape)}")
-    return _frames(torch.cat([torch.zeros(LEFT_PAD), x])).to(dtype)
+    return _frames_many([torch.cat([torch.zeros(LEFT_PAD), x])])[0].to(dtype)
 
 
 def musicnn_patches(frames: Tensor, hop_frames: int = PATCH_FRAMES) -> Tensor:
@@ -148,10 +153,24 @@ def musicnn_mel_step(
 ) -> tuple[Tensor, MusicnnMelState]:
     """Frames ``(F, N_MELS)`` completed by ``chunk_16k`` (``(N,)`` mono 16 kHz), and the new
     state (the input state is not modified)."""
-    chunk = np.asarray(chunk_16k, dtype=np.float32).reshape(-1)
-    buffer = np.concatenate([state.samples, chunk])
-    frames = _frames(torch.from_numpy(buffer))
-    return frames.to(dtype), MusicnnMelState(samples=buffer[frames.shape[0] * HOP :].copy())
+    return musicnn_mel_steps([chunk_16k], [state], dtype)[0]
+
+
+def musicnn_mel_steps(
+    chunks: Sequence[np.ndarray | Tensor],
+    states: Sequence[MusicnnMelState],
+    dtype: torch.dtype = torch.float32,
+) -> list[tuple[Tensor, MusicnnMelState]]:
+    """:func:`musicnn_mel_step` of several streams (chunk i continues state i), computed as
+    one batch; each result has the bits of that stream's own step."""
+    buffers = [
+        np.concatenate([state.samples, np.asarray(chunk, dtype=np.float32).reshape(-1)])
+        for chunk, state in zip(chunks, states, strict=True)
+    ]
+    frames = _frames_many([torch.from_numpy(b) for b in buffers])
+    return [
+        (f.to(dtype), MusicnnMelState(samples=b[f.shape[0] * HOP :].copy())) for f, b in zip(frames, buffers)
+    ]
 
 
 def musicnn_patch_step(
@@ -172,13 +191,11 @@ class StreamingMusicnnMel(StreamingLogMel):
     """
 
     PATCH_FRAMES, N_MELS = PATCH_FRAMES, N_MELS
+    _mel_steps = staticmethod(musicnn_mel_steps)
 
     def _init_mel(self) -> MusicnnMelState:
         # librosa's import and the filterbank (about 1 s) happen here, when the stream opens,
         # not inside its first push, which would then fall that far behind live audio
-        _sparse_bands()
+        _taps()
         _window()
         return init_musicnn_mel_state()
-
-    def _mel_step(self, chunk: np.ndarray, state: MusicnnMelState, dtype: torch.dtype):
-        return musicnn_mel_step(chunk, state, dtype)

@@ -8,7 +8,8 @@
     hops = engine.push_many({"kitchen": block_a, "radio": block_b})   # {"kitchen": [Hop], ...}
     hops = engine.close("radio")                                       # flush, then forget it
 
-Per push, every stream's audio goes through its own streaming log-mel; all patches the pushed
+Per push, every stream's audio is resampled on its own, then the new log-mel frames of all of
+them are computed as one batch (:func:`~coaudio.features.stream.push_many`); all patches the pushed
 blocks completed (any stream, any number per stream) are embedded in one batch; then the
 streams step together: round ``r`` stacks the states of every stream that has an ``r``-th new
 token (:func:`~coaudio.continual.stack_states`, streams at different positions allowed), takes
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor
 
 from coaudio.continual import stack_states, unstack_states
+from coaudio.features.stream import push_many
 from coaudio.online.model import OnlineModel, probabilities
 
 
@@ -101,9 +103,11 @@ class Engine:
     def push_many(self, blocks: dict[Hashable, np.ndarray]) -> dict[Hashable, list[Hop]]:
         """Audio for several streams at once, stepped as one batch per round."""
         started = time.perf_counter()
-        for stream, samples in blocks.items():
-            entry = self._get(stream)
-            frames, patches = entry.extractor.push(samples)
+        entries = [self._get(stream) for stream in blocks]
+        # one FFT, mel projection and log over every stream's new frames, each stream's bits
+        # unchanged (resampling and patch cutting stay per stream)
+        pushed = push_many([entry.extractor for entry in entries], list(blocks.values()))
+        for entry, (frames, patches) in zip(entries, pushed):
             self._keep(entry, frames, patches)
         return self._step_pending(list(blocks), started)
 

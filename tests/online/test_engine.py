@@ -96,3 +96,29 @@ def test_kept_frames_equal_the_offline_log_mel(online):
     assert engine.take_frames("a").shape == (0, 64)  # taken once only
     assert torch.equal(torch.cat(taken), log_mel(audio))
     assert Engine(online).keep_frames is False
+
+
+def test_many_streams_pushed_together_keep_their_own_frames_bit_for_bit(online):
+    """push_many batches every stream's log-mel: each stream's frames are still exactly those
+    of a streaming log-mel of its own, whatever else was pushed with them."""
+    from coaudio.features.stream import StreamingLogMel
+
+    rates = [RATES[i % len(RATES)] for i in range(30)]
+    audio = [tone_mix(0.5 + 0.1 * i, rate, seed=i)[:, 0] for i, rate in enumerate(rates)]
+    engine = Engine(online, keep_frames=True)
+    alone = [StreamingLogMel(rate, hop_frames=20) for rate in rates]
+    for i, rate in enumerate(rates):
+        engine.open(i, rate)
+    rng = np.random.default_rng(3)
+    at = [0] * len(rates)
+    while any(a < len(x) for a, x in zip(at, audio)):
+        blocks = {}
+        for i in range(len(rates)):
+            size = int(rng.integers(0, 5_000))
+            blocks[i] = audio[i][at[i] : at[i] + size]
+            at[i] += size
+        engine.push_many(blocks)
+        for i, block in blocks.items():
+            assert torch.equal(engine.take_frames(i), alone[i].push(block)[0])
+    for i in range(len(rates)):
+        engine.close(i)

@@ -77,9 +77,8 @@ class Backoff:
         """Seconds to wait after a connection that streamed for ``ran_s`` seconds."""
         if ran_s >= self.stable_s:
             self.failures = 0
-        delay = min(self.max_s, self.first_s * 2.0**self.failures)
-        if delay < self.max_s:  # counting on would only overflow the power above
-            self.failures += 1
+        delay = min(self.max_s, self.first_s * 2.0 ** min(self.failures, 64))  # 2.0**1024 overflows
+        self.failures += 1
         return delay * (1.0 - self.jitter * self.rng.random())
 
 

@@ -31,10 +31,11 @@ from torch import Tensor
 from coaudio.features.logmel import (
     BandTaps,
     band_taps,
+    by_blocks,
+    frame_rows,
     magnitudes,
     patches,
     project_bands,
-    windowed_frames,
 )
 from coaudio.features.stream import PatchState, StreamingLogMel, init_patch_state, patch_step
 
@@ -80,21 +81,27 @@ def _frames_many(padded: list[Tensor]) -> list[Tensor]:
     """``(N_i,)`` float32 signals that each start at a frame boundary -> ``(F_i, N_MELS)``
     float32 compressed mel frames, one per complete window, with one FFT, projection and
     compression over all of them (each frame's bits are those of its signal alone)."""
-    frames, counts = windowed_frames(padded, _window(), HOP, N_FFT)  # (F, N_FFT) float64
+    frames, counts = frame_rows(padded, N_FFT, HOP, N_FFT)  # (F, N_FFT) float32
     if frames.shape[0] == 0:
         return [torch.empty(0, N_MELS, dtype=torch.float32) for _ in padded]
+    return list(by_blocks(frames, _mel_rows).split(counts))
+
+
+def _mel_rows(frames: Tensor) -> Tensor:
+    """``(F, N_FFT)`` float32 frames -> ``(F, N_MELS)`` float32 compressed mels."""
     taps = _taps()
-    spectrum = torch.fft.rfft(frames)[:, taps.low : taps.high]  # the bins the bands use
+    windowed = frames.double().mul_(_window())  # float64 as librosa's stft (the cast is exact)
+    spectrum = torch.fft.rfft(windowed)[:, taps.low : taps.high]  # the bins the bands use
     spectrum = spectrum.to(torch.complex64)  # librosa stores complex64
-    power = magnitudes(spectrum, 0, taps.high - taps.low) ** 2  # (F, bins) float32
-    return list(compress(project_bands(power, taps)).split(counts))
+    power = magnitudes(spectrum, 0, taps.high - taps.low).pow_(2)  # (F, bins) float32, |z| ** 2
+    return compress(project_bands(power, taps))
 
 
 def compress(mel: Tensor) -> Tensor:
     """musicnn's compression of float32 mel power: round to float16, ``log10(10000 x + 1)``
     in float32 (never inf: see the module docstring). Any shape."""
     rounded = mel.clamp(max=FLOAT16_MAX).to(torch.float16).to(torch.float32)
-    return torch.log10(rounded * 10000 + 1)
+    return rounded.mul_(10000).add_(1).log10_()  # in place: `rounded` is ours, a fresh tensor
 
 
 def musicnn_mel(audio_16k: np.ndarray | Tensor, dtype: torch.dtype = torch.float32) -> Tensor:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from coaudio.features import logmel, musicnn_mel
+from coaudio.features import logmel
 from coaudio.features.logmel import band_taps, log_mel, log_mel_many, project_bands
-from coaudio.features.musicnn_mel import StreamingMusicnnMel
+from coaudio.features.musicnn_mel import StreamingMusicnnMel, mel_filters, musicnn_mel
 from coaudio.features.stream import StreamingLogMel, push_many
 
 
@@ -39,7 +39,7 @@ def _per_tap_loop(spectrum: torch.Tensor, filters: np.ndarray) -> torch.Tensor:
 @pytest.mark.parametrize("recipe", ["vggish", "musicnn"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_sparse_projection_has_the_bits_of_the_per_tap_loop(recipe, dtype):
-    filters = logmel.mel_matrix().T if recipe == "vggish" else musicnn_mel.mel_filters()
+    filters = logmel.mel_matrix().T if recipe == "vggish" else mel_filters()
     taps = band_taps(filters)
     taps = taps._replace(weights=taps.weights.to(dtype))
     rng = np.random.default_rng(0)
@@ -71,6 +71,22 @@ def test_log_mel_many_equals_log_mel_of_each(dtype):
         for piece, got in zip(order, log_mel_many([torch.from_numpy(p) for p in order], dtype)):
             assert got.dtype == dtype and torch.equal(got, log_mel(piece, dtype))
     assert log_mel_many([], dtype) == []
+
+
+@pytest.mark.parametrize("recipe", ["vggish", "musicnn"])
+def test_long_signals_pass_in_blocks_with_the_bits_of_streaming(recipe, monkeypatch):
+    """40 s: several FFT-to-log blocks offline; one block per push when streamed; any block size."""
+    offline, streaming = (
+        (log_mel, StreamingLogMel) if recipe == "vggish" else (musicnn_mel, StreamingMusicnnMel)
+    )
+    x = _signal(40.0, 16_000, seed=2)
+    whole = offline(x)
+    assert whole.shape[0] > 2 * logmel.BLOCK_FRAMES
+    stream = streaming()
+    pieces = [stream.push(x[at : at + 4000])[0] for at in range(0, len(x), 4000)]
+    assert torch.equal(torch.cat(pieces), whole)
+    monkeypatch.setattr(logmel, "BLOCK_FRAMES", 7)
+    assert torch.equal(offline(x), whole)
 
 
 def _extractors(rng) -> list[StreamingLogMel]:

@@ -88,6 +88,7 @@ class _Sink:
 
     def __init__(self) -> None:
         self.hops = 0
+        self.error: str | None = None  # why the hub closed the stream on its own
         self.ended = threading.Event()
 
     def deliver(self, messages: list[dict]) -> None:  # the hub's thread: count, never wait
@@ -95,6 +96,7 @@ class _Sink:
             if message["type"] == "hop":
                 self.hops += 1
             elif message["type"] in ("end", "error"):
+                self.error = message.get("error")
                 self.ended.set()
 
 
@@ -113,11 +115,15 @@ class HubSession:
 
     def push(self, samples: np.ndarray) -> bool:
         """Queue ``(N,)`` mono float32 samples, then wait while the model is behind (a file
-        arrives faster than real time). False once the source is stopping."""
+        arrives faster than real time). False once the source is stopping; :class:`SourceError`
+        when the hub has closed the stream (a failed batch): the connection is dropped and a
+        new one makes a new session, rather than audio going nowhere."""
         if not len(samples):
             return not self.stop.is_set()
         if self.stream is None and not self._open():
             return False
+        if self.sink.ended.is_set():
+            raise SourceError(f"the server closed the stream ({self.sink.error or 'ended'})")
         self.hub.push(self.stream, samples)
         while self.hub.backlog_s(self.stream) > MAX_BACKLOG_S:
             if self.stop.wait(POLL_S):

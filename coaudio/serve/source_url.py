@@ -109,6 +109,8 @@ class UrlSource(PulledSource):
                 proc.kill()  # we stopped reading first (stop(), or a defect): no orphan
             proc.wait()
             tail.join()
+            proc.stdout.close()
+            proc.stderr.close()
         if watchdog.fired:
             return f"no audio for {self.io_timeout_s:g} s"
         return self._reason(proc.returncode, tail.last())
@@ -154,8 +156,9 @@ class _Tail:
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.lines: deque[str] = deque(maxlen=TAIL_LINES)
-        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
-        self._thread.name = "coaudio-ffmpeg-stderr"
+        self._thread = threading.Thread(
+            target=self._read, args=(proc.stderr,), name="coaudio-ffmpeg-stderr", daemon=True
+        )
         self._thread.start()
 
     def _read(self, stream) -> None:

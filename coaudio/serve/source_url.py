@@ -145,7 +145,8 @@ class UrlSource(PulledSource):
 
     def _reason(self, status: int, last: str) -> str:
         """Why ffmpeg ended, in its own words where it gave any (without the password)."""
-        what = last.replace(self.url, self.where) or ("the stream ended" if status == 0 else "ffmpeg failed")
+        last = last.removeprefix(f"{self.url}: ").replace(self.url, self.where)  # logs name the URL already
+        what = last or ("the stream ended" if status == 0 else "ffmpeg failed")
         if status < 0:
             return f"{what} (ffmpeg was killed by signal {-status})"
         return what if status == 0 else f"{what} (ffmpeg exit status {status})"

@@ -1,12 +1,19 @@
 """The hub: every live stream of a server through one :class:`~coaudio.online.engine.Engine`.
 
 Audio arrives on many threads (the event loop for WebSocket clients, a thread per pulled
-source) and is only queued there. One worker thread takes everything queued, at whatever
-moment it is free, and runs it as one batch: streams that opened are opened, each stream's new
+source) and is only queued there. One worker thread takes everything queued, as soon as it is
+free but at most once per ``batch_interval_s`` (25 ms: what arrives meanwhile joins the batch),
+and runs it as one batch: streams that opened are opened, each stream's new
 audio goes through ``Engine.push_many`` (log-mel per stream, every completed patch of every
 stream embedded together, streams stepped together round by round), streams that ended are
 flushed and closed. Results go to each stream's sinks (its client and any watchers) without
 blocking: a sink queues them on its own side and drops what a slow client cannot take.
+
+The interval trades up to 25 ms of latency for batches large enough to be cheap: clients
+that start at different moments otherwise arrive a few at a time, and the engine's cost per hop
+falls with the batch (GTZAN recipe's model, one core: 2.5 ms alone, 1.1 ms in fours, 0.6 ms in
+sixteens). Measured with ``coaudio bench serve``'s clients, 128 streams on one core: 1.6 ms of
+server CPU per hop without the interval, 1.3 ms with it (p50 latency 12 -> 33 ms).
 
 Because the engine's hops for a stream do not depend on what else is in the batch, a stream
 gets the same results as ``coaudio stream`` on the same audio, however many others run.
@@ -41,6 +48,7 @@ log = logging.getLogger(__name__)
 LATENCY_KEEP = 10_000  # latencies kept per stream for its summary (the newest)
 MEL_RANGE = {"musicnn": (0.0, 4.5)}  # log-mel values mapped to 0..255 for the page
 DEFAULT_MEL_RANGE = (-4.6, 3.4)  # VGGish grid: ln(0.01) is silence
+BATCH_INTERVAL_S = 0.025  # the worker starts a batch at most this often (module docstring)
 
 
 class Sink(Protocol):
@@ -87,8 +95,10 @@ class Hub:
         history=None,
         metrics: ServerMetrics | None = None,
         engine: Engine | None = None,
+        batch_interval_s: float = BATCH_INTERVAL_S,
     ) -> None:
         self.online, self.limits, self.history = online, limits or Limits(), history
+        self.batch_interval_s = batch_interval_s
         self.metrics = metrics or ServerMetrics()
         self._engine = engine or Engine(online, keep_frames=True)
         self._lock = threading.Condition()
@@ -199,10 +209,17 @@ class Hub:
     # ---- the worker thread --------------------------------------------------------------------
 
     def _run(self) -> None:
+        started = -self.batch_interval_s
         while True:
             with self._lock:
                 while not self._dirty:
                     self._lock.wait()
+            # too soon after the last batch began: let more streams' audio join this one
+            wait = started + self.batch_interval_s - time.perf_counter()
+            if wait > 0 and not self._stopping:
+                time.sleep(wait)
+            started = time.perf_counter()
+            with self._lock:
                 batch = self._take()
                 stopping = self._stopping and not self._live
             if batch.opens or batch.blocks or batch.ends:

@@ -239,6 +239,9 @@ def bench_serve_cli(
     no_pin: Annotated[
         bool, typer.Option("--no-pin", help="Do not pin the server and the clients to different cores.")
     ] = False,
+    no_deflate: Annotated[
+        bool, typer.Option("--no-deflate", help="Clients do not offer permessage-deflate (browsers do).")
+    ] = False,
     json_out: Json = None,
 ) -> None:
     """How many real-time streams one coaudio serve carries: a real server, N paced WebSocket
@@ -270,6 +273,7 @@ def bench_serve_cli(
         trial_s=trial_s,
         max_p95_ms=max_p95_ms,
         max_drift_ms=max_drift_ms,
+        compression=not no_deflate,
     )
 
 

@@ -25,7 +25,7 @@ def serve_bench(
     settings = serve.TrialSettings(
         **{
             k: options.pop(k)
-            for k in ("chunk_s", "ramp_s", "warmup_s", "trial_s", "max_p95_ms", "max_drift_ms")
+            for k in ("chunk_s", "ramp_s", "warmup_s", "trial_s", "max_p95_ms", "max_drift_ms", "compression")
         }
     )
     err = err_console()
@@ -110,6 +110,8 @@ def notes(document: dict) -> list[str]:
             lines.append(f"continual / {key.removeprefix('ratio_vs_')}: {value:.1f}x the real-time streams")
     load = document["load_average"]
     lines.append(f"pinning: {document['pinning']['why']}")
+    deflate = "offered (as browsers do)" if document["settings"]["compression"] else "not offered"
+    lines.append(f"WebSocket compression (permessage-deflate): {deflate}")
     lines.append(
         f"load average (1 min) {load['before'][0]:.2f} before, {load['after'][0]:.2f} after; warm-up "
         f"{document['settings']['warmup_s']:.1f} s, measured {document['settings']['trial_s']:g} s per trial"

@@ -69,6 +69,7 @@ class TrialSettings:
     max_p95_ms: float = 250.0  # a stream's p95 hop latency
     max_drift_ms: float = 100.0  # growth of a stream's lag over the window
     abort_lag_s: float = 3.0  # stop a trial once any stream's results are this late
+    compression: bool = True  # clients offer permessage-deflate, as browsers do
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ def run(
                     server.ws, n, clips, frontend.hop_end_s(0), frontend.hop_s, settings.chunk_s,
                     SAMPLE_RATE, settings.ramp_s, warmup_s, settings.trial_s,
                     settings.abort_lag_s, server.proc.pid, pinned.clients, f"t{next(counter)}",
+                    settings.compression,
                 )  # fmt: skip
                 trial = summarize(_load(plan), settings)
                 server.wait_idle()

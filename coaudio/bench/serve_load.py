@@ -51,6 +51,7 @@ class LoadPlan:
     server_pid: int | None = None
     cores: list[int] | None = None  # CPU affinity of this process
     prefix: str = "bench"
+    compression: bool = True  # offer permessage-deflate, as browsers do (the server accepts it)
 
     @property
     def total_s(self) -> float:
@@ -148,7 +149,8 @@ async def _connect(websockets, s: _Stream, plan: LoadPlan, limit: asyncio.Semaph
     }
     async with limit:
         try:
-            ws = await websockets.connect(plan.url, max_size=None, open_timeout=60)
+            deflate = "deflate" if plan.compression else None
+            ws = await websockets.connect(plan.url, max_size=None, open_timeout=60, compression=deflate)
             await ws.send(json.dumps(declaration))
             ready = json.loads(await asyncio.wait_for(ws.recv(), 60))
         except (OSError, TimeoutError, websockets.WebSocketException) as exc:

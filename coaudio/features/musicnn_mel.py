@@ -31,9 +31,9 @@ from torch import Tensor
 from coaudio.features.logmel import (
     BandTaps,
     band_taps,
-    by_blocks,
-    frame_rows,
+    frame_counts,
     magnitudes,
+    map_frames,
     patches,
     project_bands,
 )
@@ -81,10 +81,10 @@ def _frames_many(padded: list[Tensor]) -> list[Tensor]:
     """``(N_i,)`` float32 signals that each start at a frame boundary -> ``(F_i, N_MELS)``
     float32 compressed mel frames, one per complete window, with one FFT, projection and
     compression over all of them (each frame's bits are those of its signal alone)."""
-    frames, counts = frame_rows(padded, N_FFT, HOP, N_FFT)  # (F, N_FFT) float32
-    if frames.shape[0] == 0:
+    counts = frame_counts(padded, N_FFT, HOP)
+    if not any(counts):
         return [torch.empty(0, N_MELS, dtype=torch.float32) for _ in padded]
-    return list(by_blocks(frames, _mel_rows).split(counts))
+    return list(torch.split_with_sizes(map_frames(padded, counts, N_FFT, HOP, N_FFT, _mel_rows), counts))
 
 
 def _mel_rows(frames: Tensor) -> Tensor:

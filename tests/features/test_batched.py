@@ -41,7 +41,7 @@ def _per_tap_loop(spectrum: torch.Tensor, filters: np.ndarray) -> torch.Tensor:
 def test_sparse_projection_has_the_bits_of_the_per_tap_loop(recipe, dtype):
     filters = logmel.mel_matrix().T if recipe == "vggish" else mel_filters()
     taps = band_taps(filters)
-    taps = taps._replace(weights=taps.weights.to(dtype))
+    taps = taps._replace(weights=tuple(w.to(dtype) for w in taps.weights))
     rng = np.random.default_rng(0)
     # magnitudes over many decades, as loud and quiet audio give
     spectrum = torch.from_numpy(10.0 ** rng.uniform(-6, 3, size=(3000, filters.shape[1]))).to(dtype)

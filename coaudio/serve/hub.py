@@ -53,7 +53,8 @@ BATCH_INTERVAL_S = 0.025  # the worker starts a batch at most this often (module
 
 class Sink(Protocol):
     def deliver(self, messages: list[dict]) -> None:
-        """Called on the hub's worker thread: must return at once (queue, never wait)."""
+        """Called on the hub's worker thread (and by :meth:`Hub.announce` on its caller's):
+        must return at once (queue, never wait)."""
 
 
 @dataclass

@@ -139,12 +139,11 @@ async def _send_all(websocket: WebSocket, sink: QueueSink, until_end: bool) -> N
 
 
 async def _watch(websocket: WebSocket, hub: Hub, name: str, sink: QueueSink) -> None:
-    """Send everything stream ``name`` produces (across its restarts) until the client leaves."""
-    live = {s["name"]: s for s in hub.live()}
-    await websocket.send_text(
-        json.dumps({"type": "watching", "stream": name, "live": name in live, "labels": hub.online.labels})
-    )
+    """Send everything stream ``name`` produces (across its restarts) until the client leaves.
+    Subscribed before "watching" is sent: what the stream produces meanwhile waits in the sink."""
     hub.watch(name, sink)
+    live = any(s["name"] == name for s in hub.live())
+    await websocket.send_text(json.dumps(dict(_model(hub), type="watching", stream=name, live=live)))
     sender = asyncio.create_task(_send_all(websocket, sink, until_end=False))
     try:
         while (await websocket.receive())["type"] != "websocket.disconnect":
@@ -157,10 +156,13 @@ async def _watch(websocket: WebSocket, hub: Hub, name: str, sink: QueueSink) -> 
 
 def _ready(hub: Hub, spec: StreamSpec) -> dict:
     """The first server message: what the stream will get (labels for a page's bars)."""
+    return dict(_model(hub), type="ready", stream=spec.name)
+
+
+def _model(hub: Hub) -> dict:
+    """What a stream's or a watcher's first message says about the model."""
     frontend, online = hub.online.frontend, hub.online
     return {
-        "type": "ready",
-        "stream": spec.name,
         "labels": online.labels,
         "hop_s": round(frontend.hop_end_s(1) - frontend.hop_end_s(0), 6),
         "window": online.window,

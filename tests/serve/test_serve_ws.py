@@ -101,6 +101,28 @@ def test_spectrogram_frames_come_when_asked(server, tmp_path):
     assert not [m for m in plain if m["type"] == "mel"]
 
 
+def test_a_watcher_gets_every_hop_the_stream_gets(server, tmp_path):
+    """Subscribed before the stream starts, a watcher sees its hops, all of them, in order."""
+    import websockets
+
+    _, pcm = _audio(tmp_path, 5, 16_000, 1, "s16le", 4.0)
+
+    async def scenario():
+        async with websockets.connect(server.ws) as watcher:
+            await watcher.send(json.dumps({"watch": "watched"}))
+            first = json.loads(await watcher.recv())
+            own = await send_stream(server.ws, "watched", pcm, 16_000)
+            seen = []
+            while not seen or seen[-1]["type"] != "end":
+                seen.append(json.loads(await asyncio.wait_for(watcher.recv(), 30)))
+            return first, own, seen
+
+    first, own, seen = asyncio.run(scenario())
+    assert first["type"] == "watching" and not first["live"] and first["labels"] == LABELS
+    assert first["hop_s"] == own[0]["hop_s"] and first["window"] == own[0]["window"]
+    assert hops(seen) == hops(own) and len(hops(own)) > 10
+
+
 def test_live_and_past_streams_have_one_shape(checkpoint, tmp_path):
     """/api/streams: a live stream's entry and an ended one's (from the history) have the same keys."""
     import urllib.request

@@ -91,6 +91,7 @@ function onMessage(session, message) {
       break;
     case "watching":
       setLabels(message.labels);
+      describeModel(message);
       setStatus("live", message.live
         ? `watching ${message.stream}`
         : `watching ${message.stream} (not live yet: waiting for it to start)`);
@@ -110,6 +111,10 @@ function onMessage(session, message) {
         session.ended = true;
         setStatus("waiting", `${message.stream} ended; waiting for it to start again`);
       }
+      break;
+    case "drop":  // a pulled source lost its input; the server reconnects by itself
+      session.ended = true;
+      setStatus("waiting", `${message.stream} dropped (${message.reason}); retrying in ${Number(message.retry_in_s).toFixed(1)} s`);
       break;
     case "error":
       session.errored = true;

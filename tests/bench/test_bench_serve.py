@@ -16,6 +16,7 @@ from rich.console import Console
 from coaudio.bench.serve import TrialSettings, search, summarize
 from coaudio.online.engine import Engine
 from coaudio.online.model import load_online
+from coaudio.serve import regular as regular_module
 from coaudio.serve.regular import RegularEngine, make_engine
 from coaudio_cli.bench_serve import notes, summary_table, trials_table
 from tests.online.helpers import make_checkpoint, tone_mix
@@ -56,8 +57,11 @@ def _run(engine, audio: list[np.ndarray]) -> dict[int, list]:
     return got
 
 
-@pytest.mark.parametrize("kind", ["regular", "regular-cached"])
-def test_regular_engines_give_the_continual_engines_hops(online, kind):
+@pytest.mark.parametrize("kind", ["regular", "regular-cached", "regular, one window per forward"])
+def test_regular_engines_give_the_continual_engines_hops(online, kind, monkeypatch):
+    if kind.startswith("regular,"):
+        monkeypatch.setattr(regular_module, "PATCHES_PER_FORWARD", 1)  # every window on its own
+        kind = "regular"
     audio = [tone_mix(3.0 + i, rate, seed=i)[:, 0] for i, rate in enumerate(RATES)]
     expected = _run(Engine(online), audio)
     regular = make_engine(online, kind)

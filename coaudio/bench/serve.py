@@ -155,11 +155,15 @@ class ServerProcess:
         with urllib.request.urlopen(self.url + "health", timeout=10) as response:
             return json.loads(response.read())["streams"]
 
-    def wait_idle(self, timeout: float = 60.0) -> None:
-        """Until the last trial's streams are gone (a server that is behind flushes them first)."""
+    def wait_idle(self, timeout: float = 120.0) -> bool:
+        """Until the last trial's streams are gone (a server that fell behind classifies their
+        queued audio first); False if they are not gone within ``timeout``."""
         deadline = time.monotonic() + timeout
-        while self.live_streams() and time.monotonic() < deadline:
+        while self.live_streams():
+            if time.monotonic() > deadline:
+                return False
             time.sleep(0.2)
+        return True
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -190,8 +194,8 @@ def summarize(raw: dict, settings: TrialSettings) -> dict:
     usage = raw.get("usage", {})
     ok = not raw["aborted"] and not failures
     reasons = [f"{count} of {n} streams: {why}" for why, count in failures.items()]
-    if raw["aborted"]:
-        reasons.insert(0, f"stopped early: results more than {settings.abort_lag_s:g} s late")
+    if raw["aborted"]:  # the streams' own verdicts follow from it
+        reasons = [f"stopped early: results more than {settings.abort_lag_s:g} s late"]
     return {
         "streams": n,
         "ok": ok,
@@ -300,11 +304,12 @@ def run(
         results = {}
         for i, engine in enumerate(engines):
             share = (deadline - time.monotonic()) / (len(engines) - i)
-            server = ServerProcess(checkpoint, engine, cap, pinned.server)
+            servers = [ServerProcess(checkpoint, engine, cap, pinned.server)]
             counter = iter(range(1_000_000))
 
-            def measure(n: int, engine=engine, server=server, counter=counter) -> dict:
+            def measure(n: int, engine=engine, servers=servers, counter=counter) -> dict:
                 progress(f"{engine}: {n} streams")
+                server = servers[-1]
                 plan = LoadPlan(
                     server.ws, n, clips, frontend.hop_end_s(0), frontend.hop_s, settings.chunk_s,
                     SAMPLE_RATE, settings.ramp_s, warmup_s, settings.trial_s,
@@ -312,14 +317,16 @@ def run(
                     settings.compression,
                 )  # fmt: skip
                 trial = summarize(_load(plan), settings)
-                server.wait_idle()
+                if not server.wait_idle():  # still busy with this trial: the next gets a fresh one
+                    server.stop()
+                    servers.append(ServerProcess(checkpoint, engine, cap, pinned.server))
                 progress(f"{engine}: {n} streams {'OK' if trial['ok'] else 'not OK: ' + trial['reason']}")
                 return trial
 
             try:
                 results[engine] = search(measure, start, cap, share, precision)
             finally:
-                server.stop()
+                servers[-1].stop()
     document = {
         "model": {
             "window": online.window,

@@ -7,9 +7,11 @@ browsers do). It imports neither torch nor the model.
 
 Timeline of a trial (``t0``: the first stream's start)::
 
-    stream i starts at t0 + ramp_s * i / N and sends its chunk j (audio [j c, (j + 1) c),
-    c = chunk_s) at t0 + offset_i + (j + 1) c: when a microphone would have it
-    |-- ramp_s --|-- warmup_s --|====== trial_s: every stream live, measured ======|
+    stream i starts at t0 + offset_i and sends its chunk j (audio [j c, (j + 1) c), c =
+    chunk_s) at t0 + offset_i + (j + 1) c: when a microphone would have it; offset_i is
+    c (floor(i R / N) + frac(i phi)), R = ramp_s / c: starts spread over the ramp, and the
+    phases within a chunk spread evenly for any N (i / N alone puts 4 streams in step)
+    |-- ramp_s + c --|-- warmup_s --|====== trial_s: every stream live, measured ======|
                                 ^ window start                    window end ^
 
 A hop counts when the chunk that completes it (the first whose end reaches the hop's end_s)
@@ -30,6 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+GOLDEN = (5**0.5 - 1) / 2  # i * GOLDEN mod 1: evenly spread for any count
 CONNECT_AT_ONCE = 32  # connections opened concurrently while setting up
 END_WAIT_S = 30.0  # after the last chunk: the longest wait for the last hops and the summary
 WATCH_EVERY_S = 0.25
@@ -56,12 +59,17 @@ class LoadPlan:
     @property
     def total_s(self) -> float:
         """Audio each stream sends: the last to start is still live to the window's end."""
-        return self.ramp_s + self.warmup_s + self.trial_s
+        return self.ramp_s + self.chunk_s + self.warmup_s + self.trial_s
 
     @property
     def window(self) -> tuple[float, float]:
         """The measured span, in seconds after t0."""
-        return self.ramp_s + self.warmup_s, self.total_s
+        return self.total_s - self.trial_s, self.total_s
+
+    def offset_s(self, i: int) -> float:
+        """When stream ``i`` starts, after t0 (see the module docstring)."""
+        chunks = round(self.ramp_s / self.chunk_s)
+        return self.chunk_s * (i * chunks // self.streams + (i * GOLDEN) % 1.0)
 
 
 @dataclass
@@ -136,7 +144,7 @@ def _make_stream(i: int, plan: LoadPlan, clips: list[bytes]) -> _Stream:
     clip = clips[i % len(clips)]
     frames = len(clip) // 2
     start = (i // len(clips)) * 5_923 % max(frames, 1)  # streams of one clip start apart
-    return _Stream(i, plan.ramp_s * i / plan.streams, clip + clip, 2 * start)
+    return _Stream(i, plan.offset_s(i), clip + clip, 2 * start)
 
 
 async def _connect(websockets, s: _Stream, plan: LoadPlan, limit: asyncio.Semaphore):

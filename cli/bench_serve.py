@@ -92,7 +92,7 @@ def trials_table(document: dict) -> Table:
                 _ms(t.get("p50_ms")),
                 _ms(t.get("p95_ms")),
                 _ms(t.get("max_ms")),
-                f"{t['hops_per_s']:.0f}" if "hops_per_s" in t else "-",
+                "-" if t.get("hops_per_s") is None else f"{t['hops_per_s']:.0f}",
                 _cpu(t),
                 _cores(t.get("client_cores")),
                 _cores(t.get("machine_busy_cores")),

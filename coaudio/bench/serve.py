@@ -16,8 +16,9 @@ generator works. The server's two busy threads (uvicorn's event loop, the hub's 
 torch thread) share its core. With one usable core nothing is pinned (and the result says so).
 
 **A trial** at N streams: N clients connect and declare 16 kHz mono s16le, then start at
-staggered moments over ``ramp_s`` and each sends music-like audio (:mod:`coaudio.data.synth`
-clips, looped) in ``chunk_s`` chunks, each when a microphone would have it. After a warm-up
+staggered moments over ``ramp_s`` (at evenly spread phases of a chunk) and each sends
+music-like audio (:mod:`coaudio.data.synth` clips, looped) in ``chunk_s`` chunks, each when a
+microphone would have it. After a warm-up
 that by default lets every window fill (the regular model's cost grows until it has n tokens),
 ``trial_s`` seconds with every stream live are measured. A stream is OK when all its hops
 arrive, its p95 latency (client side: the chunk that completes a hop sent -> its result
@@ -205,7 +206,7 @@ def summarize(raw: dict, settings: TrialSettings) -> dict:
         "max_ms": latencies[-1] if latencies else None,
         "server_p50_ms": server_ms[len(server_ms) // 2] if server_ms else None,
         "server_p95_ms": p95(server_ms) if server_ms else None,
-        "hops_per_s": hops / settings.trial_s,
+        "hops_per_s": None if raw["aborted"] else hops / settings.trial_s,
         "client_late_p95_ms": max((s["late_ms_p95"] for s in raw["streams"]), default=0.0),
         **{k: round(v, 3) for k, v in usage.items()},
     }

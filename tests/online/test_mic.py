@@ -71,6 +71,7 @@ class PipeMic:
             time.sleep(0.05)
         subprocess.run(["pactl", "set-default-source", "pipemic"], env=self.env, check=True)
         self._writer = os.open(self.fifo, os.O_WRONLY)
+        os.set_blocking(self._writer, False)  # a full FIFO must not hang the feeder once told to stop
 
     def feed(
         self,
@@ -89,8 +90,21 @@ class PipeMic:
                 time.sleep(pause_s)
                 start += pause_s
                 paused = True
-            os.write(self._writer, data[at : at + 2 * CHUNK])
+            if not self._write(data[at : at + 2 * CHUNK], stop):
+                return
             time.sleep(max(0.0, start + (i + 1) * CHUNK / RATE - time.monotonic()))
+
+    def _write(self, chunk: bytes, stop: threading.Event | None) -> bool:
+        """All of ``chunk`` (nothing is lost while someone records), unless ``stop`` is set
+        while the FIFO is full (PulseAudio no longer reading): then False."""
+        while chunk:
+            try:
+                chunk = chunk[os.write(self._writer, chunk) :]
+            except BlockingIOError:
+                if stop is not None and stop.is_set():
+                    return False
+                time.sleep(0.002)
+        return True
 
     def close(self) -> None:
         os.close(self._writer)
@@ -143,7 +157,7 @@ def test_the_microphone_hears_the_fed_signal_and_streams_it(mic, checkpoint, tmp
         )
     finally:
         stop.set()
-        feeder.join()
+        feeder.join(10)
     assert done.returncode == 0, done.stderr.decode()
     heard, rate = soundfile.read(tmp_path / "heard.wav", dtype="float32")
     assert rate == RATE and len(heard) == 3 * RATE
@@ -189,7 +203,7 @@ def test_a_silent_device_is_reported_as_missing_audio(mic, checkpoint):
         out, err = proc.communicate(timeout=60)
     finally:
         stop.set()
-        feeder.join()
+        feeder.join(10)
     text = err.decode()
     assert proc.returncode == 0, text
     assert "1 gap(s)" in text, text

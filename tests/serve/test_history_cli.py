@@ -62,8 +62,10 @@ def test_json_lines_when_stdout_is_not_a_terminal(db, tmp_path):
     "args,want",
     [
         (["--stream", "garden"], [("garden", h) for h in range(5)]),
-        (["--since", "10m"], [("garden", h) for h in range(5)]),
-        (["--until", "30m"], [("kitchen", h) for h in range(10)]),
+        # absolute times: under a busy xdist run, tests start many minutes after NOW is taken
+        (["--since", str(NOW - 600)], [("garden", h) for h in range(5)]),
+        (["--until", str(NOW - 1800)], [("kitchen", h) for h in range(10)]),
+        (["--since", "30d", "--until", str(NOW - 1800)], [("kitchen", h) for h in range(10)]),  # an age
         (
             ["--since", "2h", "--until", str(NOW - 3600 + 0.025)],
             [("kitchen", 0), ("kitchen", 1), ("kitchen", 2)],

@@ -109,6 +109,8 @@ def notes(document: dict) -> list[str]:
         if key.startswith("ratio_vs_"):
             lines.append(f"continual / {key.removeprefix('ratio_vs_')}: {value:.1f}x the real-time streams")
     load = document["load_average"]
+    probes = ", ".join(f"{k} {v:.2f}" for k, v in document["probe_ms_per_hop"].items())
+    lines.append(f"machine speed (engine ms per hop in batches of 16 on the server core): {probes}")
     lines.append(f"pinning: {document['pinning']['why']}")
     deflate = "offered (as browsers do)" if document["settings"]["compression"] else "not offered"
     lines.append(f"WebSocket compression (permessage-deflate): {deflate}")

@@ -303,7 +303,9 @@ def run(
             warmup_s = frontend.hop_end_s(online.window - 1) + 1.0
         clips = [str(p) for p in write_clips(folder)]
         results = {}
+        probes = {}
         for i, engine in enumerate(engines):
+            probes[f"before {engine}"] = engine_probe(online, pinned.server)
             share = (deadline - time.monotonic()) / (len(engines) - i)
             servers = [ServerProcess(checkpoint, engine, cap, pinned.server)]
             counter = iter(range(1_000_000))
@@ -337,6 +339,7 @@ def run(
         "settings": dict(asdict(settings), warmup_s=warmup_s),
         "pinning": asdict(pinned),
         "load_average": {"before": load_before, "after": os.getloadavg()},
+        "probe_ms_per_hop": dict(probes, end=engine_probe(online, pinned.server)),
         "engines": results,
     }
     if "continual" in results:
@@ -346,6 +349,37 @@ def run(
                     results["continual"]["max_streams"] / results[other]["max_streams"]
                 )
     return document
+
+
+def engine_probe(online, cores: list[int] | None, streams: int = 16, rounds: int = 16) -> float:
+    """How fast this machine is now: milliseconds per hop of :class:`~coaudio.online.engine.Engine`
+    in batches of ``streams`` (0.25 s of noise each), in this process on the server's core and
+    one torch thread. Runs of the benchmark are comparable only as far as their probes agree
+    (the same code measured 0.63 and 1.05 ms on this VM within an hour)."""
+    import numpy as np
+    import torch
+
+    from coaudio.online.engine import Engine
+    from coaudio.threads import torch_threads
+
+    affinity = os.sched_getaffinity(0)
+    engine = Engine(online)
+    block = (0.1 * np.random.default_rng(0).standard_normal(4_000)).astype(np.float32)
+    for s in range(streams):
+        engine.open(s, SAMPLE_RATE)
+    times = []
+    try:
+        if cores:
+            os.sched_setaffinity(0, cores)
+        with torch_threads(1), torch.inference_mode():
+            for r in range(4 + rounds):  # the first 4 complete the first patch
+                began = time.perf_counter()
+                hops = sum(len(h) for h in engine.push_many({s: block for s in range(streams)}).values())
+                if r >= 4:
+                    times.append((time.perf_counter() - began) * 1e3 / max(hops, 1))
+    finally:
+        os.sched_setaffinity(0, affinity)
+    return sorted(times)[len(times) // 2]
 
 
 def _load(plan: LoadPlan) -> dict:

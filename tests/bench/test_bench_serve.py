@@ -158,3 +158,4 @@ def test_bench_serve_command_on_tiny_sizes(tmp_path):
         out.print(table)
     text = out.file.getvalue() + "\n".join(notes(document))
     assert "max streams" in text and "continual / regular: 1.0x" in text and "pinning" in text
+    assert set(document["probe_ms_per_hop"]) == {"before continual", "before regular", "end"}

@@ -6,10 +6,10 @@ from __future__ import annotations
 from coaudio.online.engine import Hop
 
 
-def hop_record(hop: Hop, labels: list[str], top_k: int) -> dict:
+def hop_record(hop: Hop, labels: list[str], top_k: int, with_top: bool | None = None) -> dict:
     """``hop`` as ``{"hop", "start_s", "end_s", "label", "confidence", "warmup", "latency_ms"}``,
-    plus ``"top"`` (the ``top_k`` best classes, best first) when ``top_k > 1``. A warm-up hop
-    without a prediction has label and confidence ``None``."""
+    plus ``"top"`` (the ``top_k`` best classes, best first) when ``with_top`` (default: when
+    ``top_k > 1``). A warm-up hop without a prediction has label and confidence ``None``."""
     top = hop.top(top_k)
     record = {
         "hop": hop.index,
@@ -20,7 +20,9 @@ def hop_record(hop: Hop, labels: list[str], top_k: int) -> dict:
         "warmup": hop.warmup,
         "latency_ms": round(hop.latency_ms, 3),
     }
-    if top_k > 1:
+    if with_top is None:
+        with_top = top_k > 1
+    if with_top:
         record["top"] = top_list(top, labels)
     return record
 

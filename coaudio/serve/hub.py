@@ -294,13 +294,15 @@ class Hub:
         self.metrics.hops(len(records), latency, block, live.spec.sample_rate)
 
     def _record(self, live: _Live, hop: Hop, now: float, latency: float) -> dict:
-        record = hop_record(hop, self.online.labels, 1)
+        record = hop_record(hop, self.online.labels, live.spec.top_k, with_top=True)
         record.update(type="hop", stream=live.spec.name, time=round(now, 3), latency_ms=round(latency, 3))
-        record["top"] = top_list(hop.top(live.spec.top_k), self.online.labels)
         live.hops += 1
         live.latencies.append(latency)
         if hop.probs is not None:
-            live.prob_sum = hop.probs.clone() if live.prob_sum is None else live.prob_sum + hop.probs
+            if live.prob_sum is None:
+                live.prob_sum = hop.probs.clone()
+            else:
+                live.prob_sum += hop.probs
             live.predicted += 1
         live.last = record
         return record

@@ -71,9 +71,9 @@ def parse_first(text: str | None, limits: Limits, peer: str = "") -> StreamSpec 
     if text is None:
         raise ProtocolError("the first message must be JSON text (the stream's declaration), not binary")
     try:
-        message = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"the first message is not JSON: {exc.msg}") from None
+        message = _json(text)
+    except ValueError as exc:
+        raise ProtocolError(f"the first message is not JSON: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("the first message must be a JSON object")
     if "watch" in message:
@@ -124,14 +124,27 @@ def _integer(message: dict, key: str, low: int, high: int, default: int | None =
 def parse_control(text: str) -> dict:
     """A text message after the declaration: only ``{"end": true}`` is defined."""
     try:
-        message = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"a text message is not JSON: {exc.msg}") from None
+        message = _json(text)
+    except ValueError as exc:
+        raise ProtocolError(f"a text message is not JSON: {exc}") from None
     if message != {"end": True}:
         raise ProtocolError(
             'after the declaration, text messages may only be {"end": true}; send audio as binary'
         )
     return message
+
+
+def _json(text: str):
+    """json.loads, with every way a hostile text can fail as a ValueError that names it: nesting
+    deeper than the interpreter's recursion limit, integers of thousands of digits."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(exc.msg) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+        raise ValueError("a number with too many digits") from None
 
 
 class PcmDecoder:

@@ -59,6 +59,8 @@ async def _error_of(url: str, *messages) -> tuple[dict, int]:
         (b"\x00\x01", "JSON text"),
         ("hello", "not JSON"),
         ("[1, 2]", "JSON object"),
+        ("[" * 20_000 + "]" * 20_000, "nested too deeply"),
+        ('{"name": "a", "sample_rate": ' + "1" * 5000 + "}", "too many digits"),
         ({"name": "a"}, "lacks sample_rate"),
         ({"name": "no spaces", "sample_rate": 16_000}, "stream name"),
         ({"name": "a", "sample_rate": 1_000}, "between 4000 and 192000"),

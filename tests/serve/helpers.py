@@ -169,3 +169,10 @@ def coaudio_serve_exit(*args, timeout: float = 60) -> tuple[int, str]:
         timeout=timeout,
     )
     return done.returncode, done.stderr
+
+
+def stream_cli(checkpoint, path, top_k: int = 5) -> subprocess.Popen:
+    """``coaudio stream CKPT FILE --jsonl --top-k K`` started in the background: the reference
+    a server's hops are compared with."""
+    command = [sys.executable, "-m", "coaudio", "stream", str(checkpoint), str(path), "--jsonl"]
+    return subprocess.Popen(command + ["--top-k", str(top_k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 
 from tests.online.helpers import LABELS, hops_of, make_checkpoint, probs_of, tone_mix
-from tests.serve.helpers import hops, pcm_bytes, running_server, send_stream
+from tests.serve.helpers import hops, pcm_bytes, running_server, send_stream, stream_cli
 
 # (sample rate, channels, format, seconds): rates that need resampling, stereo, both formats
 STREAMS = [
@@ -44,27 +42,9 @@ def _audio(tmp_path, index, rate, channels, fmt, seconds):
     return path, pcm_bytes(samples, fmt)
 
 
-def _stream_cli(checkpoint, path, top_k):
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "coaudio",
-            "stream",
-            str(checkpoint),
-            str(path),
-            "--jsonl",
-            "--top-k",
-            str(top_k),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
 def test_concurrent_clients_equal_one_coaudio_stream_each(server, checkpoint, tmp_path):
     files = [_audio(tmp_path, i, *spec) for i, spec in enumerate(STREAMS)]
-    references = [_stream_cli(checkpoint, path, len(LABELS)) for path, _ in files]
+    references = [stream_cli(checkpoint, path, len(LABELS)) for path, _ in files]
 
     async def everyone():
         return await asyncio.gather(

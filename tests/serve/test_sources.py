@@ -23,7 +23,7 @@ import pytest
 import soundfile
 
 from tests.online.helpers import hops_of, make_checkpoint, probs_of, tone_mix
-from tests.serve.helpers import running_server
+from tests.serve.helpers import running_server, stream_cli
 from tests.serve.test_sources_helpers import (
     FFMPEG,
     AudioHttp,
@@ -77,24 +77,9 @@ def pulling(checkpoint, http: AudioHttp, cwd, **routes: Route):
         yield server
 
 
-def _stream_cli(checkpoint, path):
-    command = [
-        sys.executable,
-        "-m",
-        "coaudio",
-        "stream",
-        str(checkpoint),
-        str(path),
-        "--jsonl",
-        "--top-k",
-        "5",
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 @needs_ffmpeg
 def test_a_url_gives_the_hops_coaudio_stream_gives_for_its_decoded_audio(audio, checkpoint, tmp_path):
-    references = {k: _stream_cli(checkpoint, decode_16k(audio[k], tmp_path / f"{k}16k.wav")) for k in KINDS}
+    references = {k: stream_cli(checkpoint, decode_16k(audio[k], tmp_path / f"{k}16k.wav")) for k in KINDS}
     routes = {f"radio_{kind}": Route(audio[kind].read_bytes(), answers=1) for kind in KINDS}
     with AudioHttp() as http, pulling(checkpoint, http, tmp_path, **routes) as server:
         watchers = {kind: Watcher(server.ws, f"radio_{kind}") for kind in KINDS}

@@ -10,6 +10,9 @@ stream's watchers why and connects again after an exponential back-off::
 Every connection that delivers audio is a session of its own in the hub under the source's
 name (its own hops, summary and history entry); one that delivers none leaves no trace but the
 drop. :meth:`PulledSource.stop` ends all of it promptly, even in the middle of a wait.
+
+Each source keeps its state (connecting, streaming, backing off...) for ``/health`` and
+``/metrics``: :mod:`coaudio.serve.source_metrics`.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coaudio.serve import source_metrics
 from coaudio.serve.protocol import ProtocolError, StreamSpec
 from coaudio.serve.server import ServeError
+from coaudio.serve.source_metrics import SourceState
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +108,8 @@ class _Sink:
 class HubSession:
     """One connection's stream in the hub, opened with its first audio."""
 
-    def __init__(self, hub, spec: StreamSpec, stop: threading.Event) -> None:
-        self.hub, self.spec, self.stop = hub, spec, stop
+    def __init__(self, hub, spec: StreamSpec, stop: threading.Event, state: SourceState) -> None:
+        self.hub, self.spec, self.stop, self.state = hub, spec, stop, state
         self.sink = _Sink()
         self.stream: int | None = None
         self.opened_at: float | None = None  # time.monotonic() of the first audio
@@ -139,10 +144,12 @@ class HubSession:
             except ProtocolError as exc:
                 if not warned and time.monotonic() - since > NAME_WARN_S:
                     log.warning("source %s: waiting to open its stream: %s", self.spec.name, exc)
+                    self.state.waiting(f"waiting to open its stream: {exc}")
                     warned = True
                 self.stop.wait(POLL_S * 5)
                 continue
             self.opened_at = time.monotonic()
+            self.state.streaming()
             log.info("source %s: streaming from %s", self.spec.name, self.spec.source)
             return True
         return False
@@ -174,13 +181,17 @@ class PulledSource:
         self._thread: threading.Thread | None = None
         self._hub = None
         self._session: HubSession | None = None
+        self.state = SourceState()
 
     def start(self, hub) -> None:
         """Check that the source can work at all (:class:`SourceError` if not), then pull on a
         thread of its own until :meth:`stop`."""
         self.check()
         self._hub = hub
-        self._thread = threading.Thread(target=self._run, name=f"coaudio-source-{self.name}", daemon=True)
+        source_metrics.track(hub, self)
+        self._thread = threading.Thread(
+            target=self._supervise, name=f"coaudio-source-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -191,6 +202,9 @@ class PulledSource:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("source %s did not stop within %g s", self.name, timeout)
+        self.state.stopped()
+        if self._hub is not None:
+            source_metrics.untrack(self._hub, self)
 
     # ---- for subclasses ------------------------------------------------------------------
 
@@ -208,10 +222,19 @@ class PulledSource:
     def _open_session(self, sample_rate: int, fmt: str) -> HubSession:
         """The hub session of this connection (opened with its first audio)."""
         spec = StreamSpec(self.name, sample_rate, 1, fmt, kind=self.kind, source=self.where)
-        self._session = HubSession(self._hub, spec, self._stop)
+        self._session = HubSession(self._hub, spec, self._stop, self.state)
         return self._session
 
     # ---- the supervisor thread -----------------------------------------------------------
+
+    def _supervise(self) -> None:
+        """:meth:`_run`; a defect that escapes it (not a drop: those are caught) must not end the
+        source silently: its state says ``failed`` in /health and /metrics."""
+        try:
+            self._run()
+        except Exception as exc:
+            log.exception("source %s stopped for good on an internal error", self.name)
+            self.state.failed(f"internal error: {exc!r}")
 
     def _run(self) -> None:
         while True:
@@ -227,6 +250,7 @@ class PulledSource:
             if self._stop.wait(delay):
                 return
             self._hub.metrics.reconnects.labels(self.name).inc()
+            self.state.connecting(retry=True)
 
     def _attempt(self) -> str:
         try:
@@ -242,5 +266,6 @@ class PulledSource:
             "source %s (%s) dropped: %s; trying again in %.1f s", self.name, self.where, reason, delay
         )
         self._hub.metrics.errors.labels("source").inc()
+        self.state.backing_off(reason, delay)
         message = {"type": "drop", "stream": self.name, "reason": reason, "retry_in_s": round(delay, 3)}
         self._hub.announce(self.name, message)

@@ -127,7 +127,7 @@ def test_a_cut_connection_is_a_drop_and_the_source_reconnects(audio, checkpoint,
 
 
 @needs_ffmpeg
-def test_unreachable_urls_are_retried_with_back_off_and_the_server_stays_healthy(checkpoint, tmp_path):
+def test_unreachable_urls_are_retried_with_back_off_and_health_says_so(checkpoint, tmp_path):
     port = closed_port()
     with AudioHttp() as http:
         sources = [
@@ -150,7 +150,11 @@ def test_unreachable_urls_are_retried_with_back_off_and_the_server_stays_healthy
         assert all(words in m["reason"] for m in drops[name]), drops[name]
         waits = [m["retry_in_s"] for m in drops[name]]
         assert waits == sorted(waits) and waits[-1] > 1.5 * waits[0]  # doubling (jitter <= 20%)
-    assert health["status"] == "ok" and health["streams"] == 0
+    assert health["status"] == "degraded" and health["streams"] == 0  # the server runs; its sources do not
+    for name, words in (("refused", "Connection refused"), ("gone", "404 Not Found")):
+        state = health["sources"][name]
+        assert state["state"] in ("backing_off", "connecting") and words in state["last_error"], state
+        assert state["drops"] >= 3 and state["reconnects"] >= 2 and state["sessions"] == 0
     # Ctrl-C ends the server, in 0.7 s on a quiet machine (3 s under load: interpreter teardown);
     # that stop() cuts a back-off wait short is measured in-process below
     assert status == 130 and stopped_s < 10.0

@@ -123,9 +123,11 @@ def test_an_unplugged_device_is_a_drop_and_the_source_comes_back_with_it(mic, ch
         watcher.wait_for(lambda m: count(m, "hop") >= 3, 30)
         mic.unplug()
         watcher.wait_for(lambda m: count(m, "drop") >= 2, 30)  # the drop, then a failed reopening
+        unplugged = json.load(urllib.request.urlopen(server.url + "health", timeout=10))
         mic.plug()
         messages = watcher.wait_for(lambda m: len(_since_last_drop(m)) >= 3, 30)
         metrics = urllib.request.urlopen(server.url + "metrics", timeout=10).read().decode()
+        back = json.load(urllib.request.urlopen(server.url + "health", timeout=10))
         watcher.close()
         stderr = server.stderr
     drops = [m for m in messages if m["type"] == "drop"]
@@ -137,6 +139,17 @@ def test_an_unplugged_device_is_a_drop_and_the_source_comes_back_with_it(mic, ch
     reconnects = re.search(r'coaudio_source_reconnects_total\{source="room"\} (\S+)', metrics)
     assert reconnects and float(reconnects.group(1)) >= 2
     assert "source room (pulse) dropped: the input device stopped" in stderr
+    gone = unplugged["sources"]["room"]
+    assert unplugged["status"] == "degraded" and gone["state"] in ("backing_off", "connecting")
+    assert "input device pulse" in gone["last_error"] and gone["drops"] >= 2 and gone["sessions"] == 1
+    room = back["sources"]["room"]
+    assert back["status"] == "ok" and (room["kind"], room["source"], room["state"]) == (
+        "mic",
+        "pulse",
+        "streaming",
+    )
+    assert room["sessions"] == 2 and room["drops"] >= 2 and room["reconnects"] >= 2
+    assert 'coaudio_source_state{source="room",state="streaming"} 1.0' in metrics
 
 
 def _since_last_drop(messages: list[dict]) -> list[dict]:

@@ -4,7 +4,9 @@ Each connection has two halves. The receiving half decodes PCM and queues it in 
 more than ``max_backlog_s`` of this stream's audio waits for the model it stops reading, so
 TCP slows that one client down instead of memory growing. The sending half takes results from
 a bounded queue the hub fills: a client that does not read its results loses the oldest ones
-(counted, reported in its summary and in /metrics) and nobody else notices.
+(counted, reported in its summary and in /metrics) and nobody else notices. When the server
+stops, the receiving half is cancelled and the stream ends as if the client had sent
+``{"end": true}`` (see :mod:`coaudio.serve.drain`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from coaudio.serve.drain import GOING_AWAY, STOPPING_REASON, Drain
 from coaudio.serve.hub import Hub
 from coaudio.serve.protocol import Limits, PcmDecoder, ProtocolError, StreamSpec, parse_control, parse_first
 
@@ -22,6 +25,10 @@ log = logging.getLogger(__name__)
 
 END_TIMEOUT_S = 60.0  # after {"end": true}: the longest wait for the last hops
 BACKLOG_POLL_S = 0.01
+
+
+class Stopping(Exception):
+    """The server is stopping: this connection reads no more."""
 
 
 class QueueSink:
@@ -32,6 +39,8 @@ class QueueSink:
         self.queue: asyncio.Queue[dict] = asyncio.Queue(size)
         self.dropped = 0
         self.closed = False
+        self.reason = "client ended"  # why the stream ended, for its summary
+        self.seen_end = asyncio.Event()  # the sender sent an end or error message
 
     def deliver(self, messages: list[dict]) -> None:  # on the hub's thread
         if not self.closed:
@@ -46,13 +55,21 @@ class QueueSink:
                 continue
             self.queue.put_nowait(message)
 
+    def finish(self) -> None:
+        """The sender returns after sending what is queued now (event loop only)."""
+        if self.queue.full():
+            self.queue.get_nowait()
+            self._drop()
+        self.queue.put_nowait({"type": "finish"})
+
     def _final(self, message: dict) -> dict:
         """The end and error messages always get through: they push out the oldest result."""
         if self.queue.full():
             self.queue.get_nowait()
             self._drop()
         if message["type"] == "end":
-            message = dict(message, summary=dict(message["summary"], dropped=self.dropped))
+            summary = dict(message["summary"], dropped=self.dropped, reason=self.reason)
+            message = dict(message, summary=summary)
         return message
 
     def _drop(self) -> None:
@@ -61,14 +78,26 @@ class QueueSink:
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
+    drain: Drain = websocket.app.state.drain
+    drain.opened()
+    try:
+        await _connection(websocket, drain)
+    finally:
+        drain.closed()
+
+
+async def _connection(websocket: WebSocket, drain: Drain) -> None:
     hub: Hub = websocket.app.state.hub
     limits: Limits = websocket.app.state.limits
     await websocket.accept()
     peer = websocket.client.host if websocket.client else ""
     try:
-        first = await asyncio.wait_for(websocket.receive(), limits.hello_timeout_s)
+        first = await _reading(drain, asyncio.wait_for(websocket.receive(), limits.hello_timeout_s))
     except TimeoutError:
         await _refuse(websocket, f"no declaration within {limits.hello_timeout_s:g} s")
+        return
+    except Stopping:
+        await _refuse(websocket, "the server is stopping", code=GOING_AWAY)
         return
     if first["type"] == "websocket.disconnect":
         return
@@ -76,7 +105,7 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     try:
         request = parse_first(first.get("text"), limits, peer)
         if isinstance(request, str):
-            await _watch(websocket, hub, request, sink)
+            await _watch(websocket, hub, drain, request, sink)
             return
         if hub.count_from(peer) >= limits.max_streams_per_client:
             raise ProtocolError(f"at most {limits.max_streams_per_client} live streams per client")
@@ -87,14 +116,29 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     await _run_stream(websocket, hub, limits, request, stream, sink)
 
 
+async def _reading(drain: Drain, reader):
+    """Await ``reader`` (a coroutine that reads from the client) as a task a stopping server
+    cancels: :class:`Stopping` then, instead of the cancellation."""
+    task = asyncio.ensure_future(reader)
+    drain.reading(task)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if drain.stopped_reading(task) and not asyncio.current_task().cancelling():
+            raise Stopping() from None
+        raise
+
+
 async def _run_stream(
     websocket: WebSocket, hub: Hub, limits: Limits, spec: StreamSpec, stream: int, sink: QueueSink
 ) -> None:
+    drain: Drain = websocket.app.state.drain
     await websocket.send_text(json.dumps(_ready(hub, spec)))
     sender = asyncio.create_task(_send_all(websocket, sink, until_end=True))
     decoder = PcmDecoder(spec, limits)
+    code = 1000
     try:
-        ended = await _receive_audio(websocket, hub, limits, stream, decoder)
+        ended = await _reading(drain, _receive_audio(websocket, hub, limits, stream, decoder))
     except ProtocolError as exc:
         sink.closed = True
         hub.end(stream)
@@ -102,6 +146,8 @@ async def _run_stream(
         hub.metrics.errors.labels("protocol").inc()
         await _refuse(websocket, str(exc))
         return
+    except Stopping:  # as if the client had sent {"end": true}
+        ended, code, sink.reason = True, GOING_AWAY, STOPPING_REASON
     if not ended:  # the client went away: nobody to send the rest to
         sink.closed = True
         hub.end(stream)
@@ -110,7 +156,7 @@ async def _run_stream(
     hub.end(stream)
     try:
         await asyncio.wait_for(sender, END_TIMEOUT_S)
-        await websocket.close(1000)
+        await websocket.close(code, STOPPING_REASON if code == GOING_AWAY else None)
     except (TimeoutError, WebSocketDisconnect, RuntimeError):
         sender.cancel()
 
@@ -133,25 +179,55 @@ async def _receive_audio(websocket: WebSocket, hub: Hub, limits: Limits, stream:
 async def _send_all(websocket: WebSocket, sink: QueueSink, until_end: bool) -> None:
     while True:
         message = await sink.queue.get()
-        await websocket.send_text(json.dumps(message))
-        if until_end and message["type"] in ("end", "error"):
+        if message["type"] == "finish":
             return
+        await websocket.send_text(json.dumps(message))
+        if message["type"] in ("end", "error"):
+            sink.seen_end.set()
+            if until_end:
+                return
 
 
-async def _watch(websocket: WebSocket, hub: Hub, name: str, sink: QueueSink) -> None:
+async def _watch(websocket: WebSocket, hub: Hub, drain: Drain, name: str, sink: QueueSink) -> None:
     """Send everything stream ``name`` produces (across its restarts) until the client leaves.
-    Subscribed before "watching" is sent: what the stream produces meanwhile waits in the sink."""
+    Subscribed before "watching" is sent: what the stream produces meanwhile waits in the sink.
+    When the server stops, a watcher of a live stream gets that stream's last hops and its end
+    first, then the connection closes (1001)."""
     hub.watch(name, sink)
     live = any(s["name"] == name for s in hub.live())
     await websocket.send_text(json.dumps(dict(_model(hub), type="watching", stream=name, live=live)))
     sender = asyncio.create_task(_send_all(websocket, sink, until_end=False))
     try:
-        while (await websocket.receive())["type"] != "websocket.disconnect":
-            pass  # a watcher has nothing to say; whatever it sends is ignored
+        await _reading(drain, _ignore_until_gone(websocket))
+    except Stopping:
+        if any(s["name"] == name for s in hub.live()):  # it ends now: wait for its end message
+            await _wait_quietly(sink.seen_end.wait(), END_TIMEOUT_S)
+        sink.finish()
+        await _wait_quietly(sender, 5.0)
+        await _close_quietly(websocket, GOING_AWAY, STOPPING_REASON)
     finally:
         sink.closed = True
         hub.unwatch(name, sink)
         sender.cancel()
+
+
+async def _ignore_until_gone(websocket: WebSocket) -> None:
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass  # a watcher has nothing to say; whatever it sends is ignored
+
+
+async def _wait_quietly(awaitable, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(awaitable, timeout_s)
+    except TimeoutError:
+        pass
+
+
+async def _close_quietly(websocket: WebSocket, code: int, reason: str | None = None) -> None:
+    try:
+        await websocket.close(code, reason)
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # it is gone already
 
 
 def _ready(hub: Hub, spec: StreamSpec) -> dict:
@@ -170,12 +246,12 @@ def _model(hub: Hub) -> dict:
     }
 
 
-async def _refuse(websocket: WebSocket, message: str, reason: str | None = None) -> None:
+async def _refuse(websocket: WebSocket, message: str, reason: str | None = None, code: int = 1008) -> None:
     """A JSON error, then close this one connection (1008: policy violation)."""
     if reason:
         websocket.app.state.hub.metrics.errors.labels(reason).inc()
     try:
         await websocket.send_text(json.dumps({"type": "error", "error": message}))
-        await websocket.close(1008)
+        await websocket.close(code)
     except (WebSocketDisconnect, RuntimeError):
         pass  # it is gone already

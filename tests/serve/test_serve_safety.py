@@ -163,18 +163,18 @@ def test_results_a_client_cannot_take_are_dropped_and_counted():
 
     queued, dropped = asyncio.run(scenario())
     assert [m.get("hop") for m in queued] == [1, 2, None]
-    assert queued[-1]["summary"] == {"hops": 5, "dropped": 3} and dropped == 3
+    assert queued[-1]["summary"] == {"hops": 5, "dropped": 3, "reason": "client ended"} and dropped == 3
 
 
 def test_a_token_guards_every_route_and_the_websocket(online):
-    with inprocess_server(online, token="s3cret") as running:
+    with inprocess_server(online, token="s3cret-token") as running:
         url = running.url
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url + "health", timeout=10)
         assert refused.value.code == 401
-        bearer = urllib.request.Request(url + "health", headers={"Authorization": "Bearer s3cret"})
+        bearer = urllib.request.Request(url + "health", headers={"Authorization": "Bearer s3cret-token"})
         assert json.load(urllib.request.urlopen(bearer, timeout=10))["status"] == "ok"
-        assert urllib.request.urlopen(url + "api/streams?token=s3cret", timeout=10).status == 200
+        assert urllib.request.urlopen(url + "api/streams?token=s3cret-token", timeout=10).status == 200
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(url + "api/streams?token=wrong", timeout=10)
         assert urllib.request.urlopen(url + "static/index.html", timeout=10).status == 200  # no data
@@ -186,7 +186,7 @@ def test_a_token_guards_every_route_and_the_websocket(online):
 
         with pytest.raises(websockets.InvalidStatus):
             asyncio.run(connect())
-        assert asyncio.run(connect(token="s3cret"))["type"] == "ready"
+        assert asyncio.run(connect(token="s3cret-token"))["type"] == "ready"
 
 
 def test_a_non_loopback_address_needs_a_token(tmp_path):

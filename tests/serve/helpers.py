@@ -131,12 +131,13 @@ def hops(messages: list[dict]) -> list[dict]:
 
 
 @contextmanager
-def inprocess_server(online, limits=None, token=None, history=None):
-    """The server in this process (a thread), for limits no command-line option sets."""
+def inprocess_server(online, limits=None, token=None, history=None, **more):
+    """The server in this process (a thread), for limits no command-line option sets; ``more``:
+    other :class:`~coaudio.serve.server.ServeOptions` fields."""
     from coaudio.serve.protocol import Limits
     from coaudio.serve.server import ServeOptions, prepare
 
-    options = ServeOptions("127.0.0.1", 0, token, limits or Limits())
+    options = ServeOptions("127.0.0.1", 0, token, limits or Limits(), **more)
     running = prepare(online, options, history)
     thread = threading.Thread(target=running.server.run, kwargs={"sockets": [running.sock]}, daemon=True)
     thread.start()

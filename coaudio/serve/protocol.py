@@ -38,6 +38,7 @@ class Limits:
     """What one server accepts; every limit is checked before any work is done."""
 
     max_message_bytes: int = 1 << 20  # one binary message (1 MiB = 5.5 s of 48 kHz stereo s16le)
+    max_text_chars: int = 1 << 16  # one JSON text message (a declaration is ~100 characters)
     min_sample_rate: int = 4_000
     max_sample_rate: int = 192_000
     max_channels: int = 8
@@ -70,6 +71,7 @@ def parse_first(text: str | None, limits: Limits, peer: str = "") -> StreamSpec 
     """The first message: a :class:`StreamSpec`, or the name of the stream to watch."""
     if text is None:
         raise ProtocolError("the first message must be JSON text (the stream's declaration), not binary")
+    _check_length(text, limits)
     try:
         message = _json(text)
     except ValueError as exc:
@@ -121,8 +123,9 @@ def _integer(message: dict, key: str, low: int, high: int, default: int | None =
     return value
 
 
-def parse_control(text: str) -> dict:
+def parse_control(text: str, limits: Limits) -> dict:
     """A text message after the declaration: only ``{"end": true}`` is defined."""
+    _check_length(text, limits)
     try:
         message = _json(text)
     except ValueError as exc:
@@ -132,6 +135,13 @@ def parse_control(text: str) -> dict:
             'after the declaration, text messages may only be {"end": true}; send audio as binary'
         )
     return message
+
+
+def _check_length(text: str, limits: Limits) -> None:
+    if len(text) > limits.max_text_chars:
+        raise ProtocolError(
+            f"a text message of {len(text)} characters; JSON messages are at most {limits.max_text_chars}"
+        )
 
 
 def _json(text: str):

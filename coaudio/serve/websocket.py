@@ -172,7 +172,7 @@ async def _receive_audio(websocket: WebSocket, hub: Hub, limits: Limits, stream:
             while hub.backlog_s(stream) > limits.max_backlog_s:
                 await asyncio.sleep(BACKLOG_POLL_S)
         elif message.get("text") is not None:
-            parse_control(message["text"])
+            parse_control(message["text"], limits)
             return True
 
 

@@ -68,6 +68,7 @@ async def _error_of(url: str, *messages) -> tuple[dict, int]:
         ({"name": "a", "sample_rate": 16_000, "format": "mp3"}, "format must be one of s16le, f32le"),
         ({"name": "a", "sample_rate": "16k"}, "sample_rate must be an integer"),
         ({"name": "a", "sample_rate": 16_000, "rate": 1}, "unknown field(s) rate"),
+        ('{"name": "' + "a" * 70_000 + '"}', "JSON messages are at most 65536"),
     ],
 )
 def test_a_bad_declaration_gets_a_json_error(server, first, says):
@@ -81,11 +82,30 @@ def test_a_bad_declaration_gets_a_json_error(server, first, says):
         ("more", "not JSON"),
         ({"stop": True}, 'only be {"end": true}'),
         (b"\x00" * 70_000, "exceeds the limit of 64000"),
+        ('{"end": true' + " " * 70_000 + "}", "JSON messages are at most 65536"),
     ],
 )
 def test_bad_messages_after_the_declaration(server, after, says):
     error, code = asyncio.run(_error_of(ws_url(server.url), GOOD, b"\x00\x00" * 100, after))
     assert says in error["error"] and code == 1008
+
+
+def test_a_message_past_the_websocket_layer_limit_closes_with_1009(server):
+    """Twice max_message_bytes is where the WebSocket layer stops reading (no JSON then: the
+    message is never read whole); the close code says it."""
+
+    async def scenario():
+        async with websockets.connect(ws_url(server.url), max_size=None) as ws:
+            await ws.send(json.dumps(GOOD))
+            await ws.recv()  # ready
+            await ws.send(b"\x00" * (2 * LIMITS.max_message_bytes + 2))
+            with pytest.raises(websockets.ConnectionClosed):
+                while True:
+                    await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    code, reason = asyncio.run(scenario())
+    assert code == 1009, reason
 
 
 def test_non_finite_float_audio_is_refused(server):

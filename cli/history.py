@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
+from rich.cells import cell_len
 from rich.table import Table
+from rich.text import Text
 
 from coaudio_cli.console import err_console, out_console
 from coaudio_cli.errors import fail
@@ -42,19 +45,28 @@ def history_cli(
     stream: Annotated[Optional[str], typer.Option("--stream", help="Only this stream (its name).")] = None,
     since: Annotated[Optional[str], typer.Option("--since", help=f"From this time on: {TIME_HELP}.")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help=f"Before this time: {TIME_HELP}.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the newest N rows.")] = None,
+    limit: Annotated[
+        Optional[int],
+        typer.Option("--limit", min=1, help="Only the newest N rows (with --streams: sessions, by start)."),
+    ] = None,
     fmt: Annotated[
         Optional[Format],
         typer.Option("--format", help="Output format. Default: a table on a terminal, JSON lines otherwise."),
     ] = None,
     list_streams: Annotated[
-        bool, typer.Option("--streams", help="List the stream sessions (one per connection or run) instead.")
+        bool,
+        typer.Option(
+            "--streams",
+            help="List the stream sessions (one per connection or run) instead: those that overlap "
+            "--since/--until (an open one reaches to now), of --stream, the newest --limit.",
+        ),
     ] = False,
 ) -> None:
     """Show the hop results that coaudio serve recorded, oldest first, or (--streams) its sessions.
 
     For example: coaudio history --since 1h --stream kitchen
-    or: coaudio history --since 2026-11-28 --format csv > day.csv"""
+    or: coaudio history --since 2026-11-28 --format csv > day.csv
+    or: coaudio history --streams --since 1d --limit 20"""
     from coaudio.serve.history import HistoryError, HistoryReader, default_db_path
 
     start, end = _time("--since", since), _time("--until", until)
@@ -70,7 +82,7 @@ def history_cli(
         fail(exc)
     with reader:
         if list_streams:
-            _print_streams(reader.streams(stream), fmt)
+            _print_streams(reader.streams(stream, start, end, limit), fmt)
         else:
             _print_rows(reader.iter_query(stream, start, end, limit), fmt)
 
@@ -109,27 +121,32 @@ def _print_rows(rows, fmt: Format) -> None:
         _rows_table(list(rows))
 
 
+# The terminal tables fit the terminal (80 columns included): each column as wide as its widest
+# cell up to a cap, long names cut with an ellipsis, and the flexible last column (a hop's top
+# labels, a session's source) gets what is left, or is left out when too little is. JSON lines and
+# CSV hold every field in full.
+GAP = 3  # columns between two cells: padding, the (blank) rule, padding
+FLEX_MIN = 10  # narrower than this, the flexible column is left out
+
+
 def _rows_table(rows: list[dict]) -> None:
     if not rows:
         err_console().print("no hops match", highlight=False)
         return
-    table = Table(show_lines=False)
-    for column in ("time", "stream", "session", "hop", "start_s", "end_s", "label", "confidence", "top"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("hop", "session") else "left")
-    for r in rows:
-        top = " ".join(f"{t['label']}:{t['p']:.2f}" for t in r["top"])
-        table.add_row(
-            _local(r["time"]),
+    cells = [
+        (
+            _short(r["time"]),
             r["stream"],
-            str(r["session"]),
             str(r["hop"]),
-            f"{r['start_s']:.2f}",
-            f"{r['end_s']:.2f}",
+            f"{r['end_s']:.1f}",
             r["label"],
-            f"{r['confidence']:.3f}",
-            top,
+            f"{r['confidence']:.2f}",
+            " ".join(f"{t['label']}:{t['p']:.2f}" for t in r["top"][1:]),  # the first is label, conf
         )
-    out_console().print(table)
+        for r in rows
+    ]
+    header = ("time", "stream", "hop", "at s", "label", "conf", "next")
+    _fitted_table(header, cells, caps=(14, 12, 8, 9, 14, 4), right=("hop", "at s", "conf"))
 
 
 def _print_streams(sessions: list[dict], fmt: Format) -> None:
@@ -151,39 +168,55 @@ def _print_streams(sessions: list[dict], fmt: Format) -> None:
 
 
 def _streams_table(sessions: list[dict]) -> None:
-    table = Table(show_lines=False)
-    columns = (
-        "id",
-        "name",
-        "kind",
-        "source",
-        "rate",
-        "ch",
-        "model",
-        "started",
-        "ended",
-        "hops",
-        "last label",
-    )
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for s in sessions:
-        table.add_row(
+    cells = [
+        (
             str(s["id"]),
             s["name"],
-            s["kind"],
-            s["source"],
-            str(s["sample_rate"]),
-            str(s["channels"]),
-            s["model"],
-            _local(s["started"]),
-            "open" if s["ended"] is None else _local(s["ended"]),  # open: live, or its server died
+            _short(s["started"]),
+            _ended(s),
             str(s["hops"]),
             s["last_label"] or "",
+            s["source"],
         )
-    out_console().print(table)
+        for s in sessions
+    ]
+    header = ("id", "name", "started", "ended", "hops", "last label", "source")  # kind: in JSON and CSV
+    _fitted_table(header, cells, caps=(6, 12, 14, 20, 8, 12), right=("id", "hops"))
 
 
-def _local(t: float) -> str:
-    """Local time to the millisecond, as a person reads it."""
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+def _ended(session: dict) -> str:
+    """When it ended (the time alone on its start's day); open: live, or its server died and
+    no server has opened the file since; crash: its server died."""
+    if session["ended"] is None:
+        return "open"
+    same_day = _short(session["ended"])[:5] == _short(session["started"])[:5]
+    when = _short(session["ended"])[6:] if same_day else _short(session["ended"])
+    return f"{when} crash" if session.get("ended_by") == "crash" else when
+
+
+def _fitted_table(header: tuple, cells: list[tuple], caps: tuple, right: tuple = ()) -> None:
+    """A table of ``cells`` as wide as the console at most: the fixed columns as wide as their
+    widest cell up to ``caps``, the last (flexible) column whatever is left."""
+    console = out_console()
+    widths = [min(cap, _widest(header, cells, i)) for i, cap in enumerate(caps)]
+    flex = console.width - sum(widths) - GAP * len(widths)
+    if flex < FLEX_MIN:
+        header, cells = header[:-1], [row[:-1] for row in cells]
+    else:
+        widths.append(min(flex, _widest(header, cells, len(widths))))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for name, width in zip(header, widths):
+        justify = "right" if name in right else "left"
+        table.add_column(name, width=width, no_wrap=True, overflow="ellipsis", justify=justify)
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row))  # Text: a name like "[red]" is no markup
+    console.print(table, highlight=False)
+
+
+def _widest(header: tuple, cells: list[tuple], column: int) -> int:
+    return max(cell_len(header[column]), *(cell_len(row[column]) for row in cells))
+
+
+def _short(t: float) -> str:
+    """Local time to the second, without the year (JSON lines and CSV have the exact time)."""
+    return datetime.fromtimestamp(t).strftime("%m-%d %H:%M:%S")

@@ -25,19 +25,16 @@ import threading
 import time
 from pathlib import Path
 
+from coaudio.serve.history_file import HistoryError, connect, open_for_writing
 from coaudio.serve.history_query import (
-    APPLICATION_ID,
-    SCHEMA,
-    SCHEMA_VERSION,
-    HistoryError,
     HistoryReader,
-    check_schema,
-    connect,
+    count_streams,
     iter_query,
     parse_time,
     streams,
     to_csv,
 )
+from coaudio.serve.history_recovery import writer_identity
 from coaudio.serve.history_retention import Retention
 
 __all__ = ["History", "HistoryError", "HistoryReader", "default_db_path", "parse_time", "to_csv"]
@@ -49,8 +46,8 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SESSION = (
-    "INSERT INTO sessions (name, kind, source, sample_rate, channels, model, started) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO sessions (name, kind, source, sample_rate, channels, model, started, writer) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -62,46 +59,6 @@ def default_db_path() -> Path:
     data_home = os.environ.get("XDG_DATA_HOME", "")
     base = Path(data_home) if os.path.isabs(data_home) else Path.home() / ".local" / "share"
     return base / "coaudio" / "history.sqlite"
-
-
-def open_for_writing(path: Path) -> sqlite3.Connection:
-    """Create the folders and the file if needed, check that it is ours, and set it up."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HistoryError(
-            f"cannot create the folder {path.parent} for the history: {exc.strerror}"
-        ) from None
-    if path.is_dir():
-        raise HistoryError(f"{path} is a folder, not a history file")
-    conn = connect(path, readonly=False)
-    try:
-        if check_schema(conn, path):
-            _create(conn)
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")  # fails now, with a clear message, if the file is read-only
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        conn.close()
-        raise HistoryError(f"cannot write the history {path}: {exc}") from None
-    except HistoryError:
-        conn.close()
-        raise
-    return conn
-
-
-def _create(conn: sqlite3.Connection) -> None:
-    """The schema in one transaction: a crash leaves an empty file (created again) or a whole one."""
-    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only before the first table; lets max_mb shrink it
-    try:
-        conn.executescript(
-            f"BEGIN IMMEDIATE; {SCHEMA}; PRAGMA application_id = {APPLICATION_ID}; "
-            f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-        )
-    except sqlite3.Error:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _record_row(session: int, record: dict) -> tuple | None:
@@ -169,7 +126,10 @@ class History:
     ) -> int:
         """Record a new session (started now) and return its id. If the file cannot be written
         right now, returns a negative handle whose session row is written with its first rows."""
-        meta = (str(name), str(kind), str(source), int(sample_rate), int(channels), str(model), time.time())
+        meta = (
+            *(str(name), str(kind), str(source), int(sample_rate), int(channels), str(model)),
+            *(time.time(), writer_identity()),
+        )
         with self._open_lock:
             try:
                 return self._opener.execute(_SESSION, meta).lastrowid
@@ -234,11 +194,18 @@ class History:
 
     # -- reads: a fresh read-only connection each, so they never wait for the writer -----------
 
-    def streams(self, name: str | None = None) -> list[dict]:
-        """One dict per session (see :data:`~coaudio.serve.history_query.STREAM_COLUMNS`)."""
+    def streams(self, name=None, since=None, until=None, limit=None, *, ended=False) -> list[dict]:
+        """The sessions, oldest first: see :func:`~coaudio.serve.history_query.streams`."""
         conn = connect(self.path, readonly=True)
         try:
-            return streams(conn, name)
+            return streams(conn, name, since, until, limit, ended=ended)
+        finally:
+            conn.close()
+
+    def count_streams(self, name=None, since=None, until=None, *, ended=False) -> int:
+        conn = connect(self.path, readonly=True)
+        try:
+            return count_streams(conn, name, since, until, ended=ended)
         finally:
             conn.close()
 
@@ -342,15 +309,19 @@ class History:
             last[row[0]] = row
             counts[row[0]] = counts.get(row[0], 0) + 1
         self._conn.executemany(
-            "UPDATE sessions SET hops = hops + ?, last_label = ?, last_time = ? WHERE id = ?",
-            [(counts[h], row[5], row[1], ids[h]) for h, row in last.items()],
+            "UPDATE sessions SET hops = hops + ?, last_label = ?, last_time = ?, last_end_s = ?, "
+            "last_confidence = ? WHERE id = ?",
+            [(counts[h], row[5], row[1], row[4], row[6], ids[h]) for h, row in last.items()],
         )
 
     def _end(self, session: int, ended: float) -> None:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
             ids = self._session_ids({session})
-            self._conn.execute("UPDATE sessions SET ended = ? WHERE id = ?", (ended, ids[session]))
+            # ended_by: a session closed by mistake as a dead server's gets its real end
+            self._conn.execute(
+                "UPDATE sessions SET ended = ?, ended_by = NULL WHERE id = ?", (ended, ids[session])
+            )
             self._conn.execute("COMMIT")
         except Exception as exc:  # an unknown handle included
             self._rollback()

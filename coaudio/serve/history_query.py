@@ -1,12 +1,10 @@
-"""The detection history's database: its schema, the checks on opening it, and every read.
+"""The detection history's database: opening it, and every read (the schema and its versions
+are in :mod:`coaudio.serve.history_file`).
 
 One file, two tables: ``sessions`` (one row per stream session: a WebSocket connection, one run of
 a URL or microphone source) and ``hops`` (one row per hop that produced a label). ``hops`` keeps
-the per-session counters in ``sessions`` (``hops``, ``last_label``, ``last_time``) up to date in
+the per-session counters in ``sessions`` (``hops`` and the ``last_*`` of its newest hop) up to date in
 the same transactions, so listing the streams never counts millions of rows.
-
-A file is ours when its header carries :data:`APPLICATION_ID`; ``PRAGMA user_version`` is the
-schema version, so a newer coaudio's file is refused with a message instead of misread.
 """
 
 from __future__ import annotations
@@ -22,40 +20,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-APPLICATION_ID = 0x636F4148  # "coAH" in the SQLite header: this file is a coaudio history
-SCHEMA_VERSION = 1
-SQLITE_NOTADB = 26  # the error code of "file is not a database"
-BUSY_TIMEOUT_MS = 5000  # another process's write transaction: wait this long before giving up
-
-SCHEMA = """
-CREATE TABLE sessions (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,            -- the stream's name (several sessions may share it)
-    kind TEXT NOT NULL,            -- websocket, url, device, ...
-    source TEXT NOT NULL,
-    sample_rate INTEGER NOT NULL,  -- Hz, of the incoming audio
-    channels INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    started REAL NOT NULL,         -- unix seconds
-    ended REAL,                    -- unix seconds; NULL while live (or when its server died)
-    hops INTEGER NOT NULL DEFAULT 0,  -- rows of it in hops (retention lowers it)
-    last_label TEXT,
-    last_time REAL
-);
-CREATE TABLE hops (
-    id INTEGER PRIMARY KEY,        -- an alias of the rowid, so it never changes
-    session INTEGER NOT NULL REFERENCES sessions(id),
-    time REAL NOT NULL,            -- unix seconds when the hop was produced
-    hop INTEGER NOT NULL,
-    start_s REAL NOT NULL,         -- seconds into the stream
-    end_s REAL NOT NULL,
-    label TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    top TEXT NOT NULL              -- JSON [[label, p], ...], best first
-);
-CREATE INDEX hops_time ON hops(time);
-CREATE INDEX hops_session_time ON hops(session, time);
-"""
+from coaudio.serve.history_file import HistoryError, check_schema, connect, session_columns
 
 ROW_COLUMNS = ["stream", "session", "time", "hop", "start_s", "end_s", "label", "confidence", "top"]
 STREAM_COLUMNS = [
@@ -68,65 +33,51 @@ STREAM_COLUMNS = [
     "model",
     "started",
     "ended",
+    "ended_by",  # None, or "crash": its server died and a later one closed it
     "hops",
     "last_label",
+    "last_confidence",
     "last_time",
+    "last_end_s",  # seconds of audio its newest hop reached
 ]
 
 
-class HistoryError(RuntimeError):
-    """A history database that cannot be used, said in one line that names the file."""
+def streams(
+    conn: sqlite3.Connection,
+    name: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+    *,
+    ended: bool = False,
+) -> list[dict]:
+    """The sessions that overlap ``[since, until)`` (an open one reaches to now), oldest first;
+    ``name``: only that stream's; ``ended``: only ended ones; ``limit`` keeps the newest (by
+    start), like ``tail``."""
+    where, args = _session_conditions(name, since, until, ended)
+    columns = session_columns(conn, STREAM_COLUMNS)
+    sql = f"SELECT {columns} FROM sessions{where} ORDER BY started DESC, id DESC"
+    if limit is not None:
+        sql, args = sql + " LIMIT ?", [*args, int(limit)]
+    rows = conn.execute(sql, args).fetchall()
+    return [dict(zip(STREAM_COLUMNS, row)) for row in reversed(rows)]
 
 
-def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), usable from any thread that
-    holds it alone. ``readonly`` never creates the file."""
-    target = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rwc'}"
-    try:
-        conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not readonly:
-            conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: commits survive a crash of the process
-    except sqlite3.Error as exc:
-        if getattr(exc, "sqlite_errorcode", None) == SQLITE_NOTADB:
-            raise _not_sqlite(path, exc) from None
-        raise HistoryError(f"cannot open the history {path}: {exc}") from None
-    return conn
+def count_streams(conn: sqlite3.Connection, name=None, since=None, until=None, *, ended=False) -> int:
+    """How many sessions :func:`streams` would list without a limit."""
+    where, args = _session_conditions(name, since, until, ended)
+    return conn.execute(f"SELECT count(*) FROM sessions{where}", args).fetchone()[0]
 
 
-def _not_sqlite(path: Path, exc: Exception) -> HistoryError:
-    return HistoryError(f"{path} is not a coaudio history (not an SQLite database: {exc})")
-
-
-def check_schema(conn: sqlite3.Connection, path: Path) -> bool:
-    """Whether the file is an empty database (to be created); raises :class:`HistoryError` when
-    it is not SQLite, not ours, or of a newer schema."""
-    try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise _not_sqlite(path, exc) from None
-    if app_id == 0 and version == 0 and tables == 0:
-        return True
-    if app_id != APPLICATION_ID:
-        raise HistoryError(f"{path} is an SQLite database but not a coaudio history; give another file")
-    if version > SCHEMA_VERSION:
-        raise HistoryError(
-            f"{path} was written by a newer coaudio (history schema {version}; this one knows up "
-            f"to {SCHEMA_VERSION}); upgrade coaudio to read it"
-        )
-    return False
-
-
-def streams(conn: sqlite3.Connection, name: str | None = None) -> list[dict]:
-    """The sessions, oldest first (optionally only those of stream ``name``)."""
-    sql = f"SELECT {', '.join(STREAM_COLUMNS)} FROM sessions"
-    args: tuple = ()
-    if name is not None:
-        sql, args = sql + " WHERE name = ?", (name,)
-    rows = conn.execute(sql + " ORDER BY started, id", args).fetchall()
-    return [dict(zip(STREAM_COLUMNS, row)) for row in rows]
+def _session_conditions(name, since, until, ended) -> tuple[str, list]:
+    parts, args = [], []
+    for sql, value in (("name = ?", name), ("(ended IS NULL OR ended >= ?)", since), ("started < ?", until)):
+        if value is not None:
+            parts.append(sql)
+            args.append(value)
+    if ended:
+        parts.append("ended IS NOT NULL")
+    return (" WHERE " + " AND ".join(parts) if parts else ""), args
 
 
 def iter_query(
@@ -187,8 +138,11 @@ class HistoryReader:
             self._conn.close()
             raise
 
-    def streams(self, name: str | None = None) -> list[dict]:
-        return streams(self._conn, name)
+    def streams(self, name=None, since=None, until=None, limit=None, *, ended=False) -> list[dict]:
+        return streams(self._conn, name, since, until, limit, ended=ended)
+
+    def count_streams(self, name=None, since=None, until=None, *, ended=False) -> int:
+        return count_streams(self._conn, name, since, until, ended=ended)
 
     def iter_query(self, stream=None, since=None, until=None, limit=None, session=None) -> Iterator[dict]:
         return iter_query(self._conn, stream, since, until, limit, session)

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from coaudio.serve.history_query import BUSY_TIMEOUT_MS
+from coaudio.serve.history_file import BUSY_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from coaudio.serve import history_query
+from coaudio.serve import history_file
 from coaudio.serve.history import History, HistoryError, HistoryReader, default_db_path, parse_time, to_csv
 from coaudio.serve.history_retention import CHUNK_ROWS
 from tests.serve.history_writer import LABELS, record
@@ -78,8 +78,8 @@ def test_a_new_file_is_created_with_its_folders_in_wal_mode(tmp_path):
     conn = _raw(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
-    assert conn.execute("PRAGMA application_id").fetchone()[0] == history_query.APPLICATION_ID
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == history_query.SCHEMA_VERSION
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == history_file.APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == history_file.SCHEMA_VERSION
 
 
 def test_an_empty_file_becomes_a_history(tmp_path):
@@ -447,7 +447,7 @@ def test_a_disk_that_fills_up_drops_rows_logs_once_and_recovers(tmp_path):
 def test_a_locked_file_drops_rows_and_even_open_stream_goes_on(tmp_path, monkeypatch, caplog):
     """Another process holding the write lock too long: open_stream gives a stand-in id, the rows
     meanwhile are dropped, and once the lock is gone the session and later rows are written."""
-    monkeypatch.setattr(history_query, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(history_file, "BUSY_TIMEOUT_MS", 50)
     path = tmp_path / "h.sqlite"
     caplog.set_level(logging.WARNING, logger="coaudio.serve")
     with History(path, flush_s=0.01) as history:

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 import time
@@ -107,22 +108,40 @@ def test_streams(db, tmp_path):
         ("garden", 5, True),
     ]
     assert listed[1]["sample_rate"] == 44_100 and listed[1]["last_label"] == record(4)["label"]
+    assert listed[0]["last_end_s"] == record(9)["end_s"] and listed[0]["last_confidence"] == 0.09
     one = _coaudio("history", db, "--streams", "--stream", "garden", "--format", "csv", cwd=tmp_path)
     (row,) = list(csv.DictReader(one.stdout.splitlines()))
     assert row["name"] == "garden" and row["ended"] == "" and row["kind"] == "url"
     table = _coaudio("history", db, "--streams", "--format", "table", cwd=tmp_path).stdout
-    assert "┃" in table and "kitchen" in table and "open" in table
+    assert "kitchen" in table and "open" in table and "last label" in table
 
 
-def test_a_table_on_a_terminal(db, tmp_path):
-    """The default on a terminal: a real pseudo-terminal as stdout, as a user's shell has."""
+@pytest.mark.parametrize(
+    "args,want",
+    [
+        (["--limit", "1"], ["garden"]),  # the newest session
+        (["--limit", "5"], ["kitchen", "garden"]),
+        (["--stream", "kitchen", "--limit", "1"], ["kitchen"]),
+        (["--until", "1h"], []),  # both started a moment ago (the fixture's sessions start now)
+        (["--since", str(NOW + 3600)], ["garden"]),  # kitchen ended before; garden is open: it goes on
+        (["--since", "1h", "--until", str(NOW + 3600)], ["kitchen", "garden"]),
+    ],
+)
+def test_streams_take_limit_since_and_until(db, tmp_path, args, want):
+    done = _coaudio("history", db, "--streams", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [s["name"] for s in _jsonl(done.stdout)] == want
+
+
+def _on_a_terminal(args, cwd: Path, columns: int) -> str:
+    """``coaudio history ARGS`` with a real pseudo-terminal as stdout, as a user's shell has."""
     leader, follower = pty.openpty()
     with subprocess.Popen(
-        [sys.executable, "-m", "coaudio", "history", str(db), "--stream", "garden"],
+        [sys.executable, "-m", "coaudio", "history", *map(str, args)],
         stdout=follower,
         stderr=subprocess.PIPE,
-        cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "200"},
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": str(columns)},
     ) as process:
         os.close(follower)
         chunks = []
@@ -136,8 +155,42 @@ def test_a_table_on_a_terminal(db, tmp_path):
             chunks.append(chunk)
         assert process.wait(timeout=60) == 0
     os.close(leader)
-    text = b"".join(chunks).decode()
-    assert "┃" in text and "garden" in text and "pop, live" in text and "{" not in text  # a table, not JSON
+    return re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())  # without the bold of the header
+
+
+def test_a_table_on_a_terminal(db, tmp_path):
+    text = _on_a_terminal([db, "--stream", "garden"], tmp_path, 200)
+    assert "garden" in text and "pop, live" in text and "{" not in text  # a table, not JSON
+    assert "other:0.98" in text  # the next of the top labels, whole on a wide terminal
+
+
+@pytest.fixture(scope="module")
+def long_db(tmp_path_factory) -> Path:
+    """Long stream names, labels and sources: what must not widen a table past the terminal."""
+    path = tmp_path_factory.mktemp("long") / "h.sqlite"
+    with History(path) as history:
+        url = "http://radio.example.org/streams/a/very/long/path/to/the/live/stream.mp3"
+        session = history.open_stream("a-very-long-stream-name-for-the-garden", "url", url, 44_100, 2, "m")
+        rows = [record(h) for h in range(12_345, 12_350)]
+        for r in rows:
+            r["label"] = "electronic dance music, live"
+            r["top"] = [{"label": f"genre number {i}", "p": 0.1} for i in range(5)]
+        history.add(session, rows)
+        history.open_stream("kitchen", "websocket", "127.0.0.1:50000", 16_000, 1, "m")
+    return path
+
+
+@pytest.mark.parametrize("args", [[], ["--streams"]])
+def test_tables_fit_80_columns(long_db, tmp_path, args):
+    lines = _on_a_terminal([long_db, *args], tmp_path, 80).splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, "\n".join(lines)
+    text = "\n".join(lines)
+    if args:
+        assert "kitchen" in text and "a-very-long…" in text and "open" in text and "127.0.0.1" in text
+    else:  # the time, the hop, where in the stream, the confidence: whole; names cut with an ellipsis
+        (first, *_) = [line for line in lines if "12345" in line]
+        assert "6173.5" in first and "0.45" in first and "electronic da…" in first
+        assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", first)
 
 
 def test_a_missing_file_is_an_error_and_stays_missing(tmp_path):
@@ -166,6 +219,8 @@ def test_the_default_file_follows_the_environment(db, tmp_path):
         (["--since", "yesterday"], "cannot read 'yesterday' as a time"),
         (["--until", "10 parsecs"], "--until"),
         (["--since", "1m", "--until", "1h"], "is not before --until"),
+        (["--streams", "--since", "1m", "--until", "1h"], "is not before --until"),
+        (["--streams", "--limit", "0"], "--limit"),
         (["--limit", "0"], "--limit"),
         (["--format", "xml"], "--format"),
     ],

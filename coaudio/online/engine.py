@@ -11,10 +11,12 @@
 Per push, every stream's audio is resampled on its own, then the new log-mel frames of all of
 them are computed as one batch (:func:`~coaudio.features.stream.push_many`); all patches the pushed
 blocks completed (any stream, any number per stream) are embedded in one batch; then the
-streams step together: round ``r`` stacks the states of every stream that has an ``r``-th new
-token (:func:`~coaudio.continual.stack_states`, streams at different positions allowed), takes
-one batched step and splits the states again. A stream alone in a round steps on its own state
-(no stacking). Streams join and leave at any time.
+streams step together: round ``r`` gathers the states of every stream that has an ``r``-th new
+token (streams at different positions allowed) and takes one batched step. The new batch state
+is not split: each stream keeps it and its row (:mod:`coaudio.online.rows`), so the same
+streams stepping together again (a server's usual round) pass it on without a copy, and the
+round's class ranking, like everything else per round, is one tensor operation, not one per
+stream. Streams join and leave at any time.
 
 Each stream's hops equal those of that stream on its own (tested to 1e-5, same labels): the
 step of a row depends only on that row's state and token. ``coaudio stream``, ``evaluate
@@ -24,6 +26,7 @@ step of a row depends only on that row's state and token. ``coaudio stream``, ``
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -32,9 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from coaudio.continual import stack_states, unstack_states
 from coaudio.features.stream import push_many
 from coaudio.online.model import OnlineModel, probabilities
+from coaudio.online.rows import gather
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,17 @@ class Hop:
     latency_ms: float  # from the push that completed this hop to its prediction
     step_ms: float  # of which the model's step (token function + learned embedder + encoder + head)
     token_ms: float = 0.0  # of which the front end's token function (melstats, VGGish, musicnn)
+    # every class as (indices, probabilities), best first: sorted for a whole round in one
+    # operation, so top() costs no tensor operation per hop (None: ranked by top() itself)
+    ranked: tuple[list[int], list[float]] | None = field(default=None, repr=False, compare=False)
 
     def top(self, k: int = 1) -> list[tuple[int, float]]:
         """The ``k`` most probable classes as (index, probability), best first."""
         if self.probs is None:
             return []
+        if self.ranked is not None:
+            indices, values = self.ranked
+            return list(zip(indices[:k], values[:k]))
         values, indices = self.probs.topk(min(k, self.probs.numel()))
         return [(int(i), float(v)) for i, v in zip(indices, values)]
 
@@ -61,7 +70,8 @@ class Hop:
 @dataclass
 class _Stream:
     extractor: object  # the front end's streaming log-mel (FrontendConfig.streaming_mel)
-    state: object  # EncoderState of batch 1
+    state: object  # a batch EncoderState this stream is row ``row`` of (coaudio.online.rows)
+    row: int = 0
     next_hop: int = 0
     pending: list[Tensor] = field(default_factory=list)  # (P, frames, mels) patches not yet stepped
     frames: list[Tensor] = field(default_factory=list)  # (F, mels) log-mel frames not yet taken
@@ -156,18 +166,18 @@ class Engine:
             # each token's share of the batched embedding counts as part of its step
             embed_ms = (time.perf_counter() - embed_started) * 1e3 / sum(counts)
             token_ms /= sum(counts)
+            total, offsets = sum(counts), list(itertools.accumulate(counts, initial=0))
             for r in range(max(counts)):
                 rows = [i for i, count in enumerate(counts) if r < count]
-                z = (
-                    tokens[rows[0]][r : r + 1]
-                    if len(rows) == 1
-                    else torch.stack([tokens[i][r] for i in rows])
-                )
+                z, model_inputs = tokens, inputs
+                if len(rows) != total:  # not one token per stream: this round's rows
+                    index = torch.tensor([offsets[i] + r for i in rows])
+                    z, model_inputs = tokens.index_select(0, index), inputs.index_select(0, index)
                 self._round(
                     [names[i] for i in rows],
                     [streams[i] for i in rows],
                     z,
-                    [inputs[i][r] for i in rows],
+                    model_inputs,
                     started,
                     embed_ms,
                     token_ms,
@@ -177,41 +187,46 @@ class Engine:
             s.pending.clear()
         return out
 
-    def _embed(self, streams: list[_Stream], counts: list[int]) -> tuple[list[Tensor], list[Tensor], float]:
-        """Every pending patch of every stream through the front end in one batch: per stream,
-        the model-width tokens ``(P, D)`` and the model inputs ``(P, ...)`` (for ``Hop.token``),
-        and the milliseconds the front end's token function took for all of them."""
+    def _embed(self, streams: list[_Stream], counts: list[int]) -> tuple[Tensor, Tensor, float]:
+        """Every pending patch of every stream through the front end in one batch, stream
+        after stream: the model-width tokens ``(sum counts, D)``, the model inputs
+        ``(sum counts, ...)`` (for ``Hop.token``), and the milliseconds the front end's token
+        function took for all of them."""
         online = self.online
         blocks = [p for s in streams for p in s.pending]
         patches = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         started = time.perf_counter()
         inputs = patches if online.embed is None else online.embed(patches)
         token_ms = (time.perf_counter() - started) * 1e3 if online.embed is not None else 0.0
-        embedded = online.model.tokens(inputs)
-        return list(embedded.split(counts)), list(inputs.split(counts)), token_ms
+        return online.model.tokens(inputs), inputs, token_ms
 
     def _round(
         self,
         names,
         streams: list[_Stream],
         z: Tensor,
-        inputs: list[Tensor],
+        inputs: Tensor,
         started: float,
         embed_ms: float,
         token_ms: float,
         out: dict,
     ) -> None:
-        """One batched step of the streams that have a token in this round."""
+        """One batched step of the streams that have a token in this round: ``z`` ``(B, D)``
+        their tokens, ``inputs`` ``(B, ...)`` their model inputs, in the order of ``streams``.
+        The new batch state stays whole: each stream keeps it and its row (module rows)."""
         model = self.online.model
         step_started = time.perf_counter()
-        state = streams[0].state if len(streams) == 1 else stack_states([s.state for s in streams])
+        min_t = min(s.next_hop for s in streams)  # a stream's token count is its next hop's index
+        state = gather([s.state for s in streams], [s.row for s in streams], min_t)
         logits, state = model.step_embedded(z, state, emit_partial=True, kernel=self.kernel)
         step_ms = embed_ms + (time.perf_counter() - step_started) * 1e3
-        states = [state] if len(streams) == 1 else unstack_states(state)
         probs = probabilities(logits)
-        for row, (name, s) in enumerate(zip(names, streams)):
-            s.state = states[row]
-            out[name].append(self._hop(s, logits[row], probs[row], inputs[row], started, step_ms, token_ms))
+        values, indices = probs.sort(dim=-1, descending=True, stable=True)
+        ranked = zip(indices.tolist(), values.tolist())
+        each = zip(names, streams, logits.unbind(0), probs.unbind(0), inputs.unbind(0), ranked)
+        for row, (name, s, logit, prob, token, ranks) in enumerate(each):
+            s.state, s.row = state, row
+            out[name].append(self._hop(s, logit, prob, token, started, step_ms, token_ms, ranks))
             s.next_hop += 1
 
     def _hop(
@@ -223,11 +238,12 @@ class Engine:
         started: float,
         step_ms: float,
         token_ms: float,
+        ranked: tuple[list[int], list[float]] | None = None,
     ) -> Hop:
         online, index = self.online, s.next_hop
         warmup = index + 1 < online.window
         if warmup and self.full_window_only:
-            logits = probs = None
+            logits = probs = ranked = None
         frontend = online.frontend
         return Hop(
             index,
@@ -240,4 +256,5 @@ class Engine:
             (time.perf_counter() - started) * 1e3,
             step_ms,
             token_ms,
+            ranked,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -199,6 +200,19 @@ def text(driver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
 
 
+def listed(driver, name: str) -> str:
+    """What the stream list says of ``name`` ("" while it is not listed)."""
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, f"#stream-list button.stream[data-name='{name}']")
+    return words(found[0].text) if found else ""
+
+
+def words(shown: str) -> str:
+    """Text as read: one space between words (no-break spaces, lines that wrapped)."""
+    return " ".join(shown.replace("\xa0", " ").split())
+
+
 def open_page(driver, server) -> None:
 
     driver.get(server.url)
@@ -302,9 +316,14 @@ def test_a_stream_from_python_is_listed_and_watched(browser, server, expected, a
     with evidence(browser, artifacts, "page-watch"):
         client.start()
         item = "#stream-list button.stream[data-name='kitchen']"
-        wait(browser, 15, lambda d: d.find_elements(By.CSS_SELECTOR, item), "kitchen is not listed")
+        # its first second made one hop before the page watches: one, in the singular
+        one_hop = lambda d: re.search(r"\b1 hop$", listed(d, "kitchen"))  # noqa: E731
+        wait(browser, 15, one_hop, f"kitchen is not listed with '1 hop': {listed(browser, 'kitchen')!r}")
+        assert words(text(browser, "streams-updated")).endswith(" · 1 live stream")
         browser.find_element(By.CSS_SELECTOR, item).click()
         wait(browser, 10, lambda d: text(d, "status") == "watching kitchen", "not watching")
+        assert text(browser, "hop-count") == "1"  # the stream's own count, not the hops seen here
+        assert words(text(browser, "model")) == "5 labels · hop 0.2 s · window 6 hops · learned front end"
         client.watched.set()  # now the rest of the audio, paced
 
         wait(browser, 30, lambda d: len(timeline(d)) >= 45, "fewer than 45 hops")
@@ -320,6 +339,7 @@ def test_a_stream_from_python_is_listed_and_watched(browser, server, expected, a
         assert bright_fraction(browser) > 0.005, "the spectrogram is blank"
         summary = next(m["summary"] for m in client.messages if m["type"] == "end")
         assert f"{summary['hops']} hops" in text(browser, "summary")
+        assert text(browser, "hop-count") == str(summary["hops"]) == str(max(sent) + 1)
         assert text(browser, "status") == "kitchen ended; waiting for it to start again"
         assert not browser.find_element(By.ID, "error").is_displayed()
         assert not console_errors(browser)
@@ -331,15 +351,77 @@ def test_the_token_in_the_page_address_reaches_the_api_and_the_websocket(
 ):
     from selenium.webdriver.common.by import By
 
-    guarded = running_server(checkpoint, "--no-db", "--token", "s3cret", cwd=tmp_path)
+    guarded = running_server(checkpoint, "--no-db", "--token", "s3cret-token", cwd=tmp_path)
     with guarded as server, evidence(browser, artifacts, "page-token"):
-        browser.get(server.url + "?token=s3cret")
+        browser.get(server.url + "?token=s3cret-token")
         wait(browser, 15, labels_shown, "no labels: /health refused?")
         wait(browser, 15, lambda d: text(d, "streams-updated").startswith("updated"), "no /api/streams")
         browser.find_element(By.ID, "mic-start").click()
         wait(browser, WALL_S, lambda d: text(d, "current-label") == TONE, "no hops over /ws?token=")
         assert not browser.find_element(By.ID, "error").is_displayed()
         assert not console_errors(browser)
+
+
+LAYOUT = """
+const box = (e) => e.getBoundingClientRect();
+const shown = (e) => e.offsetParent !== null;
+const lines = (e) => {  // the rows its text takes
+  const range = document.createRange();
+  range.selectNodeContents(e);
+  return new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top))).size;
+};
+const all = (selector) => [...document.querySelectorAll(selector)].filter(shown);
+const panels = all('.panel').map(box);
+const overlaps = [];
+panels.forEach((a, i) => panels.slice(i + 1).forEach((b, j) => {
+  if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+    overlaps.push([i, i + 1 + j]);
+}));
+const texts = '#model, #status-text, #current-hop, .facts dt, .facts dd, .bar-label, .bar-value, '
+  + '.stream-name, .stream-label, .stream-meta, #streams-updated, h1, h2';
+const FIRST = ['current-label', 'hop-count', 'latency', 'bars', 'mic-start', 'stream-list'];
+return {
+  width: innerWidth, height: innerHeight, scroll_width: document.documentElement.scrollWidth,
+  overlaps,
+  clipped: all(texts).filter((e) => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+    .map((e) => e.id || e.className),
+  wrapped: all('button:not(.stream), .facts dt, .facts dd').filter((e) => lines(e) > 1)
+    .map((e) => e.textContent.trim()),
+  model_width: box(document.getElementById('model')).width,
+  below_first_screen: FIRST.filter((id) => box(document.getElementById(id)).bottom > innerHeight),
+};
+"""
+
+
+@pytest.mark.parametrize("width,height", [(800, 600), (1280, 800), (390, 844)])
+def test_the_page_is_readable_narrow_and_wide(browser, server, artifacts, width, height):
+    """Watching a stream in a laptop's small window, a desktop's and a phone's: nothing clipped,
+    overlapping or scrolling sideways, no button or number broken over two lines; from 800x600
+    up, what is heard (label, numbers, bars) and the controls are on the first screen."""
+    from selenium.webdriver.common.by import By
+
+    rate = 16_000
+    audio = np.concatenate([_sine(1.0, rate), np.zeros(4 * rate, np.float32), _sine(4.0, rate)])
+    client = PacedClient(server.ws, "porch", pcm_bytes(audio[:, None], "s16le"), rate)
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    open_page(browser, server)
+    with evidence(browser, artifacts, f"page-{width}x{height}"):
+        client.start()  # (the previous size's porch has ended: its name is free)
+        wait(browser, 15, lambda d: listed(d, "porch"), "porch is not listed")
+        browser.find_element(By.CSS_SELECTOR, "#stream-list button.stream[data-name='porch']").click()
+        wait(browser, 10, lambda d: text(d, "status") == "watching porch", "not watching")
+        client.watched.set()
+        wait(browser, 30, lambda d: len(timeline(d)) >= 30, "fewer than 30 hops")
+        layout = browser.execute_script(LAYOUT)
+        browser.save_screenshot(str(artifacts / f"page-{width}x{height}.png"))
+        client.join(60)
+    assert (layout["width"], layout["height"]) == (width, height)
+    assert layout["scroll_width"] <= width, "the page scrolls sideways"
+    assert layout["overlaps"] == [] and layout["clipped"] == [] and layout["wrapped"] == [], layout
+    assert layout["model_width"] >= min(300, width - 60), "the model line is squeezed"
+    if width >= 800:
+        assert layout["below_first_screen"] == [], layout
 
 
 class PacedClient(threading.Thread):

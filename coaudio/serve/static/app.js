@@ -5,8 +5,8 @@
 
 import { openMicrophone } from "./mic.js";
 import {
-  $, clearError, colorOf, describeModel, el, onEnd, onHop, pct, resetView, seconds, setLabels,
-  setStatus, showError, spectrogram,
+  $, clearError, colorOf, count, describeModel, el, onEnd, onHop, pct, resetView, seconds, setLabels,
+  setStatus, showError, showProgress, spectrogram,
 } from "./view.js";
 
 const REFRESH_MS = 3000;  // how often the stream list is fetched again
@@ -253,6 +253,8 @@ function watch(name) {
   const session = { kind: "watch", name };
   conn = session;
   resetView(name);
+  const entry = listed.get(name);  // until its next hop: how far the stream is (not 0: it may be old)
+  if (entry) showProgress(entry.hops || 0, entry.audio_s);
   setStatus("connecting", `connecting to ${name}…`);
   openSocket(session, { watch: name });
   showControls();
@@ -276,7 +278,8 @@ async function refreshStreams() {
   if (listError && $("error-text").textContent === listError) clearError();  // the server is back
   listError = null;
   renderStreams(streams);
-  $("streams-updated").textContent = "updated " + new Date().toLocaleTimeString();
+  const live = streams.filter((s) => s.live).length;
+  $("streams-updated").textContent = `updated ${new Date().toLocaleTimeString()} · ${count(live, "live stream")}`;
 }
 
 const listed = new Map();  // name -> the /api/streams entry of a live stream, as last drawn
@@ -338,8 +341,11 @@ function streamItem(s, live) {
   }
   const rate = s.sample_rate ? `${(s.sample_rate / 1000).toFixed(s.sample_rate % 1000 ? 1 : 0)} kHz` : "";
   const facts = own ? ["this page's microphone"] : [s.kind, s.source].filter(Boolean);
-  facts.push(rate, live ? `${seconds(s.audio_s || 0)} · ${s.hops || 0} hops` : `${s.hops || 0} hops · ${ended(s)}`);
-  button.append(head, el("span", "stream-meta", facts.filter(Boolean).join(" · ")));
+  const hops = count(s.hops || 0, "hop");
+  facts.push(rate, ...(live ? [seconds(s.audio_s || 0), hops] : [hops, ended(s)]));
+  // each fact stays on one line ("80 hops", not "80" and "hops" on two) where the panel is narrow
+  const meta = facts.filter(Boolean).map((f) => f.replaceAll(" ", "\u00a0")).join(" · ");
+  button.append(head, el("span", "stream-meta", meta));
   button.addEventListener("click", () => watch(s.name));
   item.append(button);
   return item;

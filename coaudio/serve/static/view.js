@@ -15,6 +15,8 @@ export const pct = (p) => (p == null ? "–" : (100 * p).toFixed(1) + "%");
 export const seconds = (s) => (s == null ? "–" : s < 60 ? s.toFixed(2) + " s" : clock(s));
 const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
 export const ms = (v) => (v < 10 ? v.toFixed(1) : Math.round(v)) + " ms";
+// "0 hops", "1 hop", "2 hops": every count the page shows goes through here
+export const count = (n, one, many = one + "s") => `${n} ${n === 1 ? one : many}`;
 
 export function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -47,7 +49,7 @@ export function clearError() {
 
 // ---- what is shown: labels, bars, legend, timeline, spectrogram ------------------------------
 
-const view = { labels: [], colors: new Map(), hops: 0, latencies: [] };
+const view = { labels: [], colors: new Map(), latencies: [] };
 
 export function colorOf(label) {
   if (!view.colors.has(label)) {
@@ -84,8 +86,13 @@ export function setLabels(labels) {
   }
 }
 
+// A stream's own count of hops and audio (its /api/streams entry), until its next hop says more.
+export function showProgress(hops, audioS) {
+  $("hop-count").textContent = String(hops);
+  $("audio-time").textContent = seconds(audioS);
+}
+
 export function resetView(title) {
-  view.hops = 0;
   view.latencies = [];
   $("now-stream").textContent = title ? "· " + title : "";
   const current = $("current-label");
@@ -110,7 +117,6 @@ function showBar(bar, p, top) {
 }
 
 export function onHop(hop) {
-  view.hops += 1;
   const label = hop.label;
   const current = $("current-label");
   current.textContent = label == null ? "warming up…" : label;
@@ -122,8 +128,7 @@ export function onHop(hop) {
   $("current-confidence").textContent = pct(hop.confidence);
   $("current-hop").textContent =
     `hop ${hop.hop} · ${seconds(hop.start_s)}–${seconds(hop.end_s)}` + (hop.warmup ? " · warm-up" : "");
-  $("hop-count").textContent = String(view.hops);
-  $("audio-time").textContent = seconds(hop.end_s);
+  showProgress(hop.hop + 1, hop.end_s);  // the stream's own count (hops start at 0), not what this page saw
   showBars(hop);
   addCell(hop);
   showLatency(hop.latency_ms);
@@ -165,13 +170,13 @@ function showLatency(latency) {
 
 export function onEnd(message) {
   const s = message.summary || {};
-  const parts = [`${s.hops} hops, ${seconds(s.audio_s)} of audio`];
+  const parts = [`${count(s.hops, "hop")}, ${seconds(s.audio_s)} of audio`];
   if (s.label != null) parts.push(`overall ${s.label} ${pct(s.confidence)}`);
   if (s.latency_ms) {
     const l = s.latency_ms;
     parts.push(`latency mean ${ms(l.mean)}, p95 ${ms(l.p95)}, max ${ms(l.max)}`);
   }
-  if (s.dropped) parts.push(`${s.dropped} results dropped (the page read too slowly)`);
+  if (s.dropped) parts.push(`${count(s.dropped, "result")} dropped (the page read too slowly)`);
   const summary = $("summary");
   summary.textContent = `Stream ${message.stream} ended: ${parts.join(" · ")}.`;
   summary.hidden = false;
@@ -233,9 +238,9 @@ function inferno() {  // 256 RGB triples, dark to bright, interpolated between a
 
 export function describeModel(info) {  // a "ready" message, or /health's model
   const labels = info.labels || view.labels;
-  const parts = [`${labels.length} labels`];
+  const parts = [count(labels.length, "label")];
   if (info.hop_s) parts.push(`hop ${info.hop_s} s`);
-  if (info.window) parts.push(`window ${info.window} hops`);
+  if (info.window) parts.push(`window ${count(info.window, "hop")}`);
   if (info.frontend) parts.push(`${info.frontend} front end`);
   $("model").textContent = parts.join(" · ");
 }

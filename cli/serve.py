@@ -3,6 +3,8 @@ devices), a live page, a detection history."""
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,6 +12,8 @@ import typer
 
 from coaudio_cli.console import err_console
 from coaudio_cli.errors import fail, interrupted
+
+MIN_KEEP_MB = 0.1  # a smaller file cannot hold even the schema and one batch
 
 
 def serve_cli(
@@ -35,15 +39,29 @@ def serve_cli(
     ] = None,
     db: Annotated[
         Optional[Path],
-        typer.Option(help="History database (SQLite). Default: ~/.local/share/coaudio/history.sqlite."),
+        typer.Option(
+            help="History database (SQLite), created if missing. Default: $COAUDIO_HISTORY if set, "
+            "else $XDG_DATA_HOME/coaudio/history.sqlite if XDG_DATA_HOME is set, else "
+            "~/.local/share/coaudio/history.sqlite. Read it with coaudio history.",
+            show_default=False,
+        ),
     ] = None,
     no_db: Annotated[bool, typer.Option("--no-db", help="Keep no history.")] = False,
     keep_days: Annotated[
-        Optional[float], typer.Option(min=0.0, help="History: delete hops older than this many days.")
+        Optional[float],
+        typer.Option(
+            help="History: delete hops older than this many days (more than 0; 0.5 is 12 hours), at "
+            "start and every minute. Default: keep them all.",
+            show_default=False,
+        ),
     ] = None,
     keep_mb: Annotated[
         Optional[float],
-        typer.Option(min=0.1, help="History: delete the oldest hops above this size (MiB, file + WAL)."),
+        typer.Option(
+            help=f"History: once the file and its WAL take more than this many MiB, delete the oldest "
+            f"hops down to 80% of it (at least {MIN_KEEP_MB}). Default: no limit.",
+            show_default=False,
+        ),
     ] = None,
     max_streams: Annotated[int, typer.Option(min=1, help="Live streams in all.")] = 256,
     max_per_client: Annotated[int, typer.Option(min=1, help="Live streams from one client address.")] = 16,
@@ -74,6 +92,7 @@ def serve_cli(
         )
     if db is not None and no_db:
         raise typer.BadParameter("give --db or --no-db, not both")
+    _check_retention(keep_days, keep_mb, no_db)
     try:
         check_exposure(host, token)
     except ServeError as exc:
@@ -91,10 +110,11 @@ def serve_cli(
 
     def ready(url: str) -> None:
         where = "no history" if history is None else f"history in {history.path}"
-        err.print(
-            f"coaudio serve: {url}  ({len(online.labels)} labels, {online.frontend.kind} front end; {where})",
-            highlight=False,
-        )
+        model = f"{_plural(len(online.labels), 'label')}, {online.frontend.kind} front end"
+        banner = f"coaudio serve: {url}  ({model}; {where})"
+        if token:  # the secret itself stays out of terminals and logs
+            banner += f"\n  open {url}?token=YOUR_TOKEN in a browser (the token that was set)"
+        err.print(banner, highlight=False, markup=False)  # one write: a Ctrl-C cannot cut it in two
 
     try:
         serve(online, options, history, on_ready=ready)
@@ -106,17 +126,44 @@ def serve_cli(
         interrupted("coaudio serve: stopped; every stream got its last hops")
 
 
+def _check_retention(keep_days: float | None, keep_mb: float | None, no_db: bool) -> None:
+    """A usage error for limits that make no sense: not a number, infinite, or deleting every
+    hop at once (a typo must not cost a history)."""
+    given = [
+        name for name, value in (("--keep-days", keep_days), ("--keep-mb", keep_mb)) if value is not None
+    ]
+    if given and no_db:
+        raise typer.BadParameter(
+            f"{' and '.join(given)} {'limits' if len(given) == 1 else 'limit'} the history, and --no-db "
+            "keeps none: give one or the other"
+        )
+    if keep_days is not None and not (math.isfinite(keep_days) and keep_days > 0):
+        raise typer.BadParameter(
+            f"must be a number of days more than 0, got {keep_days} "
+            "(leave --keep-days out to keep every hop)",
+            param_hint="'--keep-days'",
+        )
+    if keep_mb is not None and not (math.isfinite(keep_mb) and keep_mb >= MIN_KEEP_MB):
+        raise typer.BadParameter(
+            f"must be a number of MiB of at least {MIN_KEEP_MB}, got {keep_mb} "
+            "(leave --keep-mb out for no limit)",
+            param_hint="'--keep-mb'",
+        )
+
+
 def _history(db: Path | None, keep_days: float | None, keep_mb: float | None):
     from coaudio.serve.history import History, HistoryError, default_db_path
 
+    # absolute: the banner and the logs say where it is, whatever folder the server runs in
+    path = Path(os.path.abspath((db or default_db_path()).expanduser()))
     try:
-        return History(
-            db or default_db_path(),
-            max_age_s=None if keep_days is None else keep_days * 86_400,
-            max_mb=keep_mb,
-        )
+        return History(path, max_age_s=None if keep_days is None else keep_days * 86_400, max_mb=keep_mb)
     except HistoryError as exc:
         fail(exc)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _sources(specs: list[str]) -> list:

@@ -10,7 +10,9 @@ only a power cut can lose the last batches, never corrupt the file.
 Write failures (disk full, a read-only file, a lock held too long by another process) never reach
 the caller: the batch is dropped, counted in :meth:`History.stats`, logged once, and the writer
 goes on and writes again when the condition clears. Retention (``max_age_s``, ``max_mb``) runs in
-the writer between batches; see :mod:`coaudio.serve.history_retention`.
+the writer between batches; see :mod:`coaudio.serve.history_retention`. Opening the file brings an
+older schema up to date and closes the sessions that servers which died left open
+(:mod:`coaudio.serve.history_file`, :mod:`coaudio.serve.history_recovery`).
 """
 
 from __future__ import annotations

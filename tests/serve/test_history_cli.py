@@ -258,6 +258,16 @@ def test_reads_while_a_server_writes(tmp_path):
         writer.wait()
 
 
+def test_reading_a_copied_file_leaves_no_wal_or_shm_next_to_it(db, tmp_path):
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(db.read_bytes())  # as cp makes it: no -wal, no -shm
+    before = copy.read_bytes()
+    for args in ([], ["--streams"], ["--format", "csv", "--limit", "2"]):
+        done = _coaudio("history", copy, *args, cwd=tmp_path)
+        assert done.returncode == 0 and done.stdout, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.sqlite"] and copy.read_bytes() == before
+
+
 def test_a_reader_that_stops_early_ends_quietly(db, tmp_path):
     command = (
         f"{sys.executable} -m coaudio history {db} --format csv | head -1; echo status ${{PIPESTATUS[0]}}"

@@ -362,6 +362,26 @@ def test_the_token_in_the_page_address_reaches_the_api_and_the_websocket(
         assert not console_errors(browser)
 
 
+def test_a_pulled_source_that_is_down_is_listed_with_the_reason(browser, checkpoint, tmp_path, artifacts):
+    """A ``--source`` whose URL is refused has no stream to list: the page lists it from /health
+    as down, with ffmpeg's reason and the wait, instead of "No live streams" alone."""
+    from tests.serve.test_sources_helpers import FFMPEG, closed_port
+
+    if FFMPEG is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg)")
+    url = f"http://127.0.0.1:{closed_port()}/live"
+    env = {"COAUDIO_SOURCE_BACKOFF_S": "30"}  # one drop, then a long wait: a steady state to read
+    radio = running_server(checkpoint, "--no-db", "--source", f"radio={url}", cwd=tmp_path, env=env)
+    with radio as server, evidence(browser, artifacts, "page-source-down"):
+        browser.get(server.url)
+        wait(browser, 15, lambda d: "Connection refused" in listed(d, "radio"), "radio is not listed as down")
+        shown = listed(browser, "radio")
+        assert shown.startswith("radio down url") and url in shown and "1 drop · retry in" in shown, shown
+        assert words(text(browser, "streams-updated")).endswith(" · 0 live streams")
+        assert not console_errors(browser)
+        browser.save_screenshot(str(artifacts / "page-source-down.png"))
+
+
 LAYOUT = """
 const box = (e) => e.getBoundingClientRect();
 const shown = (e) => e.offsetParent !== null;

@@ -6,7 +6,7 @@
 import { openMicrophone } from "./mic.js";
 import {
   $, clearError, colorOf, count, describeModel, el, onEnd, onHop, pct, resetView, seconds, setLabels,
-  setStatus, showError, showProgress, spectrogram,
+  setStatus, showError, showProgress, sourceItem, spectrogram,
 } from "./view.js";
 
 const REFRESH_MS = 3000;  // how often the stream list is fetched again
@@ -265,9 +265,10 @@ function watch(name) {
 let listError = null;
 
 async function refreshStreams() {
-  let streams;
-  try {
-    streams = (await server.api("api/streams")).streams;
+  let streams, sources;
+  try {  // /health too: a pulled source that is down has no stream to list, only a state
+    const [list, health] = await Promise.all([server.api("api/streams"), server.api("health")]);
+    [streams, sources] = [list.streams, health.sources || {}];
   } catch (err) {
     $("stream-list").replaceChildren();
     $("streams-updated").textContent = "could not load the streams";
@@ -277,7 +278,7 @@ async function refreshStreams() {
   }
   if (listError && $("error-text").textContent === listError) clearError();  // the server is back
   listError = null;
-  renderStreams(streams);
+  renderStreams(streams, sources);
   const live = streams.filter((s) => s.live).length;
   $("streams-updated").textContent = `updated ${new Date().toLocaleTimeString()} · ${count(live, "live stream")}`;
 }
@@ -297,9 +298,11 @@ function updateListed(hop) {  // the shown stream's entry keeps up between refre
   showControls();
 }
 
-function renderStreams(streams) {
+function renderStreams(streams, sources) {
   const live = streams.filter((s) => s.live);
   const liveNames = new Set(live.map((s) => s.name));
+  const down = Object.entries(sources).filter(([name, s]) => s.state !== "streaming" && !liveNames.has(name));
+  for (const [name] of down) liveNames.add(name);  // not among the ended ones as well
   listed.clear();
   for (const s of live) listed.set(s.name, s);
   const ended = [];
@@ -315,6 +318,8 @@ function renderStreams(streams) {
       "No live streams. Start the microphone, or send one: coaudio serve's /ws (see the README)."));
   }
   for (const s of live) list.append(streamItem(s, true));
+  if (down.length) list.append(el("li", "group", "Pulled sources not streaming"));
+  for (const [name, s] of down) list.append(sourceItem(name, s, () => watch(name)));
   if (ended.length) list.append(el("li", "group", "Ended (from the history)"));
   for (const s of ended.slice(0, ENDED_SHOWN)) list.append(streamItem(s, false));
   if (focused) {  // a refresh must not take the keyboard focus away

@@ -182,6 +182,27 @@ export function onEnd(message) {
   summary.hidden = false;
 }
 
+// A pulled source (--source) that is not streaming, from /health: what it reads and why it is down.
+const SOURCE_STATES = { connecting: "connecting", backing_off: "down", failed: "failed", stopped: "stopped" };
+
+export function sourceItem(name, s, onClick) {
+  const item = el("li", "stream-item down");
+  const button = el("button", "stream");
+  button.type = "button";
+  button.dataset.name = name;
+  button.setAttribute("aria-label", `Watch ${name} (${SOURCE_STATES[s.state] || s.state})`);
+  const head = el("span", "stream-head");
+  head.append(el("span", "stream-name", name), el("span", "stream-state", SOURCE_STATES[s.state] || s.state));
+  const facts = [s.kind, s.source, count(s.drops, "drop")];
+  if (s.retry_in_s != null) facts.push(`retry in ${s.retry_in_s.toFixed(1)} s`);
+  const meta = facts.filter(Boolean).map((f) => f.replaceAll(" ", "\u00a0")).join(" · ");
+  button.append(head, el("span", "stream-meta", meta));
+  if (s.last_error) button.append(el("span", "stream-error", s.last_error));
+  button.addEventListener("click", onClick);
+  item.append(button);
+  return item;
+}
+
 // The spectrogram: a canvas one pixel per log-mel frame and band, new frames on the right.
 export const spectrogram = (() => {
   const canvas = $("spectrogram");

@@ -7,7 +7,8 @@ Routes::
     GET  /api/streams       live streams and past ones from the history
     GET  /api/history       ?stream=&since=&until=&limit=&format=json|csv (JSON: the newest
                             10,000 rows unless limit= says otherwise, at most 100,000; CSV: all)
-    GET  /health            {"status": "ok", ...}
+    GET  /health            {"status": "ok" | "degraded", "sources": {NAME: {"state", ...}}, ...}
+                            (always 200: see coaudio.serve.status)
     GET  /metrics           Prometheus text
 
 In front of them :class:`coaudio.serve.gate.Gate` checks Host, Origin and the token.

@@ -1,6 +1,7 @@
 """``coaudio history [DB]``: the detection history that ``coaudio serve`` records.
 
-A reader only: it never creates or changes the file, and reads while a server writes (WAL).
+A reader only: it never creates or changes the file, leaves no -wal/-shm files next to a file
+that had none, and reads while a server writes (WAL).
 Rows go to stdout as a table on a terminal and as JSON lines otherwise (or ``--format``);
 JSON lines and CSV are written as they are read, so a history of millions of rows streams.
 """

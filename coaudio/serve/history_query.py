@@ -122,7 +122,8 @@ def _row(row: tuple) -> dict:
 
 
 class HistoryReader:
-    """A read-only view of a history file: never creates, never writes (``coaudio history``)."""
+    """A read-only view of a history file (``coaudio history``): never creates it, never writes
+    it, leaves no ``-wal``/``-shm`` where there were none (see ``history_file._reader_uri``)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser()

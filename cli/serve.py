@@ -63,6 +63,22 @@ def serve_cli(
             show_default=False,
         ),
     ] = None,
+    allow_hosts: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--allow-host",
+            help="A host name requests may carry besides loopback's (e.g. a proxy's), when listening on "
+            "loopback. Repeatable.",
+        ),
+    ] = None,
+    allow_origins: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--allow-origin",
+            help="A web page origin (https://host[:port]) that may open WebSockets besides the "
+            "server's own and this machine's pages. Repeatable.",
+        ),
+    ] = None,
     max_streams: Annotated[int, typer.Option(min=1, help="Live streams in all.")] = 256,
     max_per_client: Annotated[int, typer.Option(min=1, help="Live streams from one client address.")] = 16,
     threads: Annotated[int, typer.Option(min=1, help="torch intra-op threads of the model's worker.")] = 1,
@@ -84,7 +100,7 @@ def serve_cli(
 
     from coaudio.online.model import load_online
     from coaudio.serve.protocol import Limits
-    from coaudio.serve.server import ServeError, ServeOptions, Terminated, check_exposure, serve
+    from coaudio.serve.server import ServeError, ServeOptions, Terminated, serve
 
     if engine not in ("continual", "regular", "regular-cached"):
         raise typer.BadParameter(
@@ -93,10 +109,7 @@ def serve_cli(
     if db is not None and no_db:
         raise typer.BadParameter("give --db or --no-db, not both")
     _check_retention(keep_days, keep_mb, no_db)
-    try:
-        check_exposure(host, token)
-    except ServeError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--host'") from None
+    _check_address(host, token, allow_origins or [])
     pulled = _sources(sources or [])
     torch.set_num_threads(threads)  # the worker's batches; the event loop keeps the other core
     try:
@@ -105,7 +118,16 @@ def serve_cli(
         fail(exc)
     history = None if no_db else _history(db, keep_days, keep_mb)
     limits = Limits(max_streams=max_streams, max_streams_per_client=max_per_client)
-    options = ServeOptions(host, port, token, limits, pulled, engine=engine)
+    options = ServeOptions(
+        host,
+        port,
+        token,
+        limits,
+        pulled,
+        engine=engine,
+        allowed_hosts=tuple(allow_hosts or ()),
+        allowed_origins=tuple(allow_origins or ()),
+    )
     err = err_console()
 
     def ready(url: str) -> None:
@@ -124,6 +146,27 @@ def serve_cli(
         err.print("coaudio serve: stopped (SIGTERM); every stream got its last hops", highlight=False)
     except KeyboardInterrupt:
         interrupted("coaudio serve: stopped; every stream got its last hops")
+
+
+def _check_address(host: str, token: str | None, origins: list[str]) -> None:
+    """Usage errors for the address, the token and the origins, each naming its option."""
+    from coaudio.serve.server import ServeError, check_exposure, check_host, check_token
+
+    for check, hint in ((lambda: check_host(host), "--host"), (lambda: check_token(token), "--token")):
+        try:
+            check()
+        except ServeError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"'{hint}'") from None
+    try:
+        check_exposure(host, token)
+    except ServeError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--host'") from None
+    for origin in origins:
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest.rstrip("/"):
+            raise typer.BadParameter(
+                f"give an origin as http(s)://host[:port], not {origin!r}", param_hint="'--allow-origin'"
+            )
 
 
 def _check_retention(keep_days: float | None, keep_mb: float | None, no_db: bool) -> None:

@@ -4,9 +4,11 @@ Routes::
 
     GET  /                  the live page (static HTML/JS, no build step)
     WS   /ws                a stream (or a watcher of one): see coaudio.serve.protocol
-    GET  /api/streams       live streams and past ones from the history
+    GET  /api/streams       ?stream=&limit= live streams, then the newest ended sessions from the
+                            history (default 100, at most 1000; ended_left_out: how many more)
     GET  /api/history       ?stream=&since=&until=&limit=&format=json|csv (JSON: the newest
-                            10,000 rows unless limit= says otherwise, at most 100,000; CSV: all)
+                            10,000 rows unless limit= says otherwise; a limit above 100,000 is a
+                            400; CSV: all). A bad parameter is a 400 {"error": "..."} saying why
     GET  /health            {"status": "ok" | "degraded", "sources": {NAME: {"state", ...}}, ...}
                             (always 200: see coaudio.serve.status)
     GET  /metrics           Prometheus text

@@ -67,16 +67,14 @@ def is_loopback(host: str) -> bool:
 def check_host(host: str) -> None:
     """An address or a host name; the common typos get a message that names them."""
     if not host.strip():
-        raise ServeError(
-            "--host is empty: give an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all)"
-        )
+        raise ServeError("the address is empty: give one (127.0.0.1: this machine only; 0.0.0.0: all)")
     if host != host.strip() or any(c.isspace() for c in host):
-        raise ServeError(f"--host {host!r} has spaces in it")
+        raise ServeError(f"the address {host!r} has spaces in it")
     if all(part.isdigit() for part in host.split(".")) or ":" in host:  # meant as an IP address
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise ServeError(f"--host {host} is not an IP address") from None
+            raise ServeError(f"{host} is not an IP address") from None
 
 
 MIN_TOKEN_CHARS = 8
@@ -100,7 +98,7 @@ def check_exposure(host: str, token: str | None) -> None:
     check_token(token)
     if not is_loopback(host) and not token:
         raise ServeError(
-            f"--host {host} is reachable from other machines: give a --token (or set COAUDIO_TOKEN); "
+            f"{host} is reachable from other machines: give a --token (or set COAUDIO_TOKEN); "
             "clients then send 'Authorization: Bearer TOKEN' (or ?token=TOKEN)"
         )
 

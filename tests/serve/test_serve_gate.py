@@ -93,11 +93,13 @@ def test_a_missing_token_is_refused_with_a_reason(online):
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (("--host", ""), "--host is empty"),
-        (("--host", "999.1.1.1", "--token", "long-enough-token"), "999.1.1.1 is not an IP address"),
-        (("--host", "0.0.0.0", "--token", "   "), "only spaces"),
-        (("--host", "0.0.0.0", "--token", "short"), "at least 8"),
-        (("--host", "0.0.0.0", "--token", "has space inside"), "spaces"),
+        (("--host", ""), "'--host': the address is empty"),
+        (("--host", "999.1.1.1", "--token", "long-enough-token"), "'--host': 999.1.1.1 is not an IP address"),
+        (("--host", "0.0.0.0", "--token", "   "), "'--token': the token is empty or only spaces"),
+        (("--host", "0.0.0.0", "--token", "short"), "'--token': the token is 5 characters long"),
+        (("--host", "0.0.0.0", "--token", "has space inside"), "'--token': the token has spaces"),
+        (("--host", "0.0.0.0"), "'--host': 0.0.0.0 is reachable from other machines"),
+        (("--allow-origin", "evil.example"), "'--allow-origin': give an origin as http(s)://host[:port]"),
     ],
 )
 def test_odd_hosts_and_tokens_are_named(tmp_path, args, says):

@@ -96,7 +96,7 @@ def test_a_message_past_the_websocket_layer_limit_closes_with_1009(server):
 
     async def scenario():
         async with websockets.connect(ws_url(server.url), max_size=None) as ws:
-            await ws.send(json.dumps(GOOD))
+            await ws.send(json.dumps(dict(GOOD, name="huge")))
             await ws.recv()  # ready
             await ws.send(b"\x00" * (2 * LIMITS.max_message_bytes + 2))
             with pytest.raises(websockets.ConnectionClosed):

@@ -57,7 +57,7 @@ def summary_table(document: dict) -> Table:
         f"{settings['max_p95_ms']:g} ms and real time) ({_cpu_name()})"
     )
     columns = ["engine", "max streams", "p50 ms", "p95 ms", "max ms", "server p95 ms", "hops/s"]
-    columns += ["server CPU (loop + worker)", "trials", "search"]
+    columns += ["server CPU cores (loop + worker), per hop", "trials", "search"]
     for column in columns:
         table.add_column(column, justify="right")
     for engine, result in document["engines"].items():
@@ -112,6 +112,7 @@ def notes(document: dict) -> list[str]:
     probes = ", ".join(f"{k} {v:.2f}" for k, v in document["probe_ms_per_hop"].items())
     lines.append(f"machine speed (engine ms per hop in batches of 16 on the server core): {probes}")
     lines.append(f"pinning: {document['pinning']['why']}")
+    lines.append(_priority(document.get("priority") or {}))
     deflate = "offered (as browsers do)" if document["settings"]["compression"] else "not offered"
     lines.append(f"WebSocket compression (permessage-deflate): {deflate}")
     lines.append(
@@ -119,6 +120,17 @@ def notes(document: dict) -> list[str]:
         f"{document['settings']['warmup_s']:.1f} s, measured {document['settings']['trial_s']:g} s per trial"
     )
     return lines
+
+
+def _priority(priority: dict) -> str:
+    """What the pinned server and load generator asked for and got (nice values)."""
+    asked = priority.get("asked")
+    if asked is None:
+        return "priority: as started (not pinned)"
+    got = f"server {priority.get('server')}, clients {priority.get('clients')}"
+    if priority.get("server") == priority.get("clients") == asked:
+        return f"priority: server and clients at nice {asked}: other processes cannot take their cores"
+    return f"priority: nice {asked} asked, got {got} (no privilege?): other processes share the cores"
 
 
 def _ms(value) -> str:
@@ -132,9 +144,11 @@ def _cores(value) -> str:
 def _cpu(trial: dict) -> str:
     if "server_cores" not in trial:
         return "-"
-    return (
-        f"{trial['server_cores']:.2f} ({trial['server_loop_cores']:.2f} + {trial['server_worker_cores']:.2f})"
-    )
+    loop, worker = trial["server_loop_cores"], trial["server_worker_cores"]
+    cores = f"{trial['server_cores']:.2f} ({loop:.2f} + {worker:.2f})"
+    if trial.get("hops_per_s"):  # CPU per hop: what a faster server changes, whatever the load
+        cores += f", {1e3 * trial['server_cores'] / trial['hops_per_s']:.2f} ms/hop"
+    return cores
 
 
 def _search(result: dict) -> str:

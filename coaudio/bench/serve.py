@@ -8,12 +8,9 @@ Three processes per trial, all on loopback::
               N WebSocket clients, real-time paced             <---- /ws ---->
               (core 1; see coaudio.bench.serve_load)
 
-**Pinning.** With two or more usable cores the server gets the first one and the load
-generator the others (``os.sched_setaffinity``, inherited by every thread). The clients cost
-CPU too (a JSON decode per result, a frame per chunk); pinned apart they cannot take it from
-the server, so the answer is "streams per server core", and it does not depend on how hard the
-generator works. The server's two busy threads (uvicorn's event loop, the hub's worker on one
-torch thread) share its core. With one usable core nothing is pinned (and the result says so).
+**Where they run** (:mod:`coaudio.bench.serve_procs`): with two or more usable cores the
+server gets the first one, the load generator the others, both at the highest priority the
+machine allows, so the answer is "streams per server core" even while other processes run.
 
 **A trial** at N streams: N clients connect and declare 16 kHz mono s16le, then start at
 staggered moments over ``ramp_s`` (at evenly spread phases of a chunk) and each sends
@@ -36,29 +33,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from coaudio.bench.serve_load import LoadPlan
+from coaudio.bench.serve_procs import SAMPLE_RATE, ServerProcess, engine_probe, pinning, priority_of
 from coaudio.online.session import p95
 
-URL_LINE = re.compile(r"coaudio serve: (http://\S+/)")
-# python -c PIN CORES PROGRAM ARGS...: pins itself, then becomes PROGRAM (its threads inherit the pin)
-PIN = (
-    "import os, sys; os.sched_setaffinity(0, map(int, sys.argv[1].split(','))); "
-    "os.execv(sys.argv[2], sys.argv[2:])"
-)
 CLIP_S = 8.0  # each synthetic clip; streams loop them
-SAMPLE_RATE = 16_000  # of the clips, as the clients declare it
 
 
 @dataclass(frozen=True)
@@ -71,28 +58,6 @@ class TrialSettings:
     max_drift_ms: float = 100.0  # growth of a stream's lag over the window
     abort_lag_s: float = 3.0  # stop a trial once any stream's results are this late
     compression: bool = True  # clients offer permessage-deflate, as browsers do
-
-
-@dataclass(frozen=True)
-class Pinning:
-    server: list[int] | None
-    clients: list[int] | None
-    why: str
-
-
-def pinning(enabled: bool = True) -> Pinning:
-    """Server on the first usable core, the load generator on the others (module docstring)."""
-    cores = sorted(os.sched_getaffinity(0))
-    if not enabled:
-        return Pinning(None, None, "not pinned (--no-pin): server and clients share every core")
-    if len(cores) < 2:
-        return Pinning(None, None, "one usable core: server and clients share it")
-    return Pinning(
-        [cores[0]],
-        cores[1:],
-        f"server on core {cores[0]}, clients on {','.join(map(str, cores[1:]))}: the load generator "
-        "cannot take CPU from the server, so the result is streams per server core",
-    )
 
 
 def make_checkpoint(folder: Path, window: int = 120, blocks: int = 1) -> Path:
@@ -120,60 +85,6 @@ def write_clips(folder: Path, seconds: float = CLIP_S) -> list[Path]:
         path.write_bytes((np.clip(audio, -1, 1 - 1 / 32768) * 32768).round().astype("<i2").tobytes())
         paths.append(path)
     return paths
-
-
-class ServerProcess:
-    """A real ``coaudio serve`` (no history, limits raised to ``cap``), pinned if asked."""
-
-    def __init__(self, checkpoint: Path, engine: str, cap: int, cores: list[int] | None) -> None:
-        command = [sys.executable, "-m", "coaudio", "serve", str(checkpoint), "--port", "0", "--no-db"]
-        command += ["--max-streams", str(cap), "--max-per-client", str(cap), "--threads", "1"]
-        command += ["--engine", engine]
-        if cores:
-            command = [sys.executable, "-c", PIN, ",".join(map(str, cores)), *command]
-        self.proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        self.lines: list[str] = []
-        found = threading.Event()
-        threading.Thread(target=self._read, args=(found,), daemon=True).start()
-        deadline = time.monotonic() + 120
-        while not found.wait(0.1):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"coaudio serve did not start: {''.join(self.lines)[-2000:]}")
-        self.url = URL_LINE.search("".join(self.lines)).group(1)
-
-    def _read(self, found: threading.Event) -> None:
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if URL_LINE.search(line):
-                found.set()
-
-    @property
-    def ws(self) -> str:
-        return "ws" + self.url[len("http") :] + "ws"
-
-    def live_streams(self) -> int:
-        with urllib.request.urlopen(self.url + "health", timeout=10) as response:
-            return json.loads(response.read())["streams"]
-
-    def wait_idle(self, timeout: float = 120.0) -> bool:
-        """Until the last trial's streams are gone (a server that fell behind classifies their
-        queued audio first); False if they are not gone within ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while self.live_streams():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.2)
-        return True
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def summarize(raw: dict, settings: TrialSettings) -> dict:
@@ -304,10 +215,11 @@ def run(
         clips = [str(p) for p in write_clips(folder)]
         results = {}
         probes = {}
+        priorities: dict = {"asked": pinned.nice}  # what the processes got (nice), for the notes
         for i, engine in enumerate(engines):
-            probes[f"before {engine}"] = engine_probe(online, pinned.server)
+            probes[f"before {engine}"] = engine_probe(online, pinned.server, pinned.nice)
             share = (deadline - time.monotonic()) / (len(engines) - i)
-            servers = [ServerProcess(checkpoint, engine, cap, pinned.server)]
+            servers = [ServerProcess(checkpoint, engine, cap, pinned.server, pinned.nice)]
             counter = iter(range(1_000_000))
 
             def measure(n: int, engine=engine, servers=servers, counter=counter) -> dict:
@@ -317,12 +229,14 @@ def run(
                     server.ws, n, clips, frontend.hop_end_s(0), frontend.hop_s, settings.chunk_s,
                     SAMPLE_RATE, settings.ramp_s, warmup_s, settings.trial_s,
                     settings.abort_lag_s, server.proc.pid, pinned.clients, f"t{next(counter)}",
-                    settings.compression,
+                    settings.compression, pinned.nice,
                 )  # fmt: skip
-                trial = summarize(_load(plan), settings)
+                raw = _load(plan)
+                trial = summarize(raw, settings)
+                priorities.update(server=priority_of(server.proc.pid), clients=raw.get("nice"))
                 if not server.wait_idle():  # still busy with this trial: the next gets a fresh one
                     server.stop()
-                    servers.append(ServerProcess(checkpoint, engine, cap, pinned.server))
+                    servers.append(ServerProcess(checkpoint, engine, cap, pinned.server, pinned.nice))
                 progress(f"{engine}: {n} streams {'OK' if trial['ok'] else 'not OK: ' + trial['reason']}")
                 return trial
 
@@ -338,8 +252,9 @@ def run(
         },
         "settings": dict(asdict(settings), warmup_s=warmup_s),
         "pinning": asdict(pinned),
+        "priority": priorities,
         "load_average": {"before": load_before, "after": os.getloadavg()},
-        "probe_ms_per_hop": dict(probes, end=engine_probe(online, pinned.server)),
+        "probe_ms_per_hop": dict(probes, end=engine_probe(online, pinned.server, pinned.nice)),
         "engines": results,
     }
     if "continual" in results:
@@ -349,37 +264,6 @@ def run(
                     results["continual"]["max_streams"] / results[other]["max_streams"]
                 )
     return document
-
-
-def engine_probe(online, cores: list[int] | None, streams: int = 16, rounds: int = 16) -> float:
-    """How fast this machine is now: milliseconds per hop of :class:`~coaudio.online.engine.Engine`
-    in batches of ``streams`` (0.25 s of noise each), in this process on the server's core and
-    one torch thread. Runs of the benchmark are comparable only as far as their probes agree
-    (the same code measured 0.63 and 1.05 ms on this VM within an hour)."""
-    import numpy as np
-    import torch
-
-    from coaudio.online.engine import Engine
-    from coaudio.threads import torch_threads
-
-    affinity = os.sched_getaffinity(0)
-    engine = Engine(online)
-    block = (0.1 * np.random.default_rng(0).standard_normal(4_000)).astype(np.float32)
-    for s in range(streams):
-        engine.open(s, SAMPLE_RATE)
-    times = []
-    try:
-        if cores:
-            os.sched_setaffinity(0, cores)
-        with torch_threads(1), torch.inference_mode():
-            for r in range(4 + rounds):  # the first 4 complete the first patch
-                began = time.perf_counter()
-                hops = sum(len(h) for h in engine.push_many({s: block for s in range(streams)}).values())
-                if r >= 4:
-                    times.append((time.perf_counter() - began) * 1e3 / max(hops, 1))
-    finally:
-        os.sched_setaffinity(0, affinity)
-    return sorted(times)[len(times) // 2]
 
 
 def _load(plan: LoadPlan) -> dict:

@@ -32,6 +32,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from coaudio.bench.serve_procs import raise_priority
+
 GOLDEN = (5**0.5 - 1) / 2  # i * GOLDEN mod 1: evenly spread for any count
 CONNECT_AT_ONCE = 32  # connections opened concurrently while setting up
 END_WAIT_S = 30.0  # after the last chunk: the longest wait for the last hops and the summary
@@ -55,6 +57,7 @@ class LoadPlan:
     cores: list[int] | None = None  # CPU affinity of this process
     prefix: str = "bench"
     compression: bool = True  # offer permessage-deflate, as browsers do (the server accepts it)
+    nice: int | None = None  # the priority this process asks for (coaudio.bench.serve_procs)
 
     @property
     def total_s(self) -> float:
@@ -323,7 +326,8 @@ def main() -> None:
     plan = LoadPlan(**json.loads(sys.stdin.read()))
     if plan.cores:
         os.sched_setaffinity(0, plan.cores)
-    result = asyncio.run(run(plan))
+    nice = raise_priority(plan.nice)
+    result = dict(asyncio.run(run(plan)), nice=nice)
     sys.stdout.write(json.dumps(result))
 
 

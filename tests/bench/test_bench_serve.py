@@ -158,4 +158,6 @@ def test_bench_serve_command_on_tiny_sizes(tmp_path):
         out.print(table)
     text = out.file.getvalue() + "\n".join(notes(document))
     assert "max streams" in text and "continual / regular: 1.0x" in text and "pinning" in text
+    assert "priority: " in text and document["priority"]["asked"] in (None, -20)
+    assert "ms/hop" in text  # the server's CPU per hop, next to its cores
     assert set(document["probe_ms_per_hop"]) == {"before continual", "before regular", "end"}

@@ -27,6 +27,18 @@ def interrupted(message: str = "") -> NoReturn:
     raise typer.Exit(INTERRUPTED)
 
 
+def forget_python_interrupt_mark() -> None:
+    """Call just before exiting with a status of our own choosing (130 after a Ctrl-C).
+
+    CPython marks the process as killed by Ctrl-C whenever a KeyboardInterrupt leaves code that
+    exec()/eval() ran from a string, even if an outer frame then handles it; dataclasses,
+    namedtuple and typing generate code that way, so a Ctrl-C that lands while a module is
+    imported often does. A ``python -m coaudio`` process so marked kills itself with SIGINT
+    once the interpreter has finished: "interrupted", then a death by signal instead of 130.
+    CPython clears the mark before it runs any string, so running an empty one clears it."""
+    exec("")
+
+
 def interruption_reported() -> bool:
     """Whether the command said itself what an interruption left (else the entry point does)."""
     return _REPORTED["interrupt"]

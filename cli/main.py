@@ -35,7 +35,7 @@ from coaudio_cli import (
     stream,
     train,
 )
-from coaudio_cli.errors import INTERRUPTED, interruption_reported
+from coaudio_cli.errors import INTERRUPTED, forget_python_interrupt_mark, interruption_reported
 
 log = logging.getLogger("coaudio_cli")
 
@@ -204,6 +204,9 @@ def main() -> None:
     except KeyboardInterrupt:  # a Ctrl-C that arrived after run() had already handled one
         sys.stderr.write("interrupted\n")
         status = INTERRUPTED
-    if status == INTERRUPTED:  # ending on a Ctrl-C: a late one must not turn exit 130 into a signal death
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The command is over and its status decided. A Ctrl-C from now on could only replace it with a
+    # traceback from an exit handler, or with a death by SIGINT: Python gives SIGINT its default
+    # action back while it shuts down, which takes a few hundred ms once torch is loaded.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forget_python_interrupt_mark()  # nor may a KeyboardInterrupt that was handled long ago
     sys.exit(status)

@@ -10,6 +10,10 @@ try:
     from coaudio_cli.main import main
 except KeyboardInterrupt:  # Ctrl-C while the command line is still loading
     sys.stderr.write("interrupted\n")
+    # Imports run code that Python generates from strings (dataclasses): a KeyboardInterrupt that
+    # left such code marks the process for death by SIGINT at exit; running a string clears the
+    # mark (coaudio_cli.errors.forget_python_interrupt_mark, not importable here: its import was cut).
+    exec("")
     sys.exit(130)
 except ImportError as exc:
     sys.stderr.write(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -165,7 +166,6 @@ def test_resume_says_what_it_found_and_names_changed_settings(project):
 
 
 def test_results_are_readable_by_others_and_stale_curves_go(project):
-    import os
     import stat
 
     run = project / "runs" / "a"
@@ -190,8 +190,6 @@ def test_results_are_readable_by_others_and_stale_curves_go(project):
 @pytest.mark.parametrize("delay", [0.3, 1.0])
 def test_ctrl_c_while_workers_start_shows_no_traceback(project, tmp_path, delay):
     """A terminal's Ctrl-C reaches the whole process group, workers included."""
-    import os
-
     job = subprocess.Popen(
         [sys.executable, "-m", "coaudio", "features", "data", "--cache", str(tmp_path / "c"), "--jobs", "2"],
         cwd=project,
@@ -205,6 +203,69 @@ def test_ctrl_c_while_workers_start_shows_no_traceback(project, tmp_path, delay)
     _, err = job.communicate(timeout=120)
     assert "Traceback" not in err, err
     assert job.returncode in (0, 130), err  # 0: it had already finished
+
+
+# `python -m ctrl_c_at MOMENT ARGS`: `python -m coaudio ARGS` with a real Ctrl-C that lands at
+# MOMENT: "loading" or "command": as the first code that Python generates from a string (a
+# dataclass's __init__, a namedtuple) starts to run while the command line loads, or in the
+# command; "shutdown": after the command, once Python has given SIGINT its default action back
+# while it tears down its modules. A trace function and a finalizer are only the clock here: the
+# signal, the handlers and the exit are the real ones.
+_CTRL_C_AT = """
+import os, runpy, signal, sys
+
+def ctrl_c_in_generated_code(frame, event, arg):
+    if frame.f_code.co_filename == "<string>":
+        sys.settrace(None)
+        os.kill(os.getpid(), signal.SIGINT)  # raised here, inside that code
+
+class CtrlCAtShutdown:
+    def __del__(self, kill=os.kill, pid=os.getpid(), sigint=signal.SIGINT):
+        kill(pid, sigint)
+
+moment = sys.argv.pop(1)
+import coaudio  # (a Ctrl-C in the package's own import is Python's to report, not ours)
+if moment == "command":
+    import coaudio_cli.main
+if moment == "shutdown":
+    sys.modules["coaudio"].ctrl_c_at_shutdown = CtrlCAtShutdown()  # freed with the modules
+else:
+    sys.settrace(ctrl_c_in_generated_code)
+runpy.run_module("coaudio", run_name="__main__", alter_sys=True)
+"""
+
+
+def _coaudio_with_ctrl_c_at(moment: str, *args, cwd, folder):
+    (folder / "ctrl_c_at.py").write_text(_CTRL_C_AT)
+    return subprocess.run(
+        [sys.executable, "-m", "ctrl_c_at", moment, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(folder)},
+    )
+
+
+@pytest.mark.parametrize("moment", ["loading", "command"])
+def test_ctrl_c_inside_generated_code_exits_130(project, tmp_path, moment):
+    """CPython marks the process as killed by Ctrl-C whenever a KeyboardInterrupt leaves code
+    that exec()/eval() ran from a string, even when an outer frame handles it, and a
+    ``python -m`` process so marked kills itself with SIGINT on the way out: "interrupted",
+    then exit -2 instead of 130 (the flake of the test above)."""
+    args = ["train", "folder", "data", "--out", tmp_path / "run", *BASE]
+    done = _coaudio_with_ctrl_c_at(moment, *args, cwd=project, folder=tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.startswith("interrupted")
+
+
+def test_ctrl_c_while_python_shuts_down_keeps_the_exit_status(project, tmp_path):
+    """A Ctrl-C just after the command finished (Python gives SIGINT its default action back
+    for the last few hundred ms of its shutdown) killed the process: exit -2 instead of 0."""
+    args = ["train", "folder", "data", "--out", "runs/a", "--resume", "--jobs", 1]  # nothing to do
+    done = _coaudio_with_ctrl_c_at("shutdown", *args, cwd=project, folder=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "already finished 1 epoch(s)" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_evaluate_stream_and_classify_report_the_same_hop_times(project):

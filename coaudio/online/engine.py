@@ -169,8 +169,11 @@ class Engine:
             total, offsets = sum(counts), list(itertools.accumulate(counts, initial=0))
             for r in range(max(counts)):
                 rows = [i for i, count in enumerate(counts) if r < count]
+                # streams that hold one batch state side by side, in its row order: gathering
+                # takes one slice or index_select per batch state, not one per stream (rows)
+                rows.sort(key=lambda i: (id(streams[i].state), streams[i].row))
                 z, model_inputs = tokens, inputs
-                if len(rows) != total:  # not one token per stream: this round's rows
+                if rows != list(range(total)):  # not every token, in order: this round's
                     index = torch.tensor([offsets[i] + r for i in rows])
                     z, model_inputs = tokens.index_select(0, index), inputs.index_select(0, index)
                 self._round(

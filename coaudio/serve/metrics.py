@@ -65,16 +65,24 @@ class ServerMetrics:
 
     def hops(self, count: int, latency_ms: float, block, sample_rate: int) -> None:
         """``count`` hops of one stream made from one block (None: no new audio)."""
-        if block is not None:
-            self.audio_total.inc(len(block) / sample_rate)
-        if not count:
+        self.hops_many([(count, latency_ms, 0.0 if block is None else len(block) / sample_rate)])
+
+    def hops_many(self, tallies: list[tuple[int, float, float]]) -> None:
+        """A round's hops, per stream ``(hops, latency ms, seconds of audio)``: one update of
+        each counter and one lock for the whole round (the hub's worker calls it per round)."""
+        audio_s = sum(t[2] for t in tallies)
+        if audio_s:
+            self.audio_total.inc(audio_s)
+        hops = sum(t[0] for t in tallies)
+        if not hops:
             return
-        self.hops_total.inc(count)
-        for _ in range(count):
-            self.latency.observe(latency_ms)
+        self.hops_total.inc(hops)
+        for count, latency_ms, _ in tallies:
+            for _ in range(count):
+                self.latency.observe(latency_ms)
         now = time.monotonic()
         with self._lock:
-            self._recent.append((now, count, latency_ms))
+            self._recent.extend((now, count, latency_ms) for count, latency_ms, _ in tallies if count)
             self._forget(now)
 
     def recent(self) -> dict:

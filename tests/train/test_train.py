@@ -161,6 +161,12 @@ def test_bad_inputs(dataset, tmp_path):
     assert done.returncode != 0 and "unknown key" in " ".join(done.stderr.replace("│", " ").split())
 
 
+def _rank_logs(folder) -> str:
+    """What each rank wrote to stderr (torchrun --redirects): when a launch fails, torchrun's
+    own summary only names the rank and its exit code, and a traceback scrolls out of view."""
+    return "".join(f"--- {log}:\n{log.read_text()[-3000:]}\n" for log in sorted(folder.rglob("stderr.log")))
+
+
 def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
     """DDP (gloo, 2 CPU processes) stays in sync and equals a single process on the same
     global batch, up to float rounding of the gradient all-reduce. Dropout is off: each rank
@@ -176,6 +182,10 @@ def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
             "torch.distributed.run",
             "--standalone",
             "--nproc_per_node=2",
+            "--log-dir",  # each rank's stderr in a file of its own, shown if the launch fails
+            str(tmp_path / "logs"),
+            "--redirects",
+            "2",
             "-m",
             "coaudio",
             "train",
@@ -189,7 +199,7 @@ def test_two_processes_under_torchrun_match_one_process(dataset, tmp_path):
         text=True,
         timeout=600,
     )
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.returncode == 0, _rank_logs(tmp_path / "logs") + ddp.stderr[-3000:]
     report = json.loads((tmp_path / "two" / "distributed.json").read_text())
     assert report == {"world_size": 2, "max_parameter_spread": 0.0}
     a, b = _model_tensors(tmp_path / "one"), _model_tensors(tmp_path / "two")

@@ -75,22 +75,26 @@ def test_dominant_key_leaving_window_triggers_exact_recompute(kernel):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_step_100000_with_logits_around_100(kernel):
+def test_a_long_stream_with_logits_around_100_does_not_drift(kernel):
+    """20,000 steps: 2,500 wraps of the window's ring buffers, 20 passes over the cycled input.
+    Measured over 100,000 steps the error stayed flat (5e-7 to 1e-6 in every block of 10,000,
+    for both kernels), so drift would have to grow; a bound 10x tighter than the short tests'
+    catches, within these 20,000 steps, any drift that would cross 1e-4 by step 100,000."""
     n, d = 8, 16
     encoder = make_encoder(2, n, d, 2, 24, dtype=torch.float32)
     reference = _double_copy(encoder)
-    total = 100_000
+    total = 20_000
     gen = torch.Generator().manual_seed(1)
-    base = torch.randn(1, 997, d, generator=gen) * 10.0  # cycled: the stream is 100k tokens
+    base = torch.randn(1, 997, d, generator=gen) * 10.0  # cycled: a 997-token period
     state = encoder.init_state(1)
     worst = 0.0
     with torch.inference_mode():
         assert _max_logit(encoder, base[:, :n]) > 100
         for t in range(total):
             y, state = encoder.step(base[:, t % 997], state, kernel=kernel)
-            if t >= total - 3 * n or (y is not None and t % 5000 == 0):
+            if t >= total - 3 * n or (y is not None and t % 1000 == 0):
                 idx = [(i % 997) for i in range(t - n + 1, t + 1)]
                 expected = reference(base[:, idx].double(), start=t - n + 1)
                 worst = max(worst, (y.double() - expected).abs().max().item())
     assert int(state.t) == total
-    assert worst < 1e-4
+    assert worst < 1e-5

@@ -56,8 +56,7 @@ def _coaudio(*args, cwd=None):
 
 
 @pytest.mark.parametrize(
-    "name,kind",
-    [("genres.csv", "csv"), ("genres.jsonl", "jsonl"), ("genres.ndjson", "jsonl"), ("genres.txt", "table")],
+    "name,kind", [("genres.csv", "csv"), ("genres.jsonl", "jsonl"), ("genres.txt", "table")]
 )
 def test_the_output_format_follows_the_file_extension(model_and_audio, tmp_path, name, kind):
     root = model_and_audio
@@ -81,6 +80,16 @@ def test_the_output_format_follows_the_file_extension(model_and_audio, tmp_path,
         assert [json.loads(line)["status"] for line in text.splitlines()] == ["ok", "ok"]
     else:
         assert "clip0.wav" in text and "┃" in text
+
+
+def test_other_spellings_of_an_extension_and_an_explicit_format(model_and_audio, tmp_path):
+    """.ndjson is JSON lines too (the writer is the one run above for .jsonl); --format wins
+    over any extension."""
+    from coaudio_cli.classify import Format, output_format
+
+    assert output_format(None, tmp_path / "genres.ndjson", terminal=False) == Format.jsonl
+    assert output_format(None, tmp_path / "GENRES.CSV", terminal=True) == Format.csv
+    root = model_and_audio
     explicit = _coaudio(
         "classify",
         root / "model.safetensors",

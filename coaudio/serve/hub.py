@@ -67,6 +67,7 @@ class _Live:
     queued_samples: int = 0
     first_arrival: float | None = None  # perf_counter of the oldest queued block
     ending: bool = False
+    end_reason: str = "client ended"  # for the summary: or "server stopping", "source dropped: ..."
     opened: bool = False  # in the engine
     session: int | None = None  # the history's id of this stream
     hops: int = 0
@@ -121,7 +122,8 @@ class Hub:
         """End every stream (their clients get their last hops and summaries), then stop."""
         with self._lock:
             for live in self._live.values():
-                live.ending = True
+                if not live.ending:
+                    live.ending, live.end_reason = True, "server stopping"
             self._stopping = self._dirty = True
             self._lock.notify()
         self._thread.join(timeout)
@@ -165,10 +167,13 @@ class Hub:
             live = self._live.get(stream)
             return 0.0 if live is None else live.queued_samples / live.spec.sample_rate
 
-    def end(self, stream: int) -> None:
-        """No more audio: the worker flushes the stream, sends its summary, forgets it."""
+    def end(self, stream: int, reason: str = "client ended") -> None:
+        """No more audio: the worker flushes the stream, sends its summary (with ``reason``),
+        forgets it."""
         with self._lock:
             live = self._live.get(stream)
+            if live is not None and not live.ending:
+                live.end_reason = reason
             if live is not None:
                 live.ending = self._dirty = True
                 self._lock.notify()
@@ -343,6 +348,7 @@ class Hub:
             "stream": live.spec.name,
             "hops": live.hops,
             "audio_s": round(live.audio_s, 4),
+            "reason": live.end_reason,
             "label": None,
             "confidence": None,
             "top": [],

@@ -154,13 +154,13 @@ class HubSession:
             return True
         return False
 
-    def end(self, wait: bool) -> None:
+    def end(self, wait: bool, reason: str = "source ended") -> None:
         """End the stream (the hub flushes it and sends its summary); with ``wait``, return
         once the hub has sent its end, so that watchers get it before the drop and the name
         is free for the next session."""
         if self.stream is None:
             return
-        self.hub.end(self.stream)
+        self.hub.end(self.stream, reason)
         deadline = time.monotonic() + END_WAIT_S
         while wait and not self.sink.ended.wait(POLL_S) and time.monotonic() < deadline:
             if self.stop.is_set():
@@ -242,7 +242,8 @@ class PulledSource:
             reason = self._attempt()
             session, stopping = self._session, self._stop.is_set()
             if session is not None:
-                session.end(wait=not stopping)
+                why = "server stopping" if stopping else f"source dropped: {reason}"
+                session.end(wait=not stopping, reason=why)
             if stopping:
                 return
             delay = self.backoff.next(session.ran_s if session is not None else 0.0)

@@ -39,7 +39,6 @@ class QueueSink:
         self.queue: asyncio.Queue[dict] = asyncio.Queue(size)
         self.dropped = 0
         self.closed = False
-        self.reason = "client ended"  # why the stream ended, for its summary
         self.seen_end = asyncio.Event()  # the sender sent an end or error message
 
     def deliver(self, messages: list[dict]) -> None:  # on the hub's thread
@@ -68,7 +67,7 @@ class QueueSink:
             self.queue.get_nowait()
             self._drop()
         if message["type"] == "end":
-            summary = dict(message["summary"], dropped=self.dropped, reason=self.reason)
+            summary = dict(message["summary"], dropped=self.dropped)
             message = dict(message, summary=summary)
         return message
 
@@ -147,13 +146,13 @@ async def _run_stream(
         await _refuse(websocket, str(exc))
         return
     except Stopping:  # as if the client had sent {"end": true}
-        ended, code, sink.reason = True, GOING_AWAY, STOPPING_REASON
+        ended, code = True, GOING_AWAY
     if not ended:  # the client went away: nobody to send the rest to
         sink.closed = True
         hub.end(stream)
         sender.cancel()
         return
-    hub.end(stream)
+    hub.end(stream, STOPPING_REASON if code == GOING_AWAY else "client ended")
     try:
         await asyncio.wait_for(sender, END_TIMEOUT_S)
         await websocket.close(code, STOPPING_REASON if code == GOING_AWAY else None)

@@ -128,6 +128,7 @@ def test_stopping_flushes_every_stream_and_tells_why(checkpoint, tmp_path, sig, 
         assert [h["label"] for h in received] == [h["label"] for h in reference]
         assert probs_of(received).sub(probs_of(reference)).abs().max() <= 1e-5
     assert watched["messages"][-1]["type"] == "end" and watched["close"] == (1001, "server stopping")
+    assert watched["messages"][-1]["summary"]["reason"] == "server stopping"
     assert hops(watched["messages"])[-1] == hops(results[0]["messages"])[-1]
     assert silent["messages"] == [{"type": "error", "error": "the server is stopping"}]
     with sqlite3.connect(db) as conn:  # the history holds every hop the clients got

@@ -68,6 +68,7 @@ def test_concurrent_clients_equal_one_coaudio_stream_each(server, checkpoint, tm
         end = messages[-1]
         assert end["type"] == "end" and end["end"] is True
         assert end["summary"]["hops"] == len(got) and end["summary"]["dropped"] == 0
+        assert end["summary"]["reason"] == "client ended"
         assert end["summary"]["audio_s"] == pytest.approx(STREAMS[i][3], abs=1e-3)
 
 

@@ -117,6 +117,8 @@ def test_a_cut_connection_is_a_drop_and_the_source_reconnects(audio, checkpoint,
     assert order[:3] == ["end", "drop", "end"]  # the session's summary, then why it ended
     drop = next(m for m in messages if m["type"] == "drop")
     assert drop["stream"] == "cut" and "Input/output error" in drop["reason"], drop
+    end = next(m for m in messages if m["type"] == "end")
+    assert end["summary"]["reason"] == f"source dropped: {drop['reason']}"
     assert 0.8 * BACKOFF_S <= drop["retry_in_s"] <= BACKOFF_S  # the first wait, with jitter
     first, second = sessions(messages)[:2]
     assert 0 < len(first) < len(second) == 21  # half the file, then the whole file

@@ -1,32 +1,45 @@
-"""`coaudio bench frontend --quick` on tiny sizes: the record's keys and both tables (no timing
-is asserted: the numbers depend on the machine and its load)."""
+"""`coaudio bench frontend --quick` on tiny sizes, as a real process: the record's keys and
+both tables (no timing is asserted: the numbers depend on the machine and its load)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 
-@pytest.fixture(scope="module")
-def record() -> dict:
-    """One quick run, in process: 2 clips, 1 round, 1 and 3 streams."""
-    import contextlib
-    import io
+def test_quick_run_records_both_recipes_and_batched_hops_and_the_tables_show_them():
+    """One real process (2 clips, 1 round, 1 and 3 streams; its 2-core figure from two spawned
+    worker processes): JSON alone on stdout; then the tables drawn from that record."""
+    from rich.console import Console
 
-    from coaudio_cli.main import run
+    from coaudio_cli.bench import _per_hop_table, _throughput_table
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = run(["bench", "frontend", "--quick", "--streams", "1,3", "--json", "-"])
-    assert status == 0
-    return json.loads(out.getvalue())["frontend"]
+    done = subprocess.run(
+        [sys.executable, "-m", "coaudio", "bench", "frontend", "--quick", "--streams", "1,3", "--json", "-"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)  # stdout holds the document and nothing else
+    assert document["machine"]["torch"]
+    record = document["frontend"]
 
-
-def test_quick_record_compares_both_recipes_and_batched_hops(record):
-    assert record["audio_s"] == 60  # 2 clips of 30 s
-    for key in ("coaudio_1core_xrt", "coaudio_2core_xrt", "librosa_1core_xrt", "speedup_vs_librosa"):
+    assert record["clips"] == 2 and record["audio_s"] == 60  # 2 clips of 30 s
+    for key in (
+        "coaudio_1core_xrt",
+        "coaudio_2core_xrt",
+        "librosa_1core_xrt",
+        "speedup_vs_librosa",
+        "gtzan_8_3h_2core_s",
+    ):
         assert record[key] > 0
+    assert record["speedup_vs_librosa"] == pytest.approx(
+        record["coaudio_1core_xrt"] / record["librosa_1core_xrt"]
+    )
     musicnn = record["musicnn"]
     assert musicnn["speedup_vs_librosa"] == pytest.approx(
         musicnn["coaudio_1core_xrt"] / musicnn["librosa_1core_xrt"]
@@ -37,12 +50,7 @@ def test_quick_record_compares_both_recipes_and_batched_hops(record):
         assert row["speedup"] == pytest.approx(row["one_by_one_ms"] / row["batched_ms"])
         assert row["batched_us_per_stream"] == pytest.approx(row["batched_ms"] * 1e3 / row["streams"])
 
-
-def test_tables_show_the_ratios(record):
-    from rich.console import Console
-
-    from coaudio_cli.bench import _per_hop_table, _throughput_table
-
+    # the tables show the ratios
     console = Console(width=160, record=True)
     console.print(_throughput_table(record))
     console.print(_per_hop_table(record["per_hop"]))

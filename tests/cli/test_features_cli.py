@@ -1,9 +1,12 @@
-"""`coaudio features` end to end: real files, a corrupt one, caching, invalidation."""
+"""`coaudio features` end to end: real files, a corrupt one, caching, invalidation.
+
+Real processes where the process matters (worker processes, JSON lines on stdout and the
+summary on stderr, SIGKILL and Ctrl-C mid-run); the rest through the same entry point in
+process (``cli``, tests/cli/conftest.py), with ``--jobs 1`` where workers are not the point."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -39,7 +42,7 @@ def _library(root):
     (root / "notes.txt").write_text("not audio")
 
 
-def test_extracts_caches_and_reports_failures(tmp_path):
+def test_extracts_caches_and_reports_failures(tmp_path, cli):
     root, cache = tmp_path / "music", tmp_path / "cache"
     _library(root)
     assert [p.name for p in find_audio([root])] == ["three.ogg", "broken.wav", "two.flac", "one.wav"]
@@ -58,26 +61,26 @@ def test_extracts_caches_and_reports_failures(tmp_path):
     cached = load_entry(cache, config, root / "a" / "two.flac")
     assert torch.equal(cached, log_mel(read_audio(root / "a" / "two.flac")))
 
-    again = _run("features", str(root), "--cache", str(cache), "--jobs", "1")
-    assert again.returncode == 1
-    assert "0 extracted, 3 cached, 1 failed" in again.stdout
+    again = cli("features", root, "--cache", cache, "--jobs", "1")  # in process: nothing to extract
+    assert again.status == 1
+    assert "0 extracted, 3 cached, 1 failed" in again.out and "broken.wav" in again.err
 
     before = file_key(root / "one.wav")  # editing a file invalidates just that file
     soundfile.write(root / "one.wav", np.zeros(16000), 16000)
     assert file_key(root / "one.wav") != before
-    third = _run("features", str(root / "one.wav"), "--cache", str(cache))
-    assert third.returncode == 0 and "1 extracted" in third.stdout
+    third = cli("features", root / "one.wav", "--cache", cache)
+    assert third.status == 0 and "1 extracted" in third.out
     assert not list(cache.rglob("*.partial"))
 
 
-def test_fail_fast_stops_at_the_first_failure(tmp_path):
+def test_fail_fast_stops_at_the_first_failure(tmp_path, cli):
     root = tmp_path / "m"
     root.mkdir()
     (root / "a.wav").write_bytes(b"broken" * 50)
     soundfile.write(root / "b.wav", np.zeros(16000), 16000)
-    done = _run("features", str(root), "--cache", str(tmp_path / "c"), "--fail-fast", "--jobs", "1")
-    assert done.returncode == 1
-    assert "0 extracted, 0 cached, 1 failed, 1 not attempted" in done.stdout
+    done = cli("features", root, "--cache", tmp_path / "c", "--fail-fast", "--jobs", "1")
+    assert done.status == 1
+    assert "0 extracted, 0 cached, 1 failed, 1 not attempted" in done.out
 
 
 def test_config_change_uses_a_separate_cache_folder(tmp_path):
@@ -85,20 +88,25 @@ def test_config_change_uses_a_separate_cache_folder(tmp_path):
     assert FeatureConfig().key() == FeatureConfig().key()
 
 
-def test_bad_arguments(tmp_path):
-    done = _run("features", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "c"))
-    assert done.returncode != 0 and "no such file or folder" in done.stderr
-    os.environ["COAUDIO_MODELS"] = str(tmp_path / "no-models")  # inherited by the subprocess
-    try:
-        done = _run("features", str(tmp_path), "--cache", str(tmp_path / "c"), "--kind", "vggish")
-    finally:
-        del os.environ["COAUDIO_MODELS"]
-    assert done.returncode == 1 and "run 'coaudio models fetch vggish'" in done.stderr
-    done = _run("features", str(tmp_path), "--cache", str(tmp_path / "c"), "--weights", "w.pth")
-    assert done.returncode == 2 and "--kind vggish or musicnn" in done.stderr
+def test_bad_arguments(tmp_path, cli, monkeypatch):
+    def one_error_line(err: str) -> str:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "internal error" not in err, err
+        return lines[0]
+
+    done = cli("features", tmp_path / "nowhere", "--cache", tmp_path / "c")
+    assert done.status == 2 and "no such file or folder" in one_error_line(done.err)
+    monkeypatch.setenv("COAUDIO_MODELS", str(tmp_path / "no-models"))
+    done = cli("features", tmp_path, "--cache", tmp_path / "c", "--kind", "vggish")
+    assert done.status == 1 and "run 'coaudio models fetch vggish'" in one_error_line(done.err)
+    done = cli("features", tmp_path, "--cache", tmp_path / "c", "--weights", "w.pth")
+    assert done.status == 2 and "--kind vggish or musicnn" in one_error_line(done.err)
+    assert not (tmp_path / "c").exists()  # nothing was extracted
 
 
-def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
+def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path, cli):
+    """SIGKILL, then Ctrl-C, each mid-extraction of a real process (after it has written 3 more
+    entries): only complete entries are visible, and a rerun extracts only the rest."""
     import signal
     import time
 
@@ -109,38 +117,47 @@ def test_interrupted_run_leaves_only_complete_entries_and_resumes(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(24):
         soundfile.write(root / f"clip{i:02d}.wav", rng.standard_normal(16000 * 30) * 0.1, 16000)
-    for sig in (signal.SIGKILL, signal.SIGINT):
+
+    def complete() -> int:
+        return len(list(cache.rglob("[0-9a-f]*.safetensors")))
+
+    for sig, status in ((signal.SIGKILL, -signal.SIGKILL), (signal.SIGINT, 130)):
+        before = complete()
         proc = subprocess.Popen(
             [sys.executable, "-m", "coaudio", "features", str(root), "--cache", str(cache), "--jobs", "1"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.time() + 120
-        while len(list(cache.rglob("[0-9a-f]*.safetensors"))) < 3:  # complete entries only
+        while complete() < before + 3:  # complete entries only
             assert time.time() < deadline and proc.poll() is None
             time.sleep(0.02)
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == status, err
+        if sig == signal.SIGINT:  # Ctrl-C says what was kept, in one message, no traceback
+            assert "extracts only the rest" in err and "Traceback" not in err, err
         entries = [p for p in cache.rglob("*.safetensors") if not p.name.startswith(".")]
-        assert 3 <= len(entries) < 24
+        assert before + 3 <= len(entries) < 24
         for entry in entries:  # every visible entry is complete
             assert load_file(str(entry))["features"].shape == (2998, 64)
-    done = _run("features", str(root), "--cache", str(cache))
-    assert done.returncode == 0
-    n_cached = int(done.stdout.split(" cached")[0].split(", ")[-1])
-    assert n_cached >= 3 and f"{24 - n_cached} extracted" in done.stdout
+    done = cli("features", root, "--cache", cache, "--jobs", "1")  # the rerun: cache logic, in process
+    assert done.status == 0
+    n_cached = int(done.out.split(" cached")[0].split(", ")[-1])
+    assert n_cached >= 6 and f"{24 - n_cached} extracted" in done.out
 
 
-def test_gtzan_dataset_input(tmp_path):
+def test_gtzan_dataset_input(tmp_path, cli):
     from tests.data.test_gtzan import _tree
 
-    _tree(tmp_path / "gtzan", "kaggle", per_genre=100)
-    done = _run("features", str(tmp_path / "gtzan"), "--dataset", "gtzan", "--cache", str(tmp_path / "c"))
-    assert done.returncode == 0, done.stderr
-    assert "999 extracted" in done.stdout  # jazz.00054.wav skipped with a warning
-    bad = _run("features", str(tmp_path), "--dataset", "gtzan", "--cache", str(tmp_path / "c"))
-    flat = " ".join(bad.stderr.replace("│", " ").split())  # the error panel wraps lines
-    assert bad.returncode != 0 and "no GTZAN genre folders" in flat
+    _tree(tmp_path / "gtzan", "kaggle", per_genre=100)  # 1,000 tiny clips: --jobs 1, in process
+    done = cli("features", tmp_path / "gtzan", "--dataset", "gtzan", "--cache", tmp_path / "c", "--jobs", "1")
+    assert done.status == 0, done.err
+    assert "999 extracted" in done.out  # jazz.00054.wav skipped with a warning
+    bad = cli("features", tmp_path, "--dataset", "gtzan", "--cache", tmp_path / "c")
+    flat = " ".join(bad.err.replace("│", " ").split())  # an error panel would wrap lines
+    assert bad.status == 2 and "no GTZAN genre folders" in flat
 
 
 def test_weight_files_are_keyed_by_content_and_hashed_once(tmp_path):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from coaudio_cli.bench_common import Blocks, Json, Quick, Threads, cpu_name, emit_json, machine
+from coaudio_cli.bench_serve import bench_serve_cli
 from coaudio_cli.console import err_console
 
 app = typer.Typer(
@@ -21,33 +18,6 @@ app = typer.Typer(
 )
 
 
-def _writable_json(path: Optional[str]) -> Optional[str]:
-    """``--json PATH``, checked before the benchmark runs (a full one takes minutes): its folder
-    exists and is writable, and PATH is not a folder."""
-    if path is None or path == "-":
-        return path
-    target = Path(path)
-    folder = target.parent
-    if target.is_dir():
-        raise typer.BadParameter(f"{path} is a folder: give a file name, e.g. {target / 'bench.json'}")
-    if not folder.is_dir():
-        raise typer.BadParameter(f"{path}: the folder {folder} does not exist")
-    if target.exists() and not os.access(target, os.W_OK):
-        raise typer.BadParameter(f"{path}: not writable")
-    if not target.exists() and not os.access(folder, os.W_OK):
-        raise typer.BadParameter(f"{path}: the folder {folder} is not writable")
-    return path
-
-
-Json = Annotated[
-    Optional[str],
-    typer.Option(
-        "--json", callback=_writable_json, help="Write a JSON document to this file ('-' = stdout)."
-    ),
-]
-Quick = Annotated[bool, typer.Option("--quick", help="A smaller, faster version of the benchmark.")]
-Threads = Annotated[int, typer.Option(min=1, help="Intra-op threads (torch.set_num_threads).")]
-Blocks = Annotated[str, typer.Option(help="Encoder depths to time, comma-separated.")]
 QUICK = {"models": "gtzan", "blocks": "1,2", "windows": "120", "rounds": 3}
 
 
@@ -92,8 +62,8 @@ def encoder_cli(
         for i, record in enumerate(encoder_bench.run(case_list, threads=threads, rounds=rounds)):
             records.append(record)
             status.update(f"benchmarked {i + 1}/{len(case_list)}")
-    document = {"machine": _machine(), "threads": threads, "results": records}
-    if _emit_json(document, json_out, err):
+    document = {"machine": machine(), "threads": threads, "results": records}
+    if emit_json(document, json_out, err):
         return
     out = Console()
     if not out.is_terminal:  # a pipe or file: never squeeze the table into 80 columns
@@ -201,128 +171,11 @@ def startup_cli(quick: Quick = False, json_out: Json = None) -> None:
     run(json_out, quick)
 
 
-@app.command("serve")
-def bench_serve_cli(
-    engines: Annotated[
-        str, typer.Option(help="Engines to search, comma-separated: continual, regular, regular-cached.")
-    ] = "continual,regular",
-    window: Annotated[int, typer.Option(min=1, help="Window n of the GTZAN recipe's model.")] = 120,
-    blocks: Annotated[int, typer.Option(min=1, help="Encoder blocks of that model.")] = 1,
-    checkpoint: Annotated[
-        Optional[Path],
-        typer.Option(
-            exists=True, dir_okay=False, help="Serve this checkpoint instead (--window/--blocks unused)."
-        ),
-    ] = None,
-    max_streams: Annotated[
-        int, typer.Option(min=1, help="Largest N tried (the server's limits are set to it).")
-    ] = 1024,
-    start: Annotated[int, typer.Option(min=1, help="First N tried; doubled until a trial fails.")] = 8,
-    budget_s: Annotated[
-        float, typer.Option(min=1.0, help="Total time for every search, in seconds.")
-    ] = 2400.0,
-    precision: Annotated[
-        float, typer.Option(min=0.0, help="Bisect until failing and passing N are this close (relative).")
-    ] = 0.1,
-    trial_s: Annotated[
-        float, typer.Option(min=0.5, help="Measured seconds per trial, every stream live.")
-    ] = 15.0,
-    warmup_s: Annotated[
-        Optional[float],
-        typer.Option(min=0.0, help="Seconds before measuring (default: until every window is full, + 1 s)."),
-    ] = None,
-    ramp_s: Annotated[
-        float, typer.Option(min=0.0, help="Streams start spread over this many seconds.")
-    ] = 2.0,
-    chunk_s: Annotated[
-        float, typer.Option(min=0.01, max=5.0, help="Audio per WebSocket message, seconds.")
-    ] = 0.25,
-    max_p95_ms: Annotated[
-        float, typer.Option(min=1.0, help="A stream's p95 hop latency must stay within this.")
-    ] = 250.0,
-    max_drift_ms: Annotated[
-        float, typer.Option(min=0.0, help="Real time: a stream's lag may grow by at most this over a trial.")
-    ] = 100.0,
-    no_pin: Annotated[
-        bool, typer.Option("--no-pin", help="Do not pin the server and the clients to different cores.")
-    ] = False,
-    no_deflate: Annotated[
-        bool, typer.Option("--no-deflate", help="Clients do not offer permessage-deflate (browsers do).")
-    ] = False,
-    json_out: Json = None,
-) -> None:
-    """How many real-time streams one coaudio serve carries: a real server, N paced WebSocket
-    clients in their own process, a search for the largest N at which every stream is OK."""
-    from coaudio_cli.bench_serve import ENGINES, serve_bench
-
-    names = list(dict.fromkeys(e.strip() for e in engines.split(",") if e.strip()))
-    unknown = [e for e in names if e not in ENGINES]
-    if unknown or not names:
-        raise typer.BadParameter(
-            f"unknown engine {unknown[0] if unknown else engines!r}; known: {', '.join(ENGINES)}"
-        )
-    if start > max_streams:
-        raise typer.BadParameter(f"--start {start} exceeds --max-streams {max_streams}")
-    serve_bench(
-        names,
-        json_out,
-        checkpoint,
-        window=window,
-        blocks=blocks,
-        cap=max_streams,
-        start=start,
-        budget_s=budget_s,
-        precision=precision,
-        pin=not no_pin,
-        chunk_s=chunk_s,
-        ramp_s=ramp_s,
-        warmup_s=warmup_s,
-        trial_s=trial_s,
-        max_p95_ms=max_p95_ms,
-        max_drift_ms=max_drift_ms,
-        compression=not no_deflate,
-    )
-
-
-def _emit_json(document: dict, json_out: Optional[str], err: Console) -> bool:
-    """Write the document where ``--json`` asks; True when it went to stdout (then no table)."""
-    text = json.dumps(document, indent=2) + "\n"
-    if json_out == "-":
-        sys.stdout.write(text)
-        return True
-    if json_out:
-        try:
-            Path(json_out).write_text(text)
-        except OSError as exc:  # checked before the benchmark, but the disk may have filled since
-            from coaudio_cli.errors import fail
-
-            fail(f"--json {json_out}: cannot write it ({exc.strerror or exc})")
-        err.print(f"wrote {json_out}")
-    return False
-
-
-def _machine() -> dict:
-    import torch
-
-    return {
-        "cpu": _cpu_name(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+app.command("serve")(bench_serve_cli)  # its options and tables are in cli/bench_serve.py
 
 
 def _table(records: list[dict], threads: int) -> Table:
-    table = Table(title=f"per-step latency, {threads} thread(s), batch 1, float32 ({_cpu_name()})")
+    table = Table(title=f"per-step latency, {threads} thread(s), batch 1, float32 ({cpu_name()})")
     for column in [
         "model",
         "blocks",
@@ -371,8 +224,8 @@ def _frontend(json_out: Optional[str], streams: list[int], quick: bool) -> None:
     size = {"n_clips": 2, "rounds": 1, "hops": 2} if quick else {}
     with err.status("benchmarking the log-mel front ends"):
         record = frontend.run(streams=tuple(streams), **size)
-    document = {"machine": _machine(), "frontend": record}
-    if _emit_json(document, json_out, err):
+    document = {"machine": machine(), "frontend": record}
+    if emit_json(document, json_out, err):
         return
     out = Console(width=160)
     out.print(_throughput_table(record))
@@ -444,15 +297,15 @@ def _stream(
         for kind in kinds:
             status.update(f"per-hop pipeline: the {kind} front end")
             per_frontend.append(frontends.run(kind, measured_hops=frontend_hops, threads=threads))
-    document = {"machine": _machine(), "threads": threads, "stream": records, "frontends": per_frontend}
-    if _emit_json(document, json_out, err):
+    document = {"machine": machine(), "threads": threads, "stream": records, "frontends": per_frontend}
+    if emit_json(document, json_out, err):
         return
     if not records:
         Console(width=240).print(_frontend_table(per_frontend, threads))
         return
     table = Table(
         title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "
-        f"{threads} thread(s) ({_cpu_name()})"
+        f"{threads} thread(s) ({cpu_name()})"
     )
     for column in [
         "blocks",
@@ -498,7 +351,7 @@ def _stream(
 def _frontend_table(records: list[dict], threads: int) -> Table:
     table = Table(
         title=f"per hop with each front end, audio block -> prediction (its shipped recipe), "
-        f"{threads} thread(s) ({_cpu_name()})"
+        f"{threads} thread(s) ({cpu_name()})"
     )
     columns = ["front end", "recipe", "weights", "hop s", "window", "us per hop", "p95 us", "RTF", "token us"]
     for column in columns:
@@ -524,8 +377,8 @@ def _classify(json_out: Optional[str], clips: int) -> None:
     err = err_console()
     with err.status(f"classifying {clips} 30 s clips on 1 and 2 cores"):
         record = throughput.run(clips=clips)
-    document = {"machine": _machine(), "classify": record}
-    if _emit_json(document, json_out, err):
+    document = {"machine": machine(), "classify": record}
+    if emit_json(document, json_out, err):
         return
     table = Table(
         title=f"coaudio classify throughput, x real time ({record['audio_s']:.0f} s of 30 s clips; "

@@ -3,14 +3,95 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
+import typer
 from rich.table import Table
 
-from coaudio_cli.bench import _cpu_name, _emit_json, _machine
+from coaudio_cli.bench_common import Json, cpu_name, emit_json, machine
 from coaudio_cli.console import err_console, out_console
 
 ENGINES = ("continual", "regular", "regular-cached")
+
+
+def bench_serve_cli(
+    engines: Annotated[
+        str, typer.Option(help="Engines to search, comma-separated: continual, regular, regular-cached.")
+    ] = "continual,regular",
+    window: Annotated[int, typer.Option(min=1, help="Window n of the GTZAN recipe's model.")] = 120,
+    blocks: Annotated[int, typer.Option(min=1, help="Encoder blocks of that model.")] = 1,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            exists=True, dir_okay=False, help="Serve this checkpoint instead (--window/--blocks unused)."
+        ),
+    ] = None,
+    max_streams: Annotated[
+        int, typer.Option(min=1, help="Largest N tried (the server's limits are set to it).")
+    ] = 1024,
+    start: Annotated[int, typer.Option(min=1, help="First N tried; doubled until a trial fails.")] = 8,
+    budget_s: Annotated[
+        float, typer.Option(min=1.0, help="Total time for every search, in seconds.")
+    ] = 2400.0,
+    precision: Annotated[
+        float, typer.Option(min=0.0, help="Bisect until failing and passing N are this close (relative).")
+    ] = 0.1,
+    trial_s: Annotated[
+        float, typer.Option(min=0.5, help="Measured seconds per trial, every stream live.")
+    ] = 15.0,
+    warmup_s: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Seconds before measuring (default: until every window is full, + 1 s)."),
+    ] = None,
+    ramp_s: Annotated[
+        float, typer.Option(min=0.0, help="Streams start spread over this many seconds.")
+    ] = 2.0,
+    chunk_s: Annotated[
+        float, typer.Option(min=0.01, max=5.0, help="Audio per WebSocket message, seconds.")
+    ] = 0.25,
+    max_p95_ms: Annotated[
+        float, typer.Option(min=1.0, help="A stream's p95 hop latency must stay within this.")
+    ] = 250.0,
+    max_drift_ms: Annotated[
+        float, typer.Option(min=0.0, help="Real time: a stream's lag may grow by at most this over a trial.")
+    ] = 100.0,
+    no_pin: Annotated[
+        bool, typer.Option("--no-pin", help="Do not pin the server and the clients to different cores.")
+    ] = False,
+    no_deflate: Annotated[
+        bool, typer.Option("--no-deflate", help="Clients do not offer permessage-deflate (browsers do).")
+    ] = False,
+    json_out: Json = None,
+) -> None:
+    """How many real-time streams one coaudio serve carries: a real server, N paced WebSocket
+    clients in their own process, a search for the largest N at which every stream is OK."""
+    names = list(dict.fromkeys(e.strip() for e in engines.split(",") if e.strip()))
+    unknown = [e for e in names if e not in ENGINES]
+    if unknown or not names:
+        raise typer.BadParameter(
+            f"unknown engine {unknown[0] if unknown else engines!r}; known: {', '.join(ENGINES)}"
+        )
+    if start > max_streams:
+        raise typer.BadParameter(f"--start {start} exceeds --max-streams {max_streams}")
+    serve_bench(
+        names,
+        json_out,
+        checkpoint,
+        window=window,
+        blocks=blocks,
+        cap=max_streams,
+        start=start,
+        budget_s=budget_s,
+        precision=precision,
+        pin=not no_pin,
+        chunk_s=chunk_s,
+        ramp_s=ramp_s,
+        warmup_s=warmup_s,
+        trial_s=trial_s,
+        max_p95_ms=max_p95_ms,
+        max_drift_ms=max_drift_ms,
+        compression=not no_deflate,
+    )
 
 
 def serve_bench(
@@ -39,8 +120,8 @@ def serve_bench(
         document = serve.run(
             tuple(engines), settings=settings, checkpoint=checkpoint, progress=progress, **options
         )
-    document["machine"] = _machine()
-    if _emit_json(document, json_out, err):
+    document["machine"] = machine()
+    if emit_json(document, json_out, err):
         return
     out = out_console()
     out.print(summary_table(document))
@@ -54,7 +135,7 @@ def summary_table(document: dict) -> Table:
     table = Table(
         title=f"real-time streams one coaudio serve carries (n={model['window']}, "
         f"{model['blocks']} block(s), {settings['chunk_s']:g} s chunks; OK: every stream's p95 <= "
-        f"{settings['max_p95_ms']:g} ms and real time) ({_cpu_name()})"
+        f"{settings['max_p95_ms']:g} ms and real time) ({cpu_name()})"
     )
     columns = ["engine", "max streams", "p50 ms", "p95 ms", "max ms", "server p95 ms", "hops/s"]
     columns += ["server CPU cores (loop + worker), per hop", "trials", "search"]

@@ -7,7 +7,7 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-from coaudio_cli.bench import _cpu_name, _emit_json, _machine
+from coaudio_cli.bench_common import cpu_name, emit_json, machine
 from coaudio_cli.console import err_console
 
 
@@ -18,11 +18,11 @@ def load_cli(json_out: Optional[str], quick: bool) -> None:
     err = err_console()
     with err.status("per-hop latency, quiet and beside a multi-threaded torch job"):
         record = load.run(rounds=1 if quick else 3)
-    if _emit_json({"machine": _machine(), "load": record}, json_out, err):
+    if emit_json({"machine": machine(), "load": record}, json_out, err):
         return
     table = Table(
         title=f"per-hop latency, quiet vs beside a {record['load_threads']}-thread torch training job "
-        f"({record['usable_cores']} usable cores, {_cpu_name()}; target: loaded <= 3x quiet)"
+        f"({record['usable_cores']} usable cores, {cpu_name()}; target: loaded <= 3x quiet)"
     )
     for column in [
         "path",
@@ -54,7 +54,7 @@ def startup_cli(json_out: Optional[str], quick: bool) -> None:
     err = err_console()
     with err.status("timing command start-up"):
         record = startup.run(repeats=3 if quick else 7)
-    if _emit_json({"machine": _machine(), "startup": record}, json_out, err):
+    if emit_json({"machine": machine(), "startup": record}, json_out, err):
         return
     table = Table(
         title=f"command start-up, median of {record['repeats']} runs ({record['program']}; "
@@ -74,12 +74,12 @@ def train_cli(json_out: Optional[str], quick: bool, threads: int) -> None:
     err = err_console()
     with err.status("timing training epochs on a GTZAN-sized set" + (" (quick: 24 clips)" if quick else "")):
         record = training.run(quick=quick, threads=threads)
-    if _emit_json({"machine": _machine(), "train": record}, json_out, err):
+    if emit_json({"machine": machine(), "train": record}, json_out, err):
         return
     shape = record["shape"]
     table = Table(
         title=f"training on {shape['train']} + {shape['valid']} clips of {shape['tokens']} tokens, "
-        f"{record['windows_per_epoch']} windows per epoch, {record['threads']} thread(s), {_cpu_name()}"
+        f"{record['windows_per_epoch']} windows per epoch, {record['threads']} thread(s), {cpu_name()}"
     )
     for column in ["recipe, path", "windows/s", "epoch s", "epochs", "full run, min", "vs before"]:
         table.add_column(column, justify="right")

@@ -3,6 +3,7 @@ import os
 import shutil
 import signal
 import tempfile
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -31,3 +32,29 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+class Ran(NamedTuple):
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """``cli("bench", "encoder", ...)`` runs the command line through ``coaudio_cli.main.run``,
+    the entry point of the ``coaudio`` script minus the interpreter start-up (and its torch
+    import, seconds per call): the exit status, stdout and stderr.
+
+    For argument checks, cache logic and output formats; what is about the process itself (exit
+    status of a real process, stdout kept clean of everything but the output, worker processes,
+    signals, stdin pipes) runs in a real subprocess."""
+    from coaudio_cli.main import run
+
+    def invoke(*args) -> Ran:
+        capsys.readouterr()  # only this command's output
+        status = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return Ran(status, captured.out, captured.err)
+
+    return invoke

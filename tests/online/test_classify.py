@@ -98,8 +98,10 @@ def test_a_folder_tree_gives_one_result_per_file_in_order(checkpoint, tree, tmp_
     assert not (tmp_path / "j").exists()  # a complete run needs no journal
 
 
-def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path):
-    done = coaudio(
+def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path, cli):
+    # in process: output formats and file selection; stdout/stderr of a real process are the
+    # folder-tree and resume tests' part
+    done = cli(
         "classify",
         checkpoint,
         tree / "a",
@@ -113,7 +115,7 @@ def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path):
         "--journal",
         tmp_path / "j",
     )
-    assert done.returncode == 1 and done.stdout == b""  # short.wav cannot be classified
+    assert done.status == 1 and done.out == ""  # short.wav cannot be classified
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     assert list(rows[0]) == ["path", "status", "duration_s", "hops", "label", "confidence", "top", "error"]
     assert [r["path"] for r in rows] == [
@@ -122,7 +124,7 @@ def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path):
         str(tree / "a" / "short.wav"),
         str(tree / "five.au"),
     ]
-    done = coaudio(
+    done = cli(
         "classify",
         checkpoint,
         tree,
@@ -134,47 +136,58 @@ def test_csv_table_glob_and_output_file(checkpoint, tree, tmp_path):
         "--journal",
         tmp_path / "j",
     )
-    rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
-    assert done.returncode == 0 and {r["path"] for r in rows} == {str(tree / "b" / "four.mp3")}
+    rows = list(csv.DictReader(io.StringIO(done.out)))
+    assert done.status == 0 and {r["path"] for r in rows} == {str(tree / "b" / "four.mp3")}
     assert list(rows[0]) == ["path", "hop", "start_s", "end_s", "label", "confidence", "error"]
     assert [int(r["hop"]) for r in rows] == list(range(len(rows)))
-    done = coaudio("classify", checkpoint, tree / "five.au", "--format", "table", "--journal", tmp_path / "j")
-    assert done.returncode == 0 and "five.au" in done.stdout.decode() and "confidence" in done.stdout.decode()
+    done = cli("classify", checkpoint, tree / "five.au", "--format", "table", "--journal", tmp_path / "j")
+    assert done.status == 0 and "five.au" in done.out and "confidence" in done.out
 
 
-def test_fail_fast_and_bad_arguments(checkpoint, tree, tmp_path):
-    done = coaudio(
-        "classify", checkpoint, tree / "b", "--fail-fast", "--jobs", 1, "--journal", tmp_path / "j"
-    )
-    assert done.returncode == 1
-    assert [r["path"] for r in _jsonl(done)] == [str(tree / "b" / "corrupt.flac")]  # stopped at the first
-    done = coaudio("classify", checkpoint, tmp_path / "nothing-here.wav")  # named files are always tried
-    assert done.returncode == 1 and "no such file" in done.stdout.decode()
+def test_fail_fast_and_bad_arguments(checkpoint, tree, tmp_path, cli):
+    # in process: the exit status a real process passes on is the folder-tree test's part
+    done = cli("classify", checkpoint, tree / "b", "--fail-fast", "--jobs", 1, "--journal", tmp_path / "j")
+    assert done.status == 1
+    assert [json.loads(line)["path"] for line in done.out.splitlines()] == [
+        str(tree / "b" / "corrupt.flac")  # stopped at the first
+    ]
+    done = cli("classify", checkpoint, tmp_path / "nothing-here.wav")  # named files are always tried
+    assert done.status == 1 and "no such file" in done.out
     empty = tmp_path / "empty-folder"
     empty.mkdir()
-    done = coaudio("classify", checkpoint, empty)
-    assert done.returncode == 1 and "no audio files under" in done.stderr.decode()
-    done = coaudio("classify", checkpoint, tree, "--format", "xml")
-    assert (
-        done.returncode == 2
-        and "'--format'" in done.stderr.decode()
-        and "is not one of" in done.stderr.decode()
-    )
+    done = cli("classify", checkpoint, empty)
+    assert done.status == 1 and "no audio files under" in done.err
+    done = cli("classify", checkpoint, tree, "--format", "xml")
+    assert done.status == 2 and "'--format'" in done.err and "is not one of" in done.err
 
 
-def _many(root, count=14, seconds=2.5):
+CLIPS = 14
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """Clips for the interrupted, resumed and sharded runs (read only: each run has its journal)."""
+    root = tmp_path_factory.mktemp("clips") / "lib"
     root.mkdir()
-    for i in range(count):
-        soundfile.write(root / f"clip{i:02d}.wav", tone_mix(seconds, 16_000, seed=100 + i), 16_000)
+    for i in range(CLIPS):
+        soundfile.write(root / f"clip{i:02d}.wav", tone_mix(2.5, 16_000, seed=100 + i), 16_000)
     return root
 
 
-def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, tmp_path):
-    library = _many(tmp_path / "lib")
-    reference = coaudio(
-        "classify", checkpoint, library, "--jobs", 1, "--journal", tmp_path / "j0", timeout=300
-    )
-    assert reference.returncode == 0, reference.stderr.decode()
+@pytest.fixture(scope="module")
+def uninterrupted(checkpoint, library, tmp_path_factory) -> bytes:
+    """The JSON lines of one plain single-process run over ``library``, shared by the tests that
+    compare an interrupted, resumed or sharded run with it (run in process: the process-level
+    parts are those runs')."""
+    from coaudio_cli.main import run
+
+    where = tmp_path_factory.mktemp("uninterrupted")
+    args = ["classify", checkpoint, library, "--jobs", 1, "--journal", where / "j", "-o", where / "out.jsonl"]
+    assert run([str(a) for a in args]) == 0
+    return (where / "out.jsonl").read_bytes()
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, library, uninterrupted, tmp_path):
     journal = tmp_path / "j1"
     args = [
         sys.executable,
@@ -200,7 +213,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, tmp_pat
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     finished = parts[0].read_bytes().count(b"\n")
-    assert 3 <= finished < 14 and not (tmp_path / "out.jsonl").exists()
+    assert 3 <= finished < CLIPS and not (tmp_path / "out.jsonl").exists()
     with open(parts[0], "ab") as f:
         f.write(b'{"key": "torn by the kill')  # what a kill mid-write leaves behind
     resumed = coaudio(
@@ -217,14 +230,13 @@ def test_resume_after_sigkill_gives_the_uninterrupted_output(checkpoint, tmp_pat
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr.decode()
-    assert f"resuming: {finished} of 14 files already done" in resumed.stderr.decode()
-    assert (tmp_path / "out.jsonl").read_bytes() == reference.stdout  # no duplicates, no losses
+    assert resumed.stdout == b""  # with -o, stdout carries nothing (results, progress, summary)
+    assert f"resuming: {finished} of {CLIPS} files already done" in resumed.stderr.decode()
+    assert (tmp_path / "out.jsonl").read_bytes() == uninterrupted  # no duplicates, no losses
     assert not journal.exists()
 
 
-def test_torchrun_shards_files_and_rank_0_merges(checkpoint, tmp_path):
-    library = _many(tmp_path / "lib", count=7, seconds=2.0)
-    single = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", tmp_path / "j0", timeout=300)
+def test_torchrun_shards_files_and_rank_0_merges(checkpoint, library, uninterrupted, tmp_path):
     done = subprocess.run(
         [
             sys.executable,
@@ -249,12 +261,11 @@ def test_torchrun_shards_files_and_rank_0_merges(checkpoint, tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr.decode()
-    assert (tmp_path / "merged.jsonl").read_bytes() == single.stdout
-    assert done.stderr.decode().count("7 of 7 files classified") == 1  # rank 0 alone reports
+    assert (tmp_path / "merged.jsonl").read_bytes() == uninterrupted
+    assert done.stderr.decode().count(f"{CLIPS} of {CLIPS} files classified") == 1  # rank 0 alone reports
 
 
-def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, tmp_path):
-    library = _many(tmp_path / "lib", count=10)
+def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, library, uninterrupted, tmp_path, cli):
     journal = tmp_path / "j"
     proc = subprocess.Popen(
         [
@@ -280,9 +291,10 @@ def test_ctrl_c_keeps_finished_files_for_resume(checkpoint, tmp_path):
     assert proc.returncode == 130 and out == b"", err.decode()
     assert "continue with:" in err.decode() and "Traceback" not in err.decode()
     assert err.decode().strip().splitlines()[-1].strip().endswith("--resume")  # the command to run
-    resumed = coaudio("classify", checkpoint, library, "--jobs", 1, "--journal", journal, "--resume")
-    assert resumed.returncode == 0 and len(_jsonl(resumed)) == 10
-    assert "resuming:" in resumed.stderr.decode()
+    # the resume itself in process (a resume after a real kill runs as a process above)
+    resumed = cli("classify", checkpoint, library, "--jobs", 1, "--journal", journal, "--resume")
+    assert resumed.status == 0 and resumed.out.encode() == uninterrupted
+    assert "resuming:" in resumed.err
 
 
 def test_the_reader_thread_hands_over_blocks_and_errors_in_order():

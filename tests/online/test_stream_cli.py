@@ -38,24 +38,25 @@ def _write(path, fmt, subtype, rate, channels, seconds=4.0):
 
 @pytest.mark.parametrize("suffix,fmt,subtype,rate,channels", FILES, ids=[f[0] for f in FILES])
 def test_a_file_streams_exactly_what_the_batch_model_predicts(
-    tmp_path, checkpoint, suffix, fmt, subtype, rate, channels
+    tmp_path, checkpoint, cli, suffix, fmt, subtype, rate, channels
 ):
+    # in process: decoding and per-hop output; a real process's stdout and stderr are the pipe tests'
     audio = _write(tmp_path / f"clip.{suffix}", fmt, subtype, rate, channels)
-    done = coaudio("stream", checkpoint, audio, "--top-k", 5)
-    assert done.returncode == 0, done.stderr.decode()
-    hops = hops_of(done.stdout)
+    done = cli("stream", checkpoint, audio, "--top-k", 5)
+    assert done.status == 0, done.err
+    hops = hops_of(done.out.encode())
     reference = batch_probs(checkpoint, audio)
     assert len(hops) == reference.shape[0] >= 15
     assert (probs_of(hops) - reference).abs().max() < 1e-5
     assert [h["label"] for h in hops] == [LABELS[i] for i in reference.argmax(1)]
     assert [h["warmup"] for h in hops] == [k < 5 for k in range(len(hops))]
     assert hops[0]["end_s"] == 0.975 and hops[1]["end_s"] == 1.175
-    summary = done.stderr.decode()
+    summary = done.err
     assert f"{len(hops)} hop{'s' if len(hops) != 1 else ''} over" in summary and "real-time factor" in summary
     assert "whole stream (mean probability" in summary
 
 
-def test_streaming_equals_evaluate_streaming(tmp_path, checkpoint):
+def test_streaming_equals_evaluate_streaming(tmp_path, checkpoint, cli):
     """``coaudio evaluate --streaming`` walks every clip through the same session."""
     from coaudio.models.checkpoint import load_checkpoint
     from coaudio.online.evaluation import _stream_clip
@@ -66,14 +67,20 @@ def test_streaming_equals_evaluate_streaming(tmp_path, checkpoint):
         torch.softmax(logits, -1)
         for _, logits, _, _ in _stream_clip(model, str(audio), FrontendConfig(hop_frames=20), 6)
     ]
-    streamed = probs_of(hops_of(coaudio("stream", checkpoint, audio, "--top-k", 5).stdout))
+    streamed = probs_of(hops_of(cli("stream", checkpoint, audio, "--top-k", 5).out.encode()))
     assert (torch.stack(evaluated) - streamed).abs().max() < 1e-6
 
 
+@pytest.fixture(scope="module")
+def piped(checkpoint, tmp_path_factory):
+    """A 3 s clip for the pipe tests and what the batch model predicts for it, hop by hop."""
+    audio = _write(tmp_path_factory.mktemp("piped") / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=3.0)
+    return audio, batch_probs(checkpoint, audio)
+
+
 @pytest.mark.parametrize("kind", ["wav", "au", "raw"])
-def test_stdin_from_a_real_pipe(tmp_path, checkpoint, kind):
-    audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=3.0)
-    reference = hops_of(coaudio("stream", checkpoint, audio, "--top-k", 5).stdout)
+def test_stdin_from_a_real_pipe(tmp_path, checkpoint, piped, kind):
+    audio, reference = piped
     if kind == "au":
         soundfile.write(
             tmp_path / "clip.au", soundfile.read(audio, dtype="int16")[0], 16_000, subtype="PCM_16"
@@ -92,18 +99,19 @@ def test_stdin_from_a_real_pipe(tmp_path, checkpoint, kind):
     done = coaudio("stream", checkpoint, "-", "--top-k", 5, *extra, stdin=feeder.stdout)
     feeder.wait()
     assert done.returncode == 0, done.stderr.decode()
-    got = hops_of(done.stdout)
-    assert len(got) == len(reference)
-    # the same samples; a pipe delivers them in other pieces, and patches completed together are
-    # embedded in one batch, which may round differently in the last bits
-    assert (probs_of(got) - probs_of(reference)).abs().max() <= 1e-5
-    assert [h["label"] for h in got] == [h["label"] for h in reference]
+    got = hops_of(done.stdout)  # every line of a real process's stdout is a hop
+    assert len(got) == reference.shape[0] >= 11
+    # the same samples as the file; a pipe delivers them in other pieces, and patches completed
+    # together are embedded in one batch, which may round differently in the last bits
+    assert (probs_of(got) - reference).abs().max() <= 1e-5
+    assert [h["label"] for h in got] == [LABELS[i] for i in reference.argmax(1)]
+    assert f"{len(got)} hops over" in done.stderr.decode()  # the summary goes to stderr
 
 
 def test_raw_stereo_f32_at_another_rate(tmp_path, checkpoint):
     audio = tone_mix(3.0, 11_025, channels=2)
     soundfile.write(tmp_path / "ref.wav", audio, 11_025, subtype="FLOAT")
-    reference = hops_of(coaudio("stream", checkpoint, tmp_path / "ref.wav", "--top-k", 5).stdout)
+    reference = batch_probs(checkpoint, tmp_path / "ref.wav")  # the same samples as a file, in batch
     done = coaudio(
         "stream",
         checkpoint,
@@ -119,26 +127,27 @@ def test_raw_stereo_f32_at_another_rate(tmp_path, checkpoint):
         input=audio.astype("<f4").tobytes(),
     )
     assert done.returncode == 0, done.stderr.decode()
-    assert (probs_of(hops_of(done.stdout)) - probs_of(reference)).abs().max() <= 1e-5
+    got = probs_of(hops_of(done.stdout))
+    assert got.shape == reference.shape and (got - reference).abs().max() <= 1e-5
 
 
-def test_duration_wait_and_record(tmp_path, checkpoint):
+def test_duration_wait_and_record(tmp_path, checkpoint, cli):
     audio = _write(tmp_path / "clip.wav", "WAV", "PCM_16", 16_000, 1, seconds=5.0)
-    done = coaudio(
+    done = cli(
         "stream", checkpoint, audio, "--duration", 2.5, "--warmup", "wait", "--record", tmp_path / "heard.wav"
     )
-    assert done.returncode == 0, done.stderr.decode()
-    hops = hops_of(done.stdout)
+    assert done.status == 0, done.err
+    hops = hops_of(done.out.encode())
     assert len(hops) == 8  # 2.5 s: patches end at 0.975 + 0.2 k s
     assert [h["label"] is None for h in hops] == [k < 5 for k in range(8)]
     heard, rate = soundfile.read(tmp_path / "heard.wav", dtype="float32")
     assert rate == 16_000 and np.array_equal(heard, soundfile.read(audio, dtype="float32")[0][:40_000])
 
 
-def test_bad_inputs_get_clear_errors(tmp_path, checkpoint):
+def test_bad_inputs_get_clear_errors(tmp_path, checkpoint, cli):
     (tmp_path / "empty.wav").write_bytes(b"")
     (tmp_path / "junk.flac").write_bytes(b"fLaC" + bytes(200))
-    cases = [
+    cases = [  # in process: none of them gets as far as reading stdin
         (["stream", checkpoint, tmp_path / "missing.wav"], "no such file"),
         (["stream", checkpoint, tmp_path / "empty.wav"], "empty file"),
         (["stream", checkpoint, tmp_path / "junk.flac"], "cannot decode"),
@@ -149,10 +158,11 @@ def test_bad_inputs_get_clear_errors(tmp_path, checkpoint):
         (["stream", checkpoint, "-", "--warmup", "later"], "'--warmup'"),
     ]
     for args, message in cases:
-        done = coaudio(*args, input=b"")
-        assert done.returncode != 0 and message in done.stderr.decode(), (args, done.stderr.decode())
+        done = cli(*args)
+        assert done.status != 0 and message in done.err and done.out == "", (args, done)
+    # a real process on a real, empty pipe
     done = coaudio("stream", checkpoint, "-", input=b"")
-    assert done.returncode == 1 and "empty input" in done.stderr.decode()
+    assert done.returncode == 1 and "empty input" in done.stderr.decode() and done.stdout == b""
 
 
 def test_ctrl_c_ends_with_the_summary(tmp_path, checkpoint):

@@ -109,6 +109,8 @@ def serve_cli(
     if db is not None and no_db:
         raise typer.BadParameter("give --db or --no-db, not both")
     _check_retention(keep_days, keep_mb, no_db)
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address as URLs write it
+        host = host[1:-1]
     _check_address(host, token, allow_origins or [])
     pulled = _sources(sources or [])
     torch.set_num_threads(threads)  # the worker's batches; the event loop keeps the other core
@@ -199,6 +201,8 @@ def _history(db: Path | None, keep_days: float | None, keep_mb: float | None):
 
     # absolute: the banner and the logs say where it is, whatever folder the server runs in
     path = Path(os.path.abspath((db or default_db_path()).expanduser()))
+    if not path.parent.exists():  # a typo in --db should not go unnoticed
+        err_console().print(f"coaudio serve: creating {path.parent} for the history", highlight=False)
     try:
         return History(path, max_age_s=None if keep_days is None else keep_days * 86_400, max_mb=keep_mb)
     except HistoryError as exc:
@@ -221,6 +225,7 @@ def _sources(specs: list[str]) -> list:
         except SourceError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--source'") from None
     names = [s.name for s in pulled]
-    if len(set(names)) != len(names):
-        raise typer.BadParameter("two sources have the same NAME", param_hint="'--source'")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise typer.BadParameter(f"two sources are named {twice[0]!r}", param_hint="'--source'")
     return pulled

@@ -33,10 +33,23 @@ class BadRequest(ValueError):
     """A query parameter that cannot be used: a 400 that says why."""
 
 
+STREAMS_PARAMETERS = ("stream", "limit", "token")
+HISTORY_PARAMETERS = ("stream", "since", "until", "limit", "format", "token")
+
+
+def _known(query, allowed: tuple[str, ...]) -> None:
+    """A misspelt or unsupported parameter is an error, not silently everything."""
+    unknown = sorted(set(query) - set(allowed))
+    if unknown:
+        names = ", ".join(name for name in allowed if name != "token")
+        raise BadRequest(f"unknown parameter(s) {', '.join(unknown)}; this route takes {names}")
+
+
 async def streams(request: Request) -> Response:
     hub, history = request.app.state.hub, request.app.state.history
     query = request.query_params
     try:
+        _known(query, STREAMS_PARAMETERS)
         limit = _limit(query.get("limit"), STREAMS_LIMIT, STREAMS_MAX)
     except BadRequest as exc:
         return _error(400, str(exc))
@@ -92,6 +105,7 @@ async def history(request: Request) -> Response:
 
 def _history_params(query, fmt: str) -> tuple[float | None, float | None, int | None]:
     """``since``, ``until`` and ``limit`` of an /api/history request; BadRequest says what is wrong."""
+    _known(query, HISTORY_PARAMETERS)
     if fmt not in ("json", "csv"):
         raise BadRequest(f"format must be json or csv, got {fmt!r}")
     since, until = _time(query, "since"), _time(query, "until")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -58,11 +58,21 @@ def create_app(
             Route("/health", status.health),
             Route("/metrics", status.metrics),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ]
+        ],
+        exception_handlers={404: _not_found},
     )
     app.state.hub, app.state.history, app.state.limits = hub, history, limits or hub.limits
     app.state.drain = Drain()
+    app.state.watchers = {}  # remote address -> watching connections (event loop only)
     return Gate(app, token, allowed_hosts, allowed_origins)
+
+
+async def _not_found(request: Request, exc) -> Response:
+    """JSON like every other answer; the WebSocket endpoint asked for over plain HTTP says so."""
+    if request.url.path == "/ws":
+        why = "/ws is a WebSocket endpoint: connect with ws://HOST:PORT/ws (see the README's protocol)"
+        return JSONResponse({"error": why}, status_code=426, headers={"upgrade": "websocket"})
+    return JSONResponse({"error": f"no such route: {request.url.path}"}, status_code=404)
 
 
 async def _page(request: Request) -> Response:

@@ -50,13 +50,15 @@ class Gate:
         headers = {name: value.decode("latin-1") for name, value in scope.get("headers", ())}
         host = headers.get(b"host")
         if host is not None and self.allowed_hosts is not None and _hostname(host) not in self.allowed_hosts:
-            return 403, f"Host {host!r} is not this server's; open it as http://localhost:PORT/"
+            port = (scope.get("server") or ("", 8750))[1]
+            return 403, f"Host {host!r} is not this server's; open it as http://localhost:{port}/"
         origin = headers.get(b"origin")
         if scope["type"] == "websocket" and origin is not None and not self._origin_allowed(origin, host):
             return 403, f"WebSockets from pages of {origin!r} are not allowed (coaudio serve --allow-origin)"
         if self.token is not None and not scope["path"].startswith("/static/"):
-            if not hmac.compare_digest(_offered_token(scope, headers), self.token):
-                return 401, TOKEN_HINT
+            offered = _offered_token(scope, headers)
+            if not hmac.compare_digest(offered, self.token):
+                return 401, TOKEN_HINT if not offered else "the token is wrong"
         return None
 
     def _origin_allowed(self, origin: str, host: str | None) -> bool:

@@ -204,6 +204,12 @@ class Hub:
             streams = list(self._live.values())
         return [_describe(s) for s in streams]
 
+    def ending(self, name: str) -> bool:
+        """True while a stream of this name is being flushed (its name is free again soon)."""
+        with self._lock:
+            live = self._live.get(self._names.get(name, -1))
+            return live is not None and live.ending
+
     def count_from(self, source: str) -> int:
         with self._lock:
             return sum(1 for s in self._live.values() if s.spec.kind == "ws" and s.spec.source == source)

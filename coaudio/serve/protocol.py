@@ -44,6 +44,7 @@ class Limits:
     max_channels: int = 8
     max_streams: int = 256  # live streams in all
     max_streams_per_client: int = 16  # live streams from one remote address
+    max_watchers_per_client: int = 32  # watching connections from one remote address
     max_backlog_s: float = 10.0  # audio of one stream received but not yet classified
     max_queued_results: int = 512  # messages waiting for one slow client before they are dropped
     hello_timeout_s: float = 10.0  # time to send the first message
@@ -79,6 +80,9 @@ def parse_first(text: str | None, limits: Limits, peer: str = "") -> StreamSpec 
     if not isinstance(message, dict):
         raise ProtocolError("the first message must be a JSON object")
     if "watch" in message:
+        if set(message) != {"watch"}:
+            extra = ", ".join(sorted(set(message) - {"watch"}))
+            raise ProtocolError(f'a watch request is {{"watch": NAME}} alone; it also has {extra}')
         return check_name(message["watch"])
     return parse_spec(message, limits, peer)
 

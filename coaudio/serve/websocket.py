@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -24,6 +25,7 @@ from coaudio.serve.protocol import Limits, PcmDecoder, ProtocolError, StreamSpec
 log = logging.getLogger(__name__)
 
 END_TIMEOUT_S = 60.0  # after {"end": true}: the longest wait for the last hops
+REOPEN_WAIT_S = 5.0  # a name whose stream is still being flushed: the longest wait for it
 BACKLOG_POLL_S = 0.01
 
 
@@ -104,15 +106,39 @@ async def _connection(websocket: WebSocket, drain: Drain) -> None:
     try:
         request = parse_first(first.get("text"), limits, peer)
         if isinstance(request, str):
-            await _watch(websocket, hub, drain, request, sink)
+            await _watch_counted(websocket, hub, drain, request, sink, peer)
             return
         if hub.count_from(peer) >= limits.max_streams_per_client:
             raise ProtocolError(f"at most {limits.max_streams_per_client} live streams per client")
-        stream = hub.open(request, sink)
+        stream = await _open(hub, request, sink)
     except ProtocolError as exc:
         await _refuse(websocket, str(exc), "protocol")
         return
     await _run_stream(websocket, hub, limits, request, stream, sink)
+
+
+async def _open(hub: Hub, spec: StreamSpec, sink: QueueSink) -> int:
+    """Open the stream; a client that reconnects under its name while the server still flushes
+    the stream it left waits for that (milliseconds) instead of being told the name is taken."""
+    deadline = time.monotonic() + REOPEN_WAIT_S
+    while hub.ending(spec.name) and time.monotonic() < deadline:
+        await asyncio.sleep(BACKLOG_POLL_S)
+    return hub.open(spec, sink)
+
+
+async def _watch_counted(websocket: WebSocket, hub: Hub, drain: Drain, name: str, sink, peer: str) -> None:
+    """A watcher, within the per-client limit of watchers."""
+    watchers = websocket.app.state.watchers  # remote address -> watching connections
+    limit = websocket.app.state.limits.max_watchers_per_client
+    if watchers.get(peer, 0) >= limit:
+        raise ProtocolError(f"at most {limit} watchers per client")
+    watchers[peer] = watchers.get(peer, 0) + 1
+    try:
+        await _watch(websocket, hub, drain, name, sink)
+    finally:
+        watchers[peer] -= 1
+        if not watchers[peer]:
+            del watchers[peer]
 
 
 async def _reading(drain: Drain, reader):

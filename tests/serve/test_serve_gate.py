@@ -105,3 +105,30 @@ def test_a_missing_token_is_refused_with_a_reason(online):
 def test_odd_hosts_and_tokens_are_named(tmp_path, args, says):
     code, stderr = coaudio_serve_exit(tmp_path / "missing.safetensors", *args)
     assert code == 2 and says in " ".join(stderr.split()), stderr
+
+
+def test_a_wrong_token_is_told_apart_from_a_missing_one(online):
+    with inprocess_server(online, token="s3cret-token") as running:
+        status, body = _get(running.url, "/health", headers={"Authorization": "Bearer not-the-token"})
+        assert status == 401 and body["error"] == "the token is wrong"
+        status, body = _get(running.url, "/health")
+        assert status == 401 and "Bearer" in body["error"]
+
+
+def test_the_host_refusal_names_the_real_port(server):
+    port = urlsplit(server.url).port
+    status, body = _get(server.url, "/health", "evil.example")
+    assert status == 403 and f"http://localhost:{port}/" in body["error"]
+
+
+def test_unknown_routes_and_parameters_answer_in_json(server):
+    assert _get(server.url, "/nothing") == (404, {"error": "no such route: /nothing"})
+    status, body = _get(server.url, "/ws")  # plain HTTP to the WebSocket endpoint
+    assert status == 426 and "ws://" in body["error"]
+    status, body = _get(server.url, "/api/streams?since=1h")
+    assert status == 400 and "unknown parameter(s) since" in body["error"]
+
+
+def test_a_bracketed_ipv6_loopback_is_an_address(tmp_path):
+    code, stderr = coaudio_serve_exit(tmp_path / "missing.safetensors", "--host", "[::1]")
+    assert code != 2 and "not an IP address" not in stderr  # it gets as far as the checkpoint

@@ -69,6 +69,7 @@ async def _error_of(url: str, *messages) -> tuple[dict, int]:
         ({"name": "a", "sample_rate": "16k"}, "sample_rate must be an integer"),
         ({"name": "a", "sample_rate": 16_000, "rate": 1}, "unknown field(s) rate"),
         ('{"name": "' + "a" * 70_000 + '"}', "JSON messages are at most 65536"),
+        ({"watch": "a", "colour": "red"}, 'a watch request is {"watch": NAME} alone; it also has colour'),
     ],
 )
 def test_a_bad_declaration_gets_a_json_error(server, first, says):
@@ -106,6 +107,42 @@ def test_a_message_past_the_websocket_layer_limit_closes_with_1009(server):
 
     code, reason = asyncio.run(scenario())
     assert code == 1009, reason
+
+
+def test_a_client_that_reconnects_at_once_under_its_name_is_let_in(server):
+    """It left without {"end": true}; the stream it left is still being flushed when it is back."""
+    audio = pcm_bytes(tone_mix(3.0, 16_000), "s16le")
+
+    async def scenario():
+        answers = []
+        for _ in range(5):
+            async with websockets.connect(ws_url(server.url)) as ws:
+                await ws.send(json.dumps(dict(GOOD, name="again")))
+                answers.append(json.loads(await ws.recv())["type"])
+                await ws.send(audio)
+                ws.transport.abort()  # gone, no closing handshake
+        return answers
+
+    assert asyncio.run(scenario()) == ["ready"] * 5
+
+
+def test_watchers_per_client_are_limited(online):
+    async def scenario(running):
+        opened = []
+        try:
+            for _ in range(3):
+                ws = await websockets.connect(ws_url(running.url))
+                opened.append(ws)
+                await ws.send(json.dumps({"watch": "w"}))
+            return [json.loads(await ws.recv()) for ws in opened]
+        finally:
+            for ws in opened:
+                await ws.close()
+
+    with inprocess_server(online, Limits(max_watchers_per_client=2)) as running:
+        answers = asyncio.run(scenario(running))
+    assert [a["type"] for a in answers] == ["watching", "watching", "error"]
+    assert answers[2]["error"] == "at most 2 watchers per client"
 
 
 def test_non_finite_float_audio_is_refused(server):

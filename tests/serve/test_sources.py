@@ -192,7 +192,7 @@ def test_the_command_line_refuses_bad_and_duplicate_sources(checkpoint):
     runner = CliRunner()
     for args, words in (
         (["--source", "a=ftp://x"], "'a=ftp://x': 'ftp://x' is not a URL"),
-        (["--source", "a=http://x/1", "--source", "a=mic:"], "two sources have the same NAME"),
+        (["--source", "a=http://x/1", "--source", "a=mic:"], "two sources are named 'a'"),
     ):
         result = runner.invoke(app, ["serve", str(checkpoint), "--no-db", *args])
         assert result.exit_code == 2, result.output

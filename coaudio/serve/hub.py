@@ -204,11 +204,11 @@ class Hub:
             streams = list(self._live.values())
         return [_describe(s) for s in streams]
 
-    def ending(self, name: str) -> bool:
-        """True while a stream of this name is being flushed (its name is free again soon)."""
+    def holder(self, name: str) -> tuple[str, bool] | None:
+        """(remote address, being flushed) of the live stream of this name; None if free."""
         with self._lock:
             live = self._live.get(self._names.get(name, -1))
-            return live is not None and live.ending
+            return None if live is None else (live.spec.source, live.ending)
 
     def count_from(self, source: str) -> int:
         with self._lock:

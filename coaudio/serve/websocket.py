@@ -25,7 +25,7 @@ from coaudio.serve.protocol import Limits, PcmDecoder, ProtocolError, StreamSpec
 log = logging.getLogger(__name__)
 
 END_TIMEOUT_S = 60.0  # after {"end": true}: the longest wait for the last hops
-REOPEN_WAIT_S = 5.0  # a name whose stream is still being flushed: the longest wait for it
+REOPEN_WAIT_S = 5.0  # a name its own address still holds: the longest wait for it
 BACKLOG_POLL_S = 0.01
 
 
@@ -118,10 +118,15 @@ async def _connection(websocket: WebSocket, drain: Drain) -> None:
 
 
 async def _open(hub: Hub, spec: StreamSpec, sink: QueueSink) -> int:
-    """Open the stream; a client that reconnects under its name while the server still flushes
-    the stream it left waits for that (milliseconds) instead of being told the name is taken."""
+    """Open the stream. A client that reconnects under its name before the server has noticed
+    that its old connection is gone, or while it flushes the stream left behind, waits for that
+    (milliseconds; at most REOPEN_WAIT_S) instead of being told the name is taken; a name held
+    by another address is refused at once."""
     deadline = time.monotonic() + REOPEN_WAIT_S
-    while hub.ending(spec.name) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        holder = hub.holder(spec.name)
+        if holder is None or not (holder[1] or holder[0] == spec.source):
+            break
         await asyncio.sleep(BACKLOG_POLL_S)
     return hub.open(spec, sink)
 

@@ -108,16 +108,14 @@ async def _connection(websocket: WebSocket, drain: Drain) -> None:
         if isinstance(request, str):
             await _watch_counted(websocket, hub, drain, request, sink, peer)
             return
-        if hub.count_from(peer) >= limits.max_streams_per_client:
-            raise ProtocolError(f"at most {limits.max_streams_per_client} live streams per client")
-        stream = await _open(hub, request, sink)
+        stream = await _open(hub, request, sink, limits)
     except ProtocolError as exc:
         await _refuse(websocket, str(exc), "protocol")
         return
     await _run_stream(websocket, hub, limits, request, stream, sink)
 
 
-async def _open(hub: Hub, spec: StreamSpec, sink: QueueSink) -> int:
+async def _open(hub: Hub, spec: StreamSpec, sink: QueueSink, limits: Limits) -> int:
     """Open the stream. A client that reconnects under its name before the server has noticed
     that its old connection is gone, or while it flushes the stream left behind, waits for that
     (milliseconds; at most REOPEN_WAIT_S) instead of being told the name is taken; a name held
@@ -128,6 +126,8 @@ async def _open(hub: Hub, spec: StreamSpec, sink: QueueSink) -> int:
         if holder is None or not (holder[1] or holder[0] == spec.source):
             break
         await asyncio.sleep(BACKLOG_POLL_S)
+    if hub.count_from(spec.source) >= limits.max_streams_per_client:  # after the wait: the old one left
+        raise ProtocolError(f"at most {limits.max_streams_per_client} live streams per client")
     return hub.open(spec, sink)
 
 

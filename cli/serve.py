@@ -115,7 +115,7 @@ def serve_cli(
     pulled = _sources(sources or [])
     torch.set_num_threads(threads)  # the worker's batches; the event loop keeps the other core
     try:
-        online = load_online(checkpoint)
+        online = load_online(checkpoint.expanduser().absolute())  # /health says where it is
     except (FileNotFoundError, ValueError) as exc:
         fail(exc)
     history = None if no_db else _history(db, keep_days, keep_mb)
@@ -136,8 +136,12 @@ def serve_cli(
         where = "no history" if history is None else f"history in {history.path}"
         model = f"{_plural(len(online.labels), 'label')}, {online.frontend.kind} front end"
         banner = f"coaudio serve: {url}  ({model}; {where})"
+        page = url
+        if host in ("0.0.0.0", "::"):  # not an address a browser can open
+            page = url.replace(f"//{host}:", "//THIS-MACHINE:").replace(f"//[{host}]:", "//THIS-MACHINE:")
+            banner += f"\n  listening on every address: open {page} (this machine's name or address)"
         if token:  # the secret itself stays out of terminals and logs
-            banner += f"\n  open {url}?token=YOUR_TOKEN in a browser (the token that was set)"
+            banner += f"\n  open {page}?token=YOUR_TOKEN in a browser (the token that was set)"
         err.print(banner, highlight=False, markup=False)  # one write: a Ctrl-C cannot cut it in two
 
     try:

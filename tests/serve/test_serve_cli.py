@@ -69,3 +69,18 @@ def _history_rows(db, *args) -> list[dict]:
     )
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_on_every_address_the_banner_says_what_to_open_and_health_where_the_model_is(checkpoint):
+    token = "a-token-for-the-test"
+    options = ["--no-db", "--host", "0.0.0.0"]
+    env = {"COAUDIO_TOKEN": token}
+    with running_server(checkpoint.name, *options, cwd=checkpoint.parent, env=env) as server:
+        port = server.url.rsplit(":", 1)[1].rstrip("/")
+        bearer = {"Authorization": f"Bearer {token}"}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers=bearer)
+        health = json.load(urllib.request.urlopen(request, timeout=10))
+    assert f"open http://THIS-MACHINE:{port}/ (this machine's name or address)" in server.stderr
+    assert f"open http://THIS-MACHINE:{port}/?token=YOUR_TOKEN" in server.stderr
+    assert token not in server.stderr
+    assert health["model"]["source"] == str(checkpoint)  # given relative, shown where it is

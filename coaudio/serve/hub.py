@@ -172,9 +172,9 @@ class Hub:
         forgets it."""
         with self._lock:
             live = self._live.get(stream)
-            if live is not None and not live.ending:
-                live.end_reason = reason
             if live is not None:
+                if not live.ending:  # the first reason stands
+                    live.end_reason = reason
                 live.ending = self._dirty = True
                 self._lock.notify()
 

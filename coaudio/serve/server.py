@@ -85,7 +85,9 @@ def check_token(token: str | None) -> None:
     if token is None:
         return
     if not token.strip():
-        raise ServeError("the token is empty or only spaces: give one of at least 8 characters")
+        raise ServeError(
+            f"the token is empty or only spaces: give one of at least {MIN_TOKEN_CHARS} characters"
+        )
     if any(c.isspace() or not c.isprintable() or not c.isascii() for c in token):
         raise ServeError("the token has spaces or characters other than printable ASCII in it")
     if len(token) < MIN_TOKEN_CHARS:

@@ -224,13 +224,13 @@ async def _watch(websocket: WebSocket, hub: Hub, drain: Drain, name: str, sink: 
     When the server stops, a watcher of a live stream gets that stream's last hops and its end
     first, then the connection closes (1001)."""
     hub.watch(name, sink)
-    live = any(s["name"] == name for s in hub.live())
+    live = hub.holder(name) is not None
     await websocket.send_text(json.dumps(dict(_model(hub), type="watching", stream=name, live=live)))
     sender = asyncio.create_task(_send_all(websocket, sink, until_end=False))
     try:
         await _reading(drain, _ignore_until_gone(websocket))
     except Stopping:
-        if any(s["name"] == name for s in hub.live()):  # it ends now: wait for its end message
+        if hub.holder(name) is not None:  # it ends now: wait for its end message
             await _wait_quietly(sink.seen_end.wait(), END_TIMEOUT_S)
         sink.finish()
         await _wait_quietly(sender, 5.0)

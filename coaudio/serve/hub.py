@@ -113,6 +113,7 @@ class Hub:
         self._thread = threading.Thread(target=self._run, name="coaudio-hub", daemon=True)
         self._mel_range = MEL_RANGE.get(online.frontend.kind, DEFAULT_MEL_RANGE)
         self._fingerprint: str | None = None
+        self.sources: dict | None = None  # name -> pulled source feeding it (coaudio.serve.source_metrics)
 
     def start(self) -> Hub:
         self._thread.start()

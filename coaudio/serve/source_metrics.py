@@ -13,8 +13,9 @@ by its supervisor thread as it goes round::
     failed       the source's thread ended on a defect: it will not try again (the log says why)
     stopped      the server stopped it (shutdown)
 
-A started source is tracked per hub (:func:`track`), so ``/health`` finds the sources of the
-hub it serves without the server handing them over, and one collector per hub adds them to
+A started source is tracked in its hub's ``sources`` (:func:`track`), so ``/health`` finds the
+sources of the hub it serves without the server handing them over, and one collector per hub
+adds them to
 ``/metrics``: ``coaudio_source_state{source,state}`` (1 for the current state, 0 for the
 others: Prometheus' usual form of an enum) and ``coaudio_source_drops_total{source}``.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -127,32 +127,28 @@ class SourceState:
 
 # ---- the sources of each hub --------------------------------------------------------------------
 
-_lock = threading.Lock()
-_by_hub: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hub -> {name: source}
+_lock = threading.Lock()  # guards every hub's ``sources``
 
 
 def track(hub, source) -> None:
     """``source`` pulls into ``hub`` from now on: ``/health`` and ``/metrics`` report it."""
     with _lock:
-        sources = _by_hub.get(hub)
-        if sources is None:
-            sources = _by_hub[hub] = {}
-            # the collector holds the dict, not the hub: the hub can still be collected
-            hub.metrics.registry.register(_Collector(sources))
-        sources[source.name] = source
+        if hub.sources is None:  # the hub's first source: its collector, registered once
+            hub.sources = {}
+            hub.metrics.registry.register(_Collector(hub.sources))
+        hub.sources[source.name] = source
 
 
 def untrack(hub, source) -> None:
     with _lock:
-        sources = _by_hub.get(hub, {})
-        if sources.get(source.name) is source:
-            del sources[source.name]
+        if hub.sources and hub.sources.get(source.name) is source:
+            del hub.sources[source.name]
 
 
 def sources_of(hub) -> list:
     """The sources pulling into ``hub``, by name."""
     with _lock:
-        return sorted(_by_hub.get(hub, {}).values(), key=lambda s: s.name)
+        return sorted((hub.sources or {}).values(), key=lambda s: s.name)
 
 
 def health(hub) -> tuple[bool, dict]:

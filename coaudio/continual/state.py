@@ -71,13 +71,13 @@ class EncoderState(NamedTuple):
     min_t: int
 
 
-def _map_leaves(fn, states: list):
+def map_leaves(fn, states: list):
     """Apply ``fn(list_of_tensors)`` to corresponding tensor leaves of several states."""
     first = states[0]
     if isinstance(first, Tensor):
         return fn(states)
     if isinstance(first, tuple):
-        children = [_map_leaves(fn, [s[i] for s in states]) for i in range(len(first))]
+        children = [map_leaves(fn, [s[i] for s in states]) for i in range(len(first))]
         return type(first)(*children) if hasattr(first, "_fields") else tuple(children)
     if isinstance(first, int):  # e.g. EncoderState.min_t: not a tensor, carried along
         return first
@@ -89,7 +89,7 @@ def stack_states(states: list[EncoderState]) -> EncoderState:
     if not states:
         raise ValueError("stack_states needs at least one state")
     t = torch.cat([s.t for s in states])
-    layers = _map_leaves(torch.cat, [s.layers for s in states])
+    layers = map_leaves(torch.cat, [s.layers for s in states])
     return EncoderState(t=t, layers=layers, min_t=min(s.min_t for s in states))
 
 
@@ -98,7 +98,7 @@ def unstack_states(state: EncoderState) -> list[EncoderState]:
     batch = state.t.shape[0]
     out = []
     for b in range(batch):
-        layers = _map_leaves(lambda xs, b=b: xs[0][b : b + 1], [state.layers])
+        layers = map_leaves(lambda xs, b=b: xs[0][b : b + 1], [state.layers])
         t = state.t[b : b + 1]
         out.append(EncoderState(t=t, layers=layers, min_t=int(t.item())))
     return out

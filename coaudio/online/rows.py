@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from coaudio.continual.state import EncoderState
+from coaudio.continual.state import EncoderState, map_leaves
 
 
 def gather(states: list[EncoderState], rows: list[int], min_t: int) -> EncoderState:
@@ -40,7 +40,7 @@ def gather(states: list[EncoderState], rows: list[int], min_t: int) -> EncoderSt
     if len(parts) == 1:
         return EncoderState(t=parts[0][0], layers=parts[0][1], min_t=min_t)
     t = torch.cat([p[0] for p in parts])
-    layers = _map([p[1] for p in parts], torch.cat)
+    layers = map_leaves(torch.cat, [p[1] for p in parts])
     return EncoderState(t=t, layers=layers, min_t=min_t)
 
 
@@ -51,13 +51,4 @@ def _take(state: EncoderState, rows: list[int]) -> tuple[Tensor, tuple]:
     else:
         index = torch.tensor(rows)
         pick = lambda x: x.index_select(0, index)  # noqa: E731
-    return pick(state.t), _map([state.layers], lambda xs: pick(xs[0]))
-
-
-def _map(trees: list, fn):
-    """``fn(list of corresponding tensor leaves)`` over nested (named) tuples of tensors."""
-    first = trees[0]
-    if isinstance(first, Tensor):
-        return fn(trees)
-    children = [_map([tree[i] for tree in trees], fn) for i in range(len(first))]
-    return type(first)(*children) if hasattr(first, "_fields") else tuple(children)
+    return pick(state.t), map_leaves(lambda xs: pick(xs[0]), [state.layers])

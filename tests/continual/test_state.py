@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from coaudio.continual import stack_states, unstack_states
-from coaudio.continual.state import _map_leaves
+from coaudio.continual.state import map_leaves
 from tests.continual.helpers import make_encoder, stream
 
 
 def _clone(state):
-    return _map_leaves(lambda xs: xs[0].clone(), [state])
+    return map_leaves(lambda xs: xs[0].clone(), [state])
 
 
 def _assert_same(a, b):
-    _map_leaves(lambda xs: torch.testing.assert_close(xs[0], xs[1], rtol=0, atol=0), [a, b])
+    map_leaves(lambda xs: torch.testing.assert_close(xs[0], xs[1], rtol=0, atol=0), [a, b])
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
@@ -106,4 +106,4 @@ def test_steps_with_gradients_enabled_record_no_graph(n_layers):
             expected, quiet = encoder.step(x[:, t], quiet, emit_partial=True)
         assert not y.requires_grad and y.grad_fn is None
         torch.testing.assert_close(y, expected, rtol=0, atol=0)
-    _map_leaves(lambda xs: None if xs[0].grad_fn is None else pytest.fail("state carries a graph"), [state])
+    map_leaves(lambda xs: None if xs[0].grad_fn is None else pytest.fail("state carries a graph"), [state])

@@ -200,12 +200,28 @@ def text(driver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
 
 
-def listed(driver, name: str) -> str:
-    """What the stream list says of ``name`` ("" while it is not listed)."""
-    from selenium.webdriver.common.by import By
+LISTED = "document.querySelector(`#stream-list button.stream[data-name='${CSS.escape(arguments[0])}']`)"
 
-    found = driver.find_elements(By.CSS_SELECTOR, f"#stream-list button.stream[data-name='{name}']")
-    return words(found[0].text) if found else ""
+
+def listed(driver, name: str) -> str:
+    """What the stream list says of ``name`` ("" while it is not listed), read in one script: the
+    item may change between two WebDriver calls."""
+    return words(driver.execute_script(f"const b = {LISTED}; return b ? b.innerText : '';", name))
+
+
+def tag_listed(driver, name: str) -> None:
+    """Marks ``name``'s list button (a property, not an attribute), for :func:`same_listed`."""
+    driver.execute_script(f"{LISTED}.coaudioTag = true;", name)
+
+
+def same_listed(driver, name: str) -> bool:
+    """Whether ``name``'s list button is still the element :func:`tag_listed` marked: refreshes and
+    hops change its text in place (focus, hover and a click in progress survive)."""
+    return driver.execute_script(f"const b = {LISTED}; return Boolean(b && b.coaudioTag);", name)
+
+
+def focused_listed(driver, name: str) -> bool:
+    return driver.execute_script(f"return document.activeElement === {LISTED};", name)
 
 
 def words(shown: str) -> str:
@@ -322,11 +338,14 @@ def test_a_stream_from_python_is_listed_and_watched(browser, server, expected, a
         assert words(text(browser, "streams-updated")).endswith(" · 1 live stream")
         browser.find_element(By.CSS_SELECTOR, item).click()
         wait(browser, 10, lambda d: text(d, "status") == "watching kitchen", "not watching")
+        tag_listed(browser, "kitchen")
         assert text(browser, "hop-count") == "1"  # the stream's own count, not the hops seen here
         assert words(text(browser, "model")) == "5 labels · hop 0.2 s · window 6 hops · learned front end"
         client.watched.set()  # now the rest of the audio, paced
 
         wait(browser, 30, lambda d: len(timeline(d)) >= 45, "fewer than 45 hops")
+        # every hop and refresh updated the item in place: the clicked button keeps the focus
+        assert same_listed(browser, "kitchen") and focused_listed(browser, "kitchen")
         browser.save_screenshot(str(artifacts / "page-watch.png"))
         wait(browser, 30, lambda d: d.find_element(By.ID, "summary").is_displayed(), "no summary")
         client.join(30)
@@ -377,6 +396,9 @@ def test_a_pulled_source_that_is_down_is_listed_with_the_reason(browser, checkpo
         wait(browser, 15, lambda d: "Connection refused" in listed(d, "radio"), "radio is not listed as down")
         shown = listed(browser, "radio")
         assert shown.startswith("radio down url") and url in shown and "1 drop · retry in" in shown, shown
+        tag_listed(browser, "radio")  # the next refresh changes the wait: the text, not the element
+        wait(browser, 10, lambda d: listed(d, "radio") not in ("", shown), "the wait is not refreshed")
+        assert same_listed(browser, "radio"), "a refresh replaced the list item"
         assert words(text(browser, "streams-updated")).endswith(" · 0 live streams")
         assert not console_errors(browser)
         browser.save_screenshot(str(artifacts / "page-source-down.png"))

@@ -6,7 +6,7 @@
 import { openMicrophone } from "./mic.js";
 import {
   $, clearError, colorOf, count, describeModel, el, onEnd, onHop, pct, resetView, seconds, setLabels,
-  setStatus, showError, showProgress, sourceItem, spectrogram,
+  morph, setStatus, showError, showProgress, sourceItem, spectrogram, syncList,
 } from "./view.js";
 
 const REFRESH_MS = 3000;  // how often the stream list is fetched again
@@ -291,10 +291,7 @@ function updateListed(hop) {  // the shown stream's entry keeps up between refre
   if (!entry || !button) return;
   Object.assign(entry, { label: hop.label, confidence: hop.confidence, hops: hop.hop + 1 });
   entry.audio_s = Math.max(entry.audio_s || 0, hop.end_s);
-  const item = streamItem(entry, true);
-  const focused = document.activeElement === button;
-  button.parentElement.replaceWith(item);
-  if (focused) item.querySelector("button").focus();
+  morph(button.parentElement, streamItem(entry, true));  // the same button: focus and hover stay
   showControls();
 }
 
@@ -310,28 +307,23 @@ function renderStreams(streams, sources) {
   for (const s of streams.filter((x) => !x.live).sort((a, b) => newest(b) - newest(a))) {
     if (!liveNames.has(s.name) && !ended.some((e) => e.name === s.name)) ended.push(s);
   }
-  const list = $("stream-list");
-  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.name : null;
-  list.replaceChildren();
+  const items = [];
   if (!live.length) {
-    list.append(el("li", "empty muted small",
-      "No live streams. Start the microphone, or send one: coaudio serve's /ws (see the README)."));
+    items.push(keyed("empty", el("li", "empty muted small",
+      "No live streams. Start the microphone, or send one: coaudio serve's /ws (see the README).")));
   }
-  for (const s of live) list.append(streamItem(s, true));
-  if (down.length) list.append(el("li", "group", "Pulled sources not streaming"));
-  for (const [name, s] of down) list.append(sourceItem(name, s, () => watch(name)));
-  if (ended.length) list.append(el("li", "group", "Ended (from the history)"));
-  for (const s of ended.slice(0, ENDED_SHOWN)) list.append(streamItem(s, false));
-  if (focused) {  // a refresh must not take the keyboard focus away
-    const again = [...list.querySelectorAll("button.stream")].find((b) => b.dataset.name === focused);
-    if (again) again.focus();
-  }
+  for (const s of live) items.push(streamItem(s, true));
+  if (down.length) items.push(keyed("group:down", el("li", "group", "Pulled sources not streaming")));
+  for (const [name, s] of down) items.push(sourceItem(name, s, () => watch(name)));
+  if (ended.length) items.push(keyed("group:ended", el("li", "group", "Ended (from the history)")));
+  for (const s of ended.slice(0, ENDED_SHOWN)) items.push(streamItem(s, false));
+  syncList($("stream-list"), items);
   showControls();
 }
 
 function streamItem(s, live) {
   const own = conn && conn.kind === "mic" && conn.name === s.name;
-  const item = el("li", "stream-item" + (live ? "" : " ended"));
+  const item = keyed(`${live ? "live" : "ended"}:${s.name}`, el("li", "stream-item" + (live ? "" : " ended")));
   const button = el("button", "stream");
   button.type = "button";
   button.dataset.name = s.name;
@@ -353,6 +345,11 @@ function streamItem(s, live) {
   button.append(head, el("span", "stream-meta", meta));
   button.addEventListener("click", () => watch(s.name));
   item.append(button);
+  return item;
+}
+
+function keyed(key, item) {
+  item.dataset.key = key;
   return item;
 }
 

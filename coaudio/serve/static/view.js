@@ -25,6 +25,42 @@ export function el(tag, className, text) {
   return node;
 }
 
+// A list redrawn from fresh items keeps the elements of the items still there (matched by
+// data-key) and only changes what changed in them: a refresh every few seconds must not take away
+// a hover, the keyboard focus or a click in progress, nor the element a screen reader is on.
+export function syncList(list, items) {
+  const keys = new Set(items.map((item) => item.dataset.key));
+  for (const li of [...list.children]) if (!keys.has(li.dataset.key)) li.remove();  // gone first:
+  const old = new Map([...list.children].map((li) => [li.dataset.key, li]));  // then nothing moves
+  const focused = list.contains(document.activeElement) ? document.activeElement : null;
+  items.forEach((item, i) => {
+    const was = old.get(item.dataset.key);
+    const node = was || item;
+    if (was) morph(was, item);
+    if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
+  });
+  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();  // moved
+}
+
+// `was` takes `item`'s attributes and content; its button (a list item's one child) stays the same
+// element with its click handler, which is the same for the same key.
+export function morph(was, item) {
+  syncAttributes(was, item);
+  const [a, b] = [was.firstElementChild, item.firstElementChild];
+  if (a && b && a.tagName === b.tagName && was.children.length === 1 && item.children.length === 1) {
+    syncAttributes(a, b);
+    if (a.innerHTML !== b.innerHTML) a.replaceChildren(...b.childNodes);
+  } else if (was.innerHTML !== item.innerHTML) {
+    was.replaceChildren(...item.childNodes);
+  }
+}
+
+function syncAttributes(was, item) {
+  for (const { name } of [...was.attributes]) if (!item.hasAttribute(name)) was.removeAttribute(name);
+  for (const { name, value } of item.attributes) if (was.getAttribute(name) !== value) was.setAttribute(name, value);
+  if ("disabled" in item) was.disabled = item.disabled;
+}
+
 function percentile(values, q) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
@@ -187,6 +223,7 @@ const SOURCE_STATES = { connecting: "connecting", backing_off: "down", failed: "
 
 export function sourceItem(name, s, onClick) {
   const item = el("li", "stream-item down");
+  item.dataset.key = `down:${name}`;
   const button = el("button", "stream");
   button.type = "button";
   button.dataset.name = name;

@@ -404,6 +404,25 @@ def test_a_pulled_source_that_is_down_is_listed_with_the_reason(browser, checkpo
         browser.save_screenshot(str(artifacts / "page-source-down.png"))
 
 
+def test_a_session_its_server_did_not_end_is_listed_as_ended_by_a_crash(
+    browser, checkpoint, tmp_path, artifacts
+):
+    """A history whose server died with a stream open: the next server closes the session as
+    ``ended_by: crash`` and the page says so; a stream its server ended says nothing of a crash."""
+    from tests.serve.test_history_sessions import _schema_1_file
+
+    db = tmp_path / "history.sqlite"
+    _schema_1_file(db)  # 'done' ended by its server, 'left' never ended (its server was killed)
+    with (
+        running_server(checkpoint, "--db", db, cwd=tmp_path) as server,
+        evidence(browser, artifacts, "page-crash"),
+    ):
+        browser.get(server.url)
+        wait(browser, 15, lambda d: listed(d, "left") and listed(d, "done"), "the history is not listed")
+        assert listed(browser, "left").endswith("(server crashed)"), listed(browser, "left")
+        assert "crash" not in listed(browser, "done"), listed(browser, "done")
+
+
 LAYOUT = """
 const box = (e) => e.getBoundingClientRect();
 const shown = (e) => e.offsetParent !== null;

@@ -354,10 +354,11 @@ function keyed(key, item) {
 }
 
 function ended(s) {
-  if (!s.ended) return "ended";
+  const how = s.ended_by === "crash" ? " (server crashed)" : "";  // its last hop is when it stopped
+  if (!s.ended) return "ended" + how;
   const at = new Date(1000 * s.ended);
   const today = at.toDateString() === new Date().toDateString();
-  return "ended " + (today ? at.toLocaleTimeString() : at.toLocaleString());
+  return "ended " + (today ? at.toLocaleTimeString() : at.toLocaleString()) + how;
 }
 
 // ---- start --------------------------------------------------------------------------------------

@@ -134,3 +134,19 @@ def test_stopping_flushes_every_stream_and_tells_why(checkpoint, tmp_path, sig, 
     with sqlite3.connect(db) as conn:  # the history holds every hop the clients got
         stored = dict(conn.execute("SELECT name, hops FROM sessions WHERE ended IS NOT NULL").fetchall())
     assert stored == {f"s{i}": len(hops(got["messages"])) for i, got in enumerate(results)}
+
+
+def test_uvicorn_still_has_what_the_clean_stop_overrides():
+    """server._Uvicorn overrides three methods of uvicorn.Server (not a public API): a uvicorn that
+    renamed one would silently skip the drain; this names the cause where the stop tests would fail."""
+    import inspect
+
+    import uvicorn
+
+    wanted = {
+        "capture_signals": ["self"],
+        "handle_exit": ["self", "sig", "frame"],
+        "shutdown": ["self", "sockets"],
+    }
+    found = {name: list(inspect.signature(getattr(uvicorn.Server, name)).parameters) for name in wanted}
+    assert found == wanted, f"uvicorn {uvicorn.__version__}"

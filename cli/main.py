@@ -81,10 +81,16 @@ def _root(
     ] = False,
 ) -> None:
     _VERBOSE["on"] = verbose
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()  # stderr
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s") if verbose else _Plain())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+class _Plain(logging.Formatter):
+    """'warning: MESSAGE', as the CLI's own warnings read; -v names the logger (where it came from)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
 
 
 class StdoutClosed(Exception):

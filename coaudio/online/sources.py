@@ -105,7 +105,10 @@ def read_pcm(
         if not chunk:
             break
     if pending:
-        log.warning("stream ended inside a sample frame; dropped %d trailing bytes", len(pending))
+        n = len(pending)
+        log.warning(
+            "stream ended inside a sample frame; dropped %d trailing byte%s", n, "" if n == 1 else "s"
+        )
 
 
 def _read_some(stream: BinaryIO, n: int) -> bytes:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -143,3 +144,18 @@ def test_a_ctrl_c_that_surfaces_as_another_error_still_ends_as_an_interruption(m
     assert main.run([]) == 1
     assert "internal error (AttributeError: a real defect)" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_warnings_read_like_the_clis_own_and_verbose_names_where_they_come_from(model_and_audio):
+    """A log record on stderr reads 'warning: ...' (as the CLI's own warnings do), not a module path;
+    --verbose adds the logger's name for a bug report."""
+    model = model_and_audio / "model.safetensors"
+    torn = np.zeros(16_000, "<i2").tobytes() + b"\x01"  # one byte into a sample frame at the end
+    args = [sys.executable, "-m", "coaudio", "stream", model, "-", "--format", "s16le", "--sr", "16000"]
+    plain = subprocess.run(args, input=torn, capture_output=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr.decode()
+    lines = plain.stderr.decode().splitlines()
+    assert "warning: stream ended inside a sample frame; dropped 1 trailing byte" in lines, lines
+    assert "coaudio.online" not in plain.stderr.decode()
+    verbose = subprocess.run([*args[:3], "-v", *args[3:]], input=torn, capture_output=True, timeout=120)
+    assert "WARNING coaudio.online.sources: stream ended inside" in verbose.stderr.decode()

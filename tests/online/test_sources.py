@@ -91,7 +91,7 @@ def test_raw_s16le_drops_a_torn_frame(caplog):
     samples = (np.arange(1000) - 500).astype("<i2")
     rate, got = _decode(samples.tobytes() + b"\x01", fmt="s16le", sample_rate=16_000)
     assert rate == 16_000 and np.array_equal(got, samples / np.float32(32768))
-    assert "dropped 1 trailing bytes" in caplog.text
+    assert "dropped 1 trailing byte" in caplog.text
 
 
 def test_auto_refuses_bytes_without_an_audio_header():

@@ -58,7 +58,6 @@ export function morph(was, item) {
 function syncAttributes(was, item) {
   for (const { name } of [...was.attributes]) if (!item.hasAttribute(name)) was.removeAttribute(name);
   for (const { name, value } of item.attributes) if (was.getAttribute(name) !== value) was.setAttribute(name, value);
-  if ("disabled" in item) was.disabled = item.disabled;
 }
 
 function percentile(values, q) {

@@ -2,13 +2,11 @@
 
 stderr (progress, warnings, summaries) never breaks a line itself: in a terminal the terminal
 wraps, and in a log or a pipe a message stays one line that grep finds. stdout tables get a
-wide page when stdout is not a terminal, so titles and cells are not folded at 80 columns,
-unless COLUMNS says how wide.
+wide page when stdout is not a terminal, so titles and cells are not folded at 80 columns.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 from rich.console import Console
@@ -21,6 +19,6 @@ def err_console(quiet: bool = False) -> Console:
 
 
 def out_console() -> Console:
-    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
-        return Console()  # the terminal's width, or the one COLUMNS asks for (rich reads it)
+    if sys.stdout.isatty():
+        return Console()
     return Console(width=PIPE_WIDTH)

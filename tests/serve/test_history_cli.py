@@ -193,20 +193,6 @@ def test_tables_fit_80_columns(long_db, tmp_path, args):
         assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", first)
 
 
-@pytest.mark.parametrize("args", [[], ["--streams"]])
-def test_a_table_into_a_file_is_as_wide_as_columns_asks(long_db, tmp_path, args):
-    """Without a terminal a table is 200 columns wide (nothing folded), unless COLUMNS says otherwise."""
-    command = [sys.executable, "-m", "coaudio", "history", long_db, *args, "--format", "table"]
-    for columns, widest in (("80", 80), (None, 200)):
-        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | (
-            {"COLUMNS": columns} if columns else {}
-        )
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
-        lines = done.stdout.splitlines()
-        assert done.returncode == 0 and lines, done.stderr
-        assert max(map(len, lines)) <= widest and (columns or max(map(len, lines)) > 80), done.stdout
-
-
 def test_a_missing_file_is_an_error_and_stays_missing(tmp_path):
     missing = tmp_path / "no" / "h.sqlite"
     done = _coaudio("history", missing, cwd=tmp_path)

@@ -193,6 +193,22 @@ def test_tables_fit_80_columns(long_db, tmp_path, args):
         assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", first)
 
 
+@pytest.mark.parametrize("args", [[], ["--streams"]])
+def test_a_table_into_a_file_is_never_folded_at_an_exported_width(long_db, tmp_path, args):
+    """Written to a file, a table is 200 columns wide whatever COLUMNS says: shells, editors and
+    pytest-xdist's workers export COLUMNS=80 where no terminal is, and a report saved to a file
+    must not depend on that; on a terminal the table fits it (test_tables_fit_80_columns)."""
+    command = [sys.executable, "-m", "coaudio", "history", long_db, *args, "--format", "table"]
+    for columns in ("80", None):
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"} | (
+            {"COLUMNS": columns} if columns else {}
+        )
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        widths = [len(line) for line in done.stdout.splitlines()]
+        assert done.returncode == 0 and widths, done.stderr
+        assert 80 < max(widths) <= 200, done.stdout
+
+
 def test_a_missing_file_is_an_error_and_stays_missing(tmp_path):
     missing = tmp_path / "no" / "h.sqlite"
     done = _coaudio("history", missing, cwd=tmp_path)

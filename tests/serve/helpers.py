@@ -40,9 +40,12 @@ class Server:
 
 
 @contextmanager
-def running_server(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 60):
-    """``coaudio serve ARGS --port 0`` until the block ends (then Ctrl-C, as a user would)."""
-    command = [sys.executable, "-m", "coaudio", "serve", *map(str, args), "--port", "0"]
+def running_server(
+    *args, cwd: Path | None = None, env: dict | None = None, timeout: float = 60, port: int = 0
+):
+    """``coaudio serve ARGS --port PORT`` (any free one by default) until the block ends (then
+    Ctrl-C, as a user would)."""
+    command = [sys.executable, "-m", "coaudio", "serve", *map(str, args), "--port", str(port)]
     environment = dict(os.environ, **(env or {}))
     proc = subprocess.Popen(command, cwd=cwd, env=environment, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []

@@ -92,9 +92,13 @@ function onMessage(session, message) {
     case "watching":
       setLabels(message.labels);
       describeModel(message);
-      setStatus("live", message.live
+      session.live = message.live;
+      session.ended = !message.live && session.wasListedEnded;
+      setStatus(message.live ? "live" : "waiting", message.live
         ? `watching ${message.stream}`
-        : `watching ${message.stream} (not live yet: waiting for it to start)`);
+        : session.ended
+          ? `${message.stream} ended; waiting for it to start again`
+          : `watching ${message.stream} (not live yet: waiting for it to start)`);
       break;
     case "hop":
       restarted(session);
@@ -124,10 +128,11 @@ function onMessage(session, message) {
   }
 }
 
-function restarted(session) {  // a watched stream that ended came back under the same name
-  if (session.kind !== "watch" || !session.ended) return;
+function restarted(session) {  // a watched stream began, or one that ended came back under its name
+  if (session.kind !== "watch" || (session.live && !session.ended)) return;
+  if (session.ended) resetView(session.name);
+  session.live = true;
   session.ended = false;
-  resetView(session.name);
   setStatus("live", `watching ${session.name}`);
 }
 
@@ -141,6 +146,11 @@ function onClose(session, event) {
   if (session.errored) return;  // the server said why
   if (event.code === 1000 || session.closing) {
     setStatus("idle", session.kind === "mic" ? "microphone stream ended" : "idle");
+  } else if (event.code === 1001) {  // the server was stopped: after the last hops, not an error
+    serverStopped = { watch: session.kind === "watch" ? session.name : null, at: Date.now() };
+    setStatus("waiting", session.kind === "mic"
+      ? "the server stopped, and with it the microphone stream; waiting for the server"
+      : `the server stopped; watching ${session.name} again when it is back`);
   } else if (event.code === 1008 && event.reason) {
     showError(event.reason);
     setStatus("error", "refused");
@@ -250,10 +260,12 @@ async function stopMic(session) {
 function watch(name) {
   clearError();
   endConnection();
-  const session = { kind: "watch", name };
+  const session = { kind: "watch", name, wasListedEnded: !listed.has(name) && endedListed.has(name) };
   conn = session;
+  serverStopped = null;
   resetView(name);
-  const entry = listed.get(name);  // until its next hop: how far the stream is (not 0: it may be old)
+  // until its next hop: how far the stream is (not 0: it may be old), or how far it went if ended
+  const entry = listed.get(name) || endedListed.get(name);
   if (entry) showProgress(entry.hops || 0, entry.audio_s);
   setStatus("connecting", `connecting to ${name}…`);
   openSocket(session, { watch: name });
@@ -263,12 +275,13 @@ function watch(name) {
 // ---- the stream list ----------------------------------------------------------------------------
 
 let listError = null;
+let serverStopped = null;  // {watch: NAME or null} after the server closed with 1001 (it was stopped)
 
 async function refreshStreams() {
-  let streams, sources;
+  let streams, sources, uptime;
   try {  // /health too: a pulled source that is down has no stream to list, only a state
     const [list, health] = await Promise.all([server.api("api/streams"), server.api("health")]);
-    [streams, sources] = [list.streams, health.sources || {}];
+    [streams, sources, uptime] = [list.streams, health.sources || {}, health.uptime_s];
   } catch (err) {
     $("stream-list").replaceChildren();
     $("streams-updated").textContent = "could not load the streams";
@@ -278,12 +291,21 @@ async function refreshStreams() {
   }
   if (listError && $("error-text").textContent === listError) clearError();  // the server is back
   listError = null;
+  // a server started since the stop (not the old one, still answering while it drains): what was
+  // watched is watched again
+  if (serverStopped && !conn && 1000 * uptime < Date.now() - serverStopped.at) {
+    const { watch: name } = serverStopped;
+    serverStopped = null;
+    if (name) watch(name);
+    else setStatus("idle", "idle");
+  }
   renderStreams(streams, sources);
   const live = streams.filter((s) => s.live).length;
   $("streams-updated").textContent = `updated ${new Date().toLocaleTimeString()} · ${count(live, "live stream")}`;
 }
 
 const listed = new Map();  // name -> the /api/streams entry of a live stream, as last drawn
+const endedListed = new Map();  // the same for the ended streams listed
 
 function updateListed(hop) {  // the shown stream's entry keeps up between refreshes
   const entry = listed.get(hop.stream);
@@ -302,6 +324,7 @@ function renderStreams(streams, sources) {
   for (const [name] of down) liveNames.add(name);  // not among the ended ones as well
   listed.clear();
   for (const s of live) listed.set(s.name, s);
+  endedListed.clear();
   const ended = [];
   const newest = (s) => s.ended || s.started || 0;
   for (const s of streams.filter((x) => !x.live).sort((a, b) => newest(b) - newest(a))) {
@@ -316,7 +339,10 @@ function renderStreams(streams, sources) {
   if (down.length) items.push(keyed("group:down", el("li", "group", "Pulled sources not streaming")));
   for (const [name, s] of down) items.push(sourceItem(name, s, () => watch(name)));
   if (ended.length) items.push(keyed("group:ended", el("li", "group", "Ended (from the history)")));
-  for (const s of ended.slice(0, ENDED_SHOWN)) items.push(streamItem(s, false));
+  for (const s of ended.slice(0, ENDED_SHOWN)) {
+    endedListed.set(s.name, s);
+    items.push(streamItem(s, false));
+  }
   syncList($("stream-list"), items);
   showControls();
 }

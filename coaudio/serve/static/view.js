@@ -26,33 +26,37 @@ export function el(tag, className, text) {
 }
 
 // A list redrawn from fresh items keeps the elements of the items still there (matched by
-// data-key) and only changes what changed in them: a refresh every few seconds must not take away
-// a hover, the keyboard focus or a click in progress, nor the element a screen reader is on.
+// data-key) and changes only the text and attributes that changed in them: a refresh every few
+// seconds, or a hop of the watched stream, must not take away a hover, the keyboard focus or a
+// click in progress (a click is lost when the element pressed is replaced before the release).
 export function syncList(list, items) {
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.name : null;
   const keys = new Set(items.map((item) => item.dataset.key));
   for (const li of [...list.children]) if (!keys.has(li.dataset.key)) li.remove();  // gone first:
   const old = new Map([...list.children].map((li) => [li.dataset.key, li]));  // then nothing moves
-  const focused = list.contains(document.activeElement) ? document.activeElement : null;
   items.forEach((item, i) => {
     const was = old.get(item.dataset.key);
     const node = was || item;
     if (was) morph(was, item);
     if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
   });
-  if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();  // moved
+  // a stream whose entry changed kind (live -> ended, down -> live) keeps the focus on its new one
+  const again = focused == null ? null : [...list.querySelectorAll("button")].find((b) => b.dataset.name === focused);
+  if (again && document.activeElement !== again) again.focus();
 }
 
-// `was` takes `item`'s attributes and content; its button (a list item's one child) stays the same
-// element with its click handler, which is the same for the same key.
+// `was` becomes like `item` where they differ: attributes set, text changed, and elements replaced
+// only where the structure differs. Handlers stay those of `was` (the same key: the same action).
 export function morph(was, item) {
-  syncAttributes(was, item);
-  const [a, b] = [was.firstElementChild, item.firstElementChild];
-  if (a && b && a.tagName === b.tagName && was.children.length === 1 && item.children.length === 1) {
-    syncAttributes(a, b);
-    if (a.innerHTML !== b.innerHTML) a.replaceChildren(...b.childNodes);
-  } else if (was.innerHTML !== item.innerHTML) {
-    was.replaceChildren(...item.childNodes);
+  if (was.nodeType === Node.TEXT_NODE) {
+    if (was.nodeValue !== item.nodeValue) was.nodeValue = item.nodeValue;
+    return;
   }
+  syncAttributes(was, item);
+  const [olds, news] = [[...was.childNodes], [...item.childNodes]];
+  const same = olds.length === news.length && olds.every((o, i) => o.nodeType === news[i].nodeType && o.nodeName === news[i].nodeName);
+  if (same) olds.forEach((o, i) => morph(o, news[i]));
+  else was.replaceChildren(...news);
 }
 
 function syncAttributes(was, item) {

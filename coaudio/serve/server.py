@@ -191,6 +191,7 @@ def prepare(online: OnlineModel, options: ServeOptions, history=None) -> Running
     config = uvicorn.Config(
         app,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through the caller's logging, like every other one
         ws_max_size=2 * options.limits.max_message_bytes,  # ours is checked first, with a JSON error
         ws_per_message_deflate=False,  # PCM hardly compresses and JSON hops are small: ~10% of CPU saved
         ws_ping_interval=20.0,

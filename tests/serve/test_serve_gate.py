@@ -132,3 +132,23 @@ def test_unknown_routes_and_parameters_answer_in_json(server):
 def test_a_bracketed_ipv6_loopback_is_an_address(tmp_path):
     code, stderr = coaudio_serve_exit(tmp_path / "missing.safetensors", "--host", "[::1]")
     assert code != 2 and "not an IP address" not in stderr  # it gets as far as the checkpoint
+
+
+def test_bytes_that_are_not_http_get_a_warning_line_like_every_other(tmp_path):
+    """uvicorn's own warnings go through coaudio's logging: `warning: ...` on stderr, like the
+    rest (uvicorn's format was `WARNING:  ...`)."""
+    import socket
+
+    from tests.serve.helpers import running_server
+
+    checkpoint = make_checkpoint(tmp_path / "m.safetensors", hop_frames=20)
+    with running_server(checkpoint, "--no-db", cwd=tmp_path) as server:
+        parts = urlsplit(server.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")  # e.g. TLS to a plain-HTTP port
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400")
+        assert server.stop() == 130
+    lines = server.stderr.splitlines()
+    assert "warning: Invalid HTTP request received." in lines, server.stderr
+    assert not [line for line in lines if line.startswith("WARNING")], server.stderr

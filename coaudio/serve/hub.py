@@ -106,6 +106,7 @@ class Hub:
         self._lock = threading.Condition()
         self._live: dict[int, _Live] = {}
         self._names: dict[str, int] = {}
+        self._reserved: set[str] = set()  # pulled sources' names: no client's (reserve)
         self._watchers: dict[str, list[Sink]] = {}
         self._ids = itertools.count(1)
         self._dirty = False
@@ -132,10 +133,11 @@ class Hub:
     # ---- called from any thread -------------------------------------------------------------
 
     def open(self, spec: StreamSpec, sink: Sink) -> int:
-        """Register a stream; its id. ProtocolError when the name is taken or the hub is full."""
+        """Register a stream; its id. ProtocolError when the name is taken or reserved, or the hub is full."""
         with self._lock:
             if self._stopping:
                 raise ProtocolError("the server is shutting down")
+            self.check_name(spec)
             if spec.name in self._names:
                 raise ProtocolError(f"a stream named {spec.name!r} is already live; pick another name")
             if len(self._live) >= self.limits.max_streams:
@@ -146,6 +148,18 @@ class Hub:
             self._lock.notify()
         self.metrics.streams_opened(spec.kind)
         return live.id
+
+    def reserve(self, name: str) -> None:
+        """``name`` is a pulled source's for the hub's lifetime, streaming or not: never a client's."""
+        with self._lock:
+            self._reserved.add(name)
+
+    def check_name(self, spec: StreamSpec) -> None:
+        """ProtocolError when a client's stream asks for a pulled source's name."""
+        if spec.kind == "ws" and spec.name in self._reserved:
+            raise ProtocolError(
+                f"the name {spec.name!r} belongs to a pulled source of this server; pick another name"
+            )
 
     def push(self, stream: int, samples: np.ndarray) -> None:
         """Queue ``(N,)`` mono float32 samples of ``stream`` (never blocks on the model)."""

@@ -41,7 +41,7 @@ STABLE_S = 60.0  # a session this long resets the back-off: the drops before it 
 JITTER = 0.2  # each wait is shortened by up to this fraction, so sources that drop together spread out
 MAX_BACKLOG_S = 1.0  # queued audio at which a source waits for the model (a file is not paced)
 POLL_S = 0.02  # how often waits for the model or for the stream's name look at stop()
-NAME_WARN_S = 1.0  # a name still taken after this long is worth a warning (a client holds it)
+NAME_WARN_S = 1.0  # a stream still not opened after this long is worth a warning (the server is full)
 END_WAIT_S = 5.0  # at a drop: the longest wait for the hub to send the session's end
 
 
@@ -136,7 +136,8 @@ class HubSession:
         return not self.stop.is_set()
 
     def _open(self) -> bool:
-        """Open the stream; while the name is taken (by a client) or the server is full, wait."""
+        """Open the stream; while the name is taken (the last session is still flushed) or the
+        server is full, wait."""
         since, warned = time.monotonic(), False
         while not self.stop.is_set():
             try:
@@ -188,6 +189,7 @@ class PulledSource:
         thread of its own until :meth:`stop`."""
         self.check()
         self._hub = hub
+        hub.reserve(self.name)  # no client may take the name, even while the source is down
         source_metrics.track(hub, self)
         self._thread = threading.Thread(
             target=self._supervise, name=f"coaudio-source-{self.name}", daemon=True

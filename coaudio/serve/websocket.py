@@ -119,7 +119,8 @@ async def _open(hub: Hub, spec: StreamSpec, sink: QueueSink, limits: Limits) -> 
     """Open the stream. A client that reconnects under its name before the server has noticed
     that its old connection is gone, or while it flushes the stream left behind, waits for that
     (milliseconds; at most REOPEN_WAIT_S) instead of being told the name is taken; a name held
-    by another address is refused at once."""
+    by another address, or a pulled source's (streaming or not), is refused at once."""
+    hub.check_name(spec)
     deadline = time.monotonic() + REOPEN_WAIT_S
     while time.monotonic() < deadline:
         holder = hub.holder(spec.name)

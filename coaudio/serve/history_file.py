@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x636F4148  # "coAH" in the SQLite header: this file is a coaudio history
 SCHEMA_VERSION = 2
 SQLITE_NOTADB = 26  # the error code of "file is not a database"
+SQLITE_READONLY = 8  # "attempt to write a readonly database" (the primary code of its variants)
 BUSY_TIMEOUT_MS = 5000  # another process's write transaction: wait this long before giving up
 
 SESSIONS = """
@@ -171,18 +172,43 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
         if version == 0:
             create(conn)
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")  # fails now, with a clear message, if the file is read-only
-        conn.execute("COMMIT")
+        if version:  # a real write, as create() made one: see _prove_writable
+            _prove_writable(conn, version)
         if version and upgrade(conn, version):
             log.info("upgraded the history %s from schema %d", path, version)
         close_orphans(conn)
     except sqlite3.Error as exc:
         conn.close()
-        raise HistoryError(f"cannot write the history {path}: {exc}") from None
+        raise HistoryError(f"cannot write the history {path}: {exc}{_why_read_only(path, exc)}") from None
     except HistoryError:
         conn.close()
         raise
     return conn
+
+
+def _prove_writable(conn: sqlite3.Connection, version: int) -> None:
+    """Rewrite the schema version as it is: fails now, with a clear message, when the file
+    cannot be written. SQLite opens a file it may not write (``chattr +i``, a read-only mount,
+    mode 444 for anyone but root) read-only without a word, and ``BEGIN IMMEDIATE`` succeeds on
+    such a connection: only a write tells."""
+    try:
+        conn.executescript(f"BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT;")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _why_read_only(path: Path, exc: sqlite3.Error) -> str:
+    """For SQLite's "attempt to write a readonly database": the system's reason, e.g.
+    " (opening it for writing: Operation not permitted)" for a file made immutable."""
+    if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != SQLITE_READONLY:
+        return ""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as error:
+        return f" (opening it for writing: {error.strerror})"
+    return ""
 
 
 def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:

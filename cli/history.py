@@ -159,13 +159,20 @@ def _print_streams(sessions: list[dict], fmt: Format) -> None:
     elif fmt is Format.csv:
         import csv
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=STREAM_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(sys.stdout, fieldnames=[*STREAM_COLUMNS, "writer_gone"], lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: "" if v is None else v for k, v in s.items()} for s in sessions)
+        writer.writerows({k: _csv_value(v) for k, v in s.items()} for s in sessions)
     elif not sessions:
         err_console().print("no stream sessions", highlight=False)
     else:
         _streams_table(sessions)
+
+
+def _csv_value(value):
+    """None as an empty cell, booleans as JSON writes them (true, false)."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, bool) else value
 
 
 def _streams_table(sessions: list[dict]) -> None:
@@ -186,10 +193,11 @@ def _streams_table(sessions: list[dict]) -> None:
 
 
 def _ended(session: dict) -> str:
-    """When it ended (the time alone on its start's day); open: live, or its server died and
-    no server has opened the file since; crash: its server died."""
+    """When it ended (the time alone on its start's day); open: live (or whether its server
+    lives cannot be told here); gone: its server died and no server has opened the file since
+    to close it; crash: its server died and a later one closed it."""
     if session["ended"] is None:
-        return "open"
+        return "gone" if session.get("writer_gone") else "open"
     same_day = _short(session["ended"])[:5] == _short(session["started"])[:5]
     when = _short(session["ended"])[6:] if same_day else _short(session["ended"])
     return f"{when} crash" if session.get("ended_by") == "crash" else when

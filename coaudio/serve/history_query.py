@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from coaudio.serve.history_file import HistoryError, check_schema, connect, session_columns
+from coaudio.serve.history_recovery import writer_gone
 
 ROW_COLUMNS = ["stream", "session", "time", "hop", "start_s", "end_s", "label", "confidence", "top"]
 STREAM_COLUMNS = [
@@ -50,17 +51,29 @@ def streams(
     limit: int | None = None,
     *,
     ended: bool = False,
+    writers: bool = False,
 ) -> list[dict]:
     """The sessions that overlap ``[since, until)`` (an open one reaches to now), oldest first;
     ``name``: only that stream's; ``ended``: only ended ones; ``limit`` keeps the newest (by
-    start), like ``tail``."""
+    start), like ``tail``. ``writers``: each also says ``writer_gone``: None when it ended; for
+    an open one, whether its writer certainly writes no more (its server died and none has opened
+    the file since to close it; false when that cannot be told or for a version-1 file's)."""
     where, args = _session_conditions(name, since, until, ended)
-    columns = session_columns(conn, STREAM_COLUMNS)
+    columns = session_columns(conn, [*STREAM_COLUMNS, "writer"])
     sql = f"SELECT {columns} FROM sessions{where} ORDER BY started DESC, id DESC"
     if limit is not None:
         sql, args = sql + " LIMIT ?", [*args, int(limit)]
-    rows = conn.execute(sql, args).fetchall()
-    return [dict(zip(STREAM_COLUMNS, row)) for row in reversed(rows)]
+    sessions, gone = [], {}  # an open session's writer -> whether it is gone (asked once each)
+    for row in reversed(conn.execute(sql, args).fetchall()):
+        session, writer = dict(zip(STREAM_COLUMNS, row)), row[-1]
+        if writers and session["ended"] is None:
+            if writer is not None and writer not in gone:
+                gone[writer] = writer_gone(writer)
+            session["writer_gone"] = gone.get(writer, False)
+        elif writers:
+            session["writer_gone"] = None
+        sessions.append(session)
+    return sessions
 
 
 def count_streams(conn: sqlite3.Connection, name=None, since=None, until=None, *, ended=False) -> int:
@@ -140,7 +153,8 @@ class HistoryReader:
             raise
 
     def streams(self, name=None, since=None, until=None, limit=None, *, ended=False) -> list[dict]:
-        return streams(self._conn, name, since, until, limit, ended=ended)
+        """:func:`streams`, each with ``writer_gone``."""
+        return streams(self._conn, name, since, until, limit, ended=ended, writers=True)
 
     def count_streams(self, name=None, since=None, until=None, *, ended=False) -> int:
         return count_streams(self._conn, name, since, until, ended=ended)

@@ -302,3 +302,44 @@ def test_the_command_never_imports_torch(db):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "NO-TORCH 0", done.stdout[-500:] + done.stderr
+
+
+def _writing(path: Path, name: str, log: Path) -> subprocess.Popen:
+    """history_writer.py writing session ``name`` into ``path``, once its first batch is in."""
+    with open(log, "w") as out:
+        writer = subprocess.Popen([sys.executable, str(WRITER), str(path), "write", name], stdout=out)
+    deadline = time.monotonic() + 30
+    while "committed" not in log.read_text():
+        assert time.monotonic() < deadline and writer.poll() is None, log.read_text()
+        time.sleep(0.02)
+    return writer
+
+
+def test_streams_tell_an_open_session_whose_server_died(tmp_path):
+    """A SIGKILLed server's session stays open in the file until a server opens it again: the
+    listing says that its writer is gone (table: "gone"; JSON lines and CSV: writer_gone),
+    unlike a live server's session ("open")."""
+    path = tmp_path / "h.sqlite"
+    live = _writing(
+        path, "live", tmp_path / "live.log"
+    )  # first: a writer that opens the file closes dead ones'
+    try:
+        dead = _writing(path, "dead", tmp_path / "dead.log")
+        dead.kill()
+        dead.wait()
+        listed = _jsonl(_coaudio("history", path, "--streams", cwd=tmp_path).stdout)
+        csv_text = _coaudio("history", path, "--streams", "--format", "csv", cwd=tmp_path).stdout
+        table = _coaudio("history", path, "--streams", "--format", "table", cwd=tmp_path).stdout
+    finally:
+        live.kill()
+        live.wait()
+    assert [(s["name"], s["ended"], s["writer_gone"]) for s in listed] == [
+        ("live", None, False),
+        ("dead", None, True),
+    ]
+    rows = list(csv.DictReader(csv_text.splitlines()))
+    assert [(r["name"], r["writer_gone"]) for r in rows] == [("live", "false"), ("dead", "true")]
+    lines = {
+        line.split()[1]: line for line in table.splitlines() if line.split()[1:2] in (["live"], ["dead"])
+    }
+    assert " open " in lines["live"] and " gone " in lines["dead"] and " open " not in lines["dead"], table

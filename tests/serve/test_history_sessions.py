@@ -252,3 +252,36 @@ def test_a_reader_of_a_live_file_sees_the_newest_rows_and_leaves_its_files(tmp_p
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_reader_tells_a_dead_writers_open_session_and_closes_nothing(tmp_path):
+    """Until a server opens the file again, a SIGKILLed writer's session stays open in it; the
+    reader says that its writer is gone (and a live writer's is not), and closes nothing."""
+    path = tmp_path / "h.sqlite"
+    with History(path) as history:
+        history.end_stream(history.open_stream("ended", "ws", "x", 16_000, 1, "m"))
+    live, _ = _writer(path, "live")  # first: a writer that opens the file closes dead ones' sessions
+    try:
+        dead, _ = _writer(path, "dead")
+        dead.send_signal(signal.SIGKILL)
+        dead.wait()
+        with HistoryReader(path) as reader:
+            listed = {s["name"]: s for s in reader.streams()}
+        with HistoryReader(path) as reader:
+            still_open = [s["name"] for s in reader.streams() if s["ended"] is None]
+    finally:
+        live.send_signal(signal.SIGKILL)
+        live.wait()
+    assert listed["dead"]["ended"] is None and listed["dead"]["writer_gone"] is True
+    assert listed["live"]["ended"] is None and listed["live"]["writer_gone"] is False
+    assert listed["ended"]["writer_gone"] is None
+    assert sorted(still_open) == ["dead", "live"]  # reading closed nothing
+
+
+def test_a_schema_1_files_open_session_is_not_called_gone_by_a_reader(tmp_path):
+    """A version-1 session names no writer: the reader cannot tell, so it stays plain open."""
+    path = tmp_path / "old.sqlite"
+    _schema_1_file(path)
+    with HistoryReader(path) as reader:
+        done, left = reader.streams()
+    assert (done["writer_gone"], left["writer_gone"]) == (None, False)

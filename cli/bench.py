@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from coaudio_cli.bench_common import Blocks, Json, Quick, Threads, cpu_name, emit_json, machine
 from coaudio_cli.bench_serve import bench_serve_cli
-from coaudio_cli.console import err_console
+from coaudio_cli.console import err_console, out_console
+
+WIDE = 240  # columns into a file or pipe for the widest tables (15 columns of numbers)
 
 app = typer.Typer(
     help="Benchmarks: each prints a table, or with --json writes a JSON document ('-' = stdout).",
@@ -65,10 +66,7 @@ def encoder_cli(
     document = {"machine": machine(), "threads": threads, "results": records}
     if emit_json(document, json_out, err):
         return
-    out = Console()
-    if not out.is_terminal:  # a pipe or file: never squeeze the table into 80 columns
-        out = Console(width=240)
-    out.print(_table(records, threads))
+    out_console(WIDE).print(_table(records, threads))
 
 
 @app.command("stream")
@@ -227,7 +225,7 @@ def _frontend(json_out: Optional[str], streams: list[int], quick: bool) -> None:
     document = {"machine": machine(), "frontend": record}
     if emit_json(document, json_out, err):
         return
-    out = Console(width=160)
+    out = out_console()
     out.print(_throughput_table(record))
     out.print(_per_hop_table(record["per_hop"]))
 
@@ -301,7 +299,7 @@ def _stream(
     if emit_json(document, json_out, err):
         return
     if not records:
-        Console(width=240).print(_frontend_table(per_frontend, threads))
+        out_console(WIDE).print(_frontend_table(per_frontend, threads))
         return
     table = Table(
         title=f"per hop, audio block -> prediction (GTZAN shape, 0.25 s hops, learned embedder), "
@@ -343,9 +341,9 @@ def _stream(
             f"{r['flops_ratio_vs_regular_cached']:.1f}x",
             f"{r['max_abs_diff']:.1e}",
         )
-    Console(width=240).print(table)
+    out_console(WIDE).print(table)
     if per_frontend:
-        Console(width=240).print(_frontend_table(per_frontend, threads))
+        out_console(WIDE).print(_frontend_table(per_frontend, threads))
 
 
 def _frontend_table(records: list[dict], threads: int) -> Table:
@@ -392,4 +390,4 @@ def _classify(json_out: Optional[str], clips: int) -> None:
         f"{record['regular_1core_xrt']:.0f}x",
         f"{record['speedup_vs_regular_1core']:.2f}x",
     )
-    Console(width=160).print(table)
+    out_console().print(table)

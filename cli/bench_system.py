@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from rich.console import Console
 from rich.table import Table
 
 from coaudio_cli.bench_common import cpu_name, emit_json, machine
-from coaudio_cli.console import err_console
+from coaudio_cli.console import err_console, out_console
 
 
 def load_cli(json_out: Optional[str], quick: bool) -> None:
@@ -42,7 +41,7 @@ def load_cli(json_out: Optional[str], quick: bool) -> None:
             f"{r['loaded']['p95_ms']:.2f}",
             f"{r['ratio']:.2f}x",
         )
-    Console(width=200).print(table)
+    out_console().print(table)
     verdict = "within" if load.rows_within(record) else "NOT within"
     err.print(f"pinned paths {verdict} 3x of their quiet latency (the last row is the unpinned contrast)")
 
@@ -64,7 +63,7 @@ def startup_cli(json_out: Optional[str], quick: bool) -> None:
         table.add_column(column, justify="right")
     for r in record["rows"]:
         table.add_row(r["command"], f"{r['seconds']:.3f}")
-    Console(width=200).print(table)
+    out_console().print(table)
 
 
 def train_cli(json_out: Optional[str], quick: bool, threads: int) -> None:
@@ -94,4 +93,4 @@ def train_cli(json_out: Optional[str], quick: bool, threads: int) -> None:
             f"{r['run_min']:.1f}",
             f"{first / r['epoch_s']:.1f}x",
         )
-    Console(width=200).print(table)
+    out_console().print(table)

@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from coaudio_cli.classify_output import render
-from coaudio_cli.console import err_console
+from coaudio_cli.console import PIPE_WIDTH, err_console, out_console
 from coaudio_cli.errors import fail, interrupted, resume_command
 
 
@@ -111,7 +112,8 @@ def classify_cli(
     results = run.finish()
     if results is None:  # a torchrun rank other than 0: rank 0 writes everything
         return
-    text = render(results, fmt.value, timeline)
+    # a table on stdout fits the terminal (a pipe: PIPE_WIDTH); in a file it is PIPE_WIDTH wide
+    text = render(results, fmt.value, timeline, out_console().width if output is None else PIPE_WIDTH)
     if output is None:
         sys.stdout.write(text)
     else:
@@ -125,7 +127,7 @@ def classify_cli(
     run.forget()
     failed = [r for r in results if r.status != "ok"]
     for r in failed:
-        err.print(f"[red]failed[/red] {r.path}: {r.error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]failed[/red] {escape(f'{r.path}: {r.error}')}", highlight=False, markup=True)
     audio_h = sum(r.duration_s for r in results) / 3600
     err.print(
         f"{len(results) - len(failed)} of {len(results)} files classified ({audio_h:.2f} h of audio), "

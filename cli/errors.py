@@ -15,7 +15,7 @@ _REPORTED = {"interrupt": False}
 
 def fail(exc: Exception | str) -> NoReturn:
     """Print ``error: <message>`` (unwrapped, markup-safe) to stderr and exit with status 1."""
-    err_console().print(f"[red]error[/red]: {escape(str(exc))}", highlight=False)
+    err_console().print(f"[red]error[/red]: {escape(str(exc))}", highlight=False, markup=True)
     raise typer.Exit(1)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from coaudio_cli.console import err_console, out_console
@@ -134,7 +135,9 @@ def features_cli(
             fail(exc)
 
     for outcome in summary.failed:
-        err.print(f"[red]failed[/red] {outcome.path}: {outcome.error}", highlight=False)
+        err.print(
+            f"[red]failed[/red] {escape(f'{outcome.path}: {outcome.error}')}", highlight=False, markup=True
+        )
     line = (
         f"{summary.count('extracted')} extracted, {summary.count('cached')} cached, "
         f"{len(summary.failed)} failed, {len(files) - len(summary.outcomes)} not attempted"

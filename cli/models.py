@@ -143,7 +143,7 @@ def fetch_cli(
     spec = _spec(name)
     err = err_console()
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.fields[mb]}"),
         console=err,

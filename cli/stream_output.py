@@ -6,13 +6,13 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from coaudio_cli.console import err_console
+from coaudio_cli.console import err_console, out_console
 
 if TYPE_CHECKING:  # importing it loads torch; the CLI must start without it
     from coaudio.online.session import Hop, StreamStats
@@ -39,7 +39,8 @@ class JsonlOutput:
         sys.stdout.flush()
 
     def note(self, text: str) -> None:
-        err_console().print(text, highlight=False)
+        """``text`` is console markup: outside text in it goes through rich.markup.escape."""
+        err_console().print(text, highlight=False, markup=True)
 
 
 class LiveOutput:
@@ -47,7 +48,7 @@ class LiveOutput:
 
     def __init__(self, labels: list[str], top_k: int, window: int, source: str) -> None:
         self.labels, self.top_k, self.window, self.source = labels, max(top_k, 3), window, source
-        self.console = Console()
+        self.console = out_console()
         self._live = Live(console=self.console, refresh_per_second=8, transient=True)
 
     def __enter__(self):
@@ -62,7 +63,8 @@ class LiveOutput:
         self._live.update(self._panel(hop, stats))
 
     def note(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        """``text`` is console markup: outside text in it goes through rich.markup.escape."""
+        self.console.print(text, highlight=False, markup=True)
 
     def _line(self, hop: Hop) -> Text:
         line = Text(f"{hop.end_s:9.2f} s  ")
@@ -88,7 +90,7 @@ class LiveOutput:
             f"real-time factor {stats.real_time_factor:.4f}",
             style="dim",
         )
-        return Panel(Group(table, footer), title=self.source, expand=False)
+        return Panel(Group(table, footer), title=Text(self.source), expand=False)
 
 
 def summary_lines(stats: StreamStats, labels: list[str], extra: list[str]) -> list[str]:

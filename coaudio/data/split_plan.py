@@ -98,7 +98,10 @@ class Split:
 
     @property
     def headline(self) -> str:
-        return f"split: {self.method.describe()}" + (f"; {self.caveat}" if self.caveat else "")
+        """``split: <how>``; with a caveat a warning: ``warning: split: <how>; <caveat>``."""
+        if self.caveat:
+            return f"warning: split: {self.method.describe()}; {self.caveat}"
+        return f"split: {self.method.describe()}"
 
 
 @dataclass(frozen=True)

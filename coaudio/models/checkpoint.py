@@ -108,7 +108,16 @@ def frontend_of(file: Path, info: dict) -> FrontendConfig:
     if config.is_file():
         data = migrate_data(json.loads(config.read_text())["recipe"]["data"])
         return from_dict(FrontendConfig, data.get("frontend", {}), "frontend")
+    assumed = FrontendConfig()
     log.warning(
-        "%s has no front-end settings and no run config beside it; assuming %s", file, FrontendConfig()
+        "%s has no front-end settings and no run config beside it; assuming %s", file, _in_words(assumed)
     )
-    return FrontendConfig()
+    return assumed
+
+
+def _in_words(frontend: FrontendConfig) -> str:
+    """E.g. "the learned front end with 25-frame hops (0.25 s) and 96-frame patches"."""
+    return (
+        f"the {frontend.kind} front end with {frontend.hop_frames}-frame hops ({frontend.hop_s:g} s) "
+        f"and {frontend.patch_frames}-frame patches"
+    )

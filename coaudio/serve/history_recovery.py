@@ -130,9 +130,10 @@ def close_orphans(conn: sqlite3.Connection) -> int:
         raise
     if closed:
         log.warning(
-            "closed %d stream session%s that a server left open when it stopped without ending them "
+            "closed %d stream session%s that a server left open when it stopped without ending %s "
             "(marked ended_by=crash)",
             closed,
             "" if closed == 1 else "s",
+            "it" if closed == 1 else "them",
         )
     return closed

@@ -95,8 +95,8 @@ def test_the_random_fallback_says_so_and_a_folder_evaluation_names_its_folder(da
     status, _, err = _coaudio(capsys, "train", "folder", data, "--out", out, *FAST)
     assert status == 0, err
     assert (
-        "split: random 80/10/10 by file, seed 0; clips of one recording may straddle train and test: use "
-        "--splits, --group or train/valid/test folders"
+        "warning: split: random 80/10/10 by file, seed 0; clips of one recording may straddle train and "
+        "test: use --splits, --group or train/valid/test folders"
     ) in err
     assert json.loads((out / "config.json").read_text())["split"]["method"] == "random"
     status, out_text, err = _coaudio(capsys, "evaluate", out / "best.safetensors", "--data", data)

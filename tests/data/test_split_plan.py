@@ -139,8 +139,8 @@ def test_the_random_fallback_says_it_may_leak(tmp_path):
     split = plan_split(root, SplitOptions(), seed=3)
     assert split.method == SplitMethod("random", seed=3)
     assert split.headline == (
-        "split: random 80/10/10 by file, seed 3; clips of one recording may straddle train and test: "
-        "use --splits, --group or train/valid/test folders"
+        "warning: split: random 80/10/10 by file, seed 3; clips of one recording may straddle train and "
+        "test: use --splits, --group or train/valid/test folders"
     )
 
 
@@ -312,8 +312,8 @@ def test_folds_by_file_warn_like_the_random_fallback(tmp_path):
     root = _recordings(tmp_path / "data", {"dog": 3, "cat": 3})
     by_file = plan_folds(root, SplitOptions(folds=3), seed=0).split(1)
     assert by_file.headline == (
-        "split: fold 1 of 3 by file, stratified by label, seed 0; clips of one recording may straddle "
-        "train and test: --group keeps each recording's clips in one fold"
+        "warning: split: fold 1 of 3 by file, stratified by label, seed 0; clips of one recording may "
+        "straddle train and test: --group keeps each recording's clips in one fold"
     )
     grouped = plan_folds(root, SplitOptions(group=r"(rec\d+)", folds=3), seed=0).split(1)
     assert grouped.caveat is None

@@ -24,7 +24,6 @@ completed it to its result: time spent waiting in the queue counts, which is wha
 
 from __future__ import annotations
 
-import base64
 import itertools
 import logging
 import threading
@@ -38,16 +37,14 @@ import torch
 
 from coaudio.online.engine import Engine, Hop
 from coaudio.online.model import OnlineModel
-from coaudio.online.records import hop_record, top_list
-from coaudio.online.session import p95
+from coaudio.online.records import hop_record
+from coaudio.serve.messages import describe, mel_message, mel_range, summarize
 from coaudio.serve.metrics import ServerMetrics
 from coaudio.serve.protocol import Limits, ProtocolError, StreamSpec
 
 log = logging.getLogger(__name__)
 
 LATENCY_KEEP = 10_000  # latencies kept per stream for its summary (the newest)
-MEL_RANGE = {"musicnn": (0.0, 4.5)}  # log-mel values mapped to 0..255 for the page
-DEFAULT_MEL_RANGE = (-4.6, 3.4)  # VGGish grid: ln(0.01) is silence
 BATCH_INTERVAL_S = 0.025  # the worker starts a batch at most this often (module docstring)
 
 
@@ -112,7 +109,7 @@ class Hub:
         self._dirty = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="coaudio-hub", daemon=True)
-        self._mel_range = MEL_RANGE.get(online.frontend.kind, DEFAULT_MEL_RANGE)
+        self._mel_range = mel_range(online.frontend.kind)
         self._fingerprint: str | None = None
         self.sources: dict | None = None  # name -> pulled source feeding it (coaudio.serve.source_metrics)
 
@@ -217,7 +214,7 @@ class Hub:
         """The live streams, for ``/api/streams``."""
         with self._lock:
             streams = list(self._live.values())
-        return [_describe(s) for s in streams]
+        return [describe(s) for s in streams]
 
     def holder(self, name: str) -> tuple[str, bool] | None:
         """(remote address, being flushed) of the live stream of this name; None if free."""
@@ -316,7 +313,7 @@ class Hub:
         records = [self._record(live, hop, now, latency) for hop in hops]
         messages = list(records)
         if mel is not None and len(mel) and (live.spec.spectrogram or self._watchers.get(live.spec.name)):
-            messages.insert(0, self._mel_message(live, mel))
+            messages.insert(0, mel_message(live.spec.name, mel, self._mel_range))
         if messages:
             self._send(live, messages)
         if records and self.history is not None:
@@ -336,18 +333,6 @@ class Hub:
         live.last = record
         return record
 
-    def _mel_message(self, live: _Live, frames: torch.Tensor) -> dict:
-        """``(F, mels)`` log-mel frames as 0..255 bytes, base64 (a few KB per second)."""
-        low, high = self._mel_range
-        scaled = ((frames.numpy() - low) * (255.0 / (high - low))).clip(0, 255).astype(np.uint8)
-        return {
-            "type": "mel",
-            "stream": live.spec.name,
-            "frames": int(scaled.shape[0]),
-            "bands": int(scaled.shape[1]),
-            "data": base64.b64encode(scaled.tobytes()).decode("ascii"),
-        }
-
     def _send(self, live: _Live, messages: list[dict]) -> None:
         if live.spec.spectrogram:
             live.sink.deliver(messages)
@@ -357,38 +342,11 @@ class Hub:
             watcher.deliver(messages)
 
     def _finish(self, live: _Live) -> None:
-        summary = self._summary(live)
+        summary = summarize(live, self.online.labels)
         self._send(live, [{"type": "end", "end": True, "stream": live.spec.name, "summary": summary}])
         if self.history is not None and live.session is not None:
             self.history.end_stream(live.session)
         self.metrics.streams_closed(live.spec.kind)
-
-    def _summary(self, live: _Live) -> dict:
-        latencies = sorted(live.latencies)
-        summary = {
-            "stream": live.spec.name,
-            "hops": live.hops,
-            "audio_s": round(live.audio_s, 4),
-            "reason": live.end_reason,
-            "label": None,
-            "confidence": None,
-            "top": [],
-            "latency_ms": {
-                "mean": round(sum(latencies) / len(latencies), 3) if latencies else 0.0,
-                "p95": round(p95(latencies), 3) if latencies else 0.0,
-                "max": round(latencies[-1], 3) if latencies else 0.0,
-            },
-        }
-        if live.prob_sum is not None:  # the mean probability over the predicted hops
-            mean = live.prob_sum / live.predicted
-            values, indices = mean.topk(min(live.spec.top_k, mean.numel()))
-            top = [(int(i), float(v)) for i, v in zip(indices, values)]
-            summary.update(
-                label=self.online.labels[top[0][0]],
-                confidence=round(top[0][1], 6),
-                top=top_list(top, self.online.labels),
-            )
-        return summary
 
     def _fail(self, batch: _Batch) -> None:
         ids = set(batch.blocks) | {s.id for s in batch.opens} | {s.id for s in batch.ends}
@@ -404,21 +362,3 @@ class Hub:
         if self._fingerprint is None:
             self._fingerprint = self.online.fingerprint()
         return self._fingerprint
-
-
-def _describe(live: _Live) -> dict:
-    spec, last = live.spec, live.last or {}
-    return {
-        "name": spec.name,
-        "kind": spec.kind,
-        "source": spec.source,
-        "sample_rate": spec.sample_rate,
-        "channels": spec.channels,
-        "started": round(live.started, 3),
-        "session": live.session,
-        "hops": live.hops,
-        "audio_s": round(live.audio_s, 3),
-        "label": last.get("label"),
-        "confidence": last.get("confidence"),
-        "time": last.get("time"),
-    }

@@ -9,6 +9,7 @@ JSON lines and CSV are written as they are read, so a history of millions of row
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime
 from enum import Enum
@@ -104,7 +105,7 @@ def _no_history(path: Path, default: bool) -> str:
     where = f"{path} (the default; $COAUDIO_HISTORY chooses another)" if default else str(path)
     return (
         f"no history yet: {where} does not exist; coaudio serve records one while it runs "
-        f"(coaudio serve CHECKPOINT --db {path})"
+        f"(coaudio serve CHECKPOINT --db {shlex.quote(str(path))})"
     )
 
 

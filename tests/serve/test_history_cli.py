@@ -343,3 +343,12 @@ def test_streams_tell_an_open_session_whose_server_died(tmp_path):
         line.split()[1]: line for line in table.splitlines() if line.split()[1:2] in (["live"], ["dead"])
     }
     assert " open " in lines["live"] and " gone " in lines["dead"] and " open " not in lines["dead"], table
+
+
+def test_the_suggested_serve_command_quotes_the_path_for_the_shell(tmp_path):
+    """A name with a space (and rich markup) is suggested quoted, so the command pastes whole."""
+    done = _coaudio("history", "h [bold]x.sqlite", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "h [bold]x.sqlite does not exist" in done.stderr
+    assert "(coaudio serve CHECKPOINT --db 'h [bold]x.sqlite')" in done.stderr, done.stderr
+    assert not (tmp_path / "h [bold]x.sqlite").exists()

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import threading
 
 import numpy as np
+import pytest
 
 from tests.online.helpers import LABELS
 from tests.serve import test_page as page
@@ -29,10 +31,12 @@ class Sender(threading.Thread):
     """A client that sends a tone under ``name`` at real time until ``stop`` is set (then ends the
     stream) or the server closes the connection (a server stopped is not an error here)."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, go: bool = True) -> None:
         super().__init__(daemon=True)
         self.url, self.name = url, name
-        self.stop, self.closed = threading.Event(), threading.Event()
+        self.stop, self.closed, self.go = threading.Event(), threading.Event(), threading.Event()
+        if go:
+            self.go.set()  # else: declared, and no audio until go is set
 
     def run(self) -> None:
         asyncio.run(self._send())
@@ -47,6 +51,7 @@ class Sender(threading.Thread):
             async with websockets.connect(self.url, max_size=None) as ws:
                 await ws.send(json.dumps(declaration))
                 reader = asyncio.create_task(_read_all(ws))
+                await asyncio.to_thread(self.go.wait, 60)
                 while not self.stop.is_set():
                     await ws.send(block)
                     await asyncio.sleep(0.1)
@@ -117,28 +122,70 @@ def test_a_held_click_watches_and_the_focus_follows_the_stream_to_ended(
         sender.join(30)
 
 
-def test_after_a_restart_the_page_watches_the_same_stream_again(browser, checkpoint, tmp_path, artifacts):
-    """The server stopped (Ctrl-C) while the page watched: the page says so (not "connection
-    lost"), and when a server is back on the address it watches the same stream again."""
+def test_a_press_held_while_the_first_label_appears_still_clicks(browser, checkpoint, tmp_path, artifacts):
+    """The entry of a stream with no hop yet has no label; the refresh that adds one must keep the
+    name the pointer is on."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    with (
+        running_server(checkpoint, "--no-db", cwd=tmp_path) as server,
+        evidence(browser, artifacts, "page-press"),
+    ):
+        sender = Sender(server.ws, "quiet", go=False)
+        sender.start()
+        browser.get(server.url)
+        wait(browser, 15, lambda d: listed(d, "quiet").endswith("0 hops"), "quiet is not listed")
+        name = browser.find_element(By.CSS_SELECTOR, ITEM.format("quiet") + " .stream-name")
+        ActionChains(browser).click_and_hold(name).perform()
+        sender.go.set()
+        labelled = ITEM.format("quiet") + " .stream-label"
+        wait(browser, 15, lambda d: d.find_elements(By.CSS_SELECTOR, labelled), "no label appeared")
+        ActionChains(browser).release().perform()
+        wait(browser, 10, lambda d: text(d, "status") == "watching quiet", "the held click did not watch")
+        sender.stop.set()
+        sender.join(30)
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_after_a_restart_the_page_watches_the_same_stream_again(
+    browser, checkpoint, tmp_path, artifacts, how
+):
+    """The server stopped (Ctrl-C) or killed while the page watched: the page says which (a stop is
+    no error, also while the list cannot be loaded), and once a server answers at the address
+    again it watches the same stream again (and the error of a lost connection goes)."""
+    from selenium.webdriver.common.by import By
+
     port = _free_port()
     first = running_server(checkpoint, "--no-db", cwd=tmp_path, port=port)
-    with first as server, evidence(browser, artifacts, "page-restart"):
+    with first as server, evidence(browser, artifacts, f"page-{how}"):
         sender = Sender(server.ws, "radio")
         sender.start()
         browser.get(server.url)
         wait(browser, 15, lambda d: "hop" in listed(d, "radio"), "radio is not listed")
         browser.execute_script(f"document.querySelector(`{ITEM.format('radio')}`).click();")
         wait(browser, 10, lambda d: len(timeline(d)) >= 3, "no hops while watching")
-        assert server.stop() == 130
+        assert server.stop(signal.SIGINT if how == "stopped" else signal.SIGKILL) in (130, -signal.SIGKILL)
         sender.join(30)
-    stopped = "the server stopped; watching radio again when it is back"
-    wait(browser, 10, lambda d: text(d, "status") == stopped, "the stop is not shown as a stop")
+    again = "watching radio again when it is back"
+    if how == "stopped":
+        wait(
+            browser, 10, lambda d: text(d, "status") == f"the server stopped; {again}", "not shown as a stop"
+        )
+    else:
+        wait(browser, 10, lambda d: text(d, "status") == "disconnected", "not shown as lost")
+        assert text(browser, "error-text") == f"the connection to the server was lost (code 1006); {again}"
+    failed = "could not load the streams"
+    wait(browser, 10, lambda d: text(d, "streams-updated") == failed, "the list was not refreshed")
+    error = browser.find_element(By.ID, "error")
+    assert error.is_displayed() == (how == "killed"), text(browser, "error-text")
 
     second = running_server(checkpoint, "--no-db", cwd=tmp_path, port=port)
-    with second as server, evidence(browser, artifacts, "page-restart-back"):
+    with second as server, evidence(browser, artifacts, f"page-{how}-back"):
         sender = Sender(server.ws, "radio")
         sender.start()
         wait(browser, 20, lambda d: text(d, "status") == "watching radio", "not watching radio again")
         wait(browser, 15, lambda d: len(timeline(d)) >= 3, "no hops after the restart")
+        assert not browser.find_element(By.ID, "error").is_displayed(), text(browser, "error-text")
         sender.stop.set()
         sender.join(30)

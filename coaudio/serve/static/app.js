@@ -85,11 +85,13 @@ function openSocket(session, first) {
 function onMessage(session, message) {
   switch (message.type) {
     case "ready":
+      session.opened = true;
       setLabels(message.labels);
       describeModel(message);
       setStatus("live", `streaming the microphone as ${message.stream}`);
       break;
     case "watching":
+      session.opened = true;
       setLabels(message.labels);
       describeModel(message);
       session.live = message.live;
@@ -142,24 +144,38 @@ function onClose(session, event) {
   if (session !== conn) return;
   conn = null;
   showControls();
+  closed(session, event);
   refreshStreams();
+}
+
+function closed(session, event) {  // what the status (and the error box) say of a closed connection
   if (session.errored) return;  // the server said why
+  const again = session.kind === "watch" ? `; watching ${session.name} again when it is back` : "";
   if (event.code === 1000 || session.closing) {
     setStatus("idle", session.kind === "mic" ? "microphone stream ended" : "idle");
-  } else if (event.code === 1001) {  // the server was stopped: after the last hops, not an error
-    serverStopped = { watch: session.kind === "watch" ? session.name : null, at: Date.now() };
-    setStatus("waiting", session.kind === "mic"
-      ? "the server stopped, and with it the microphone stream; waiting for the server"
-      : `the server stopped; watching ${session.name} again when it is back`);
   } else if (event.code === 1008 && event.reason) {
     showError(event.reason);
     setStatus("error", "refused");
+  } else if (event.code === 1001) {  // the server was stopped: after the last hops, not an error
+    awaitServer(session);
+    setStatus("waiting", session.kind === "mic"
+      ? "the server stopped, and with it the microphone stream; waiting for the server"
+      : `the server stopped${again}`);
+  } else if (session.opened) {  // it went away without a word (killed, or the network)
+    const error = `the connection to the server was lost (code ${event.code})${again}`;
+    showError(error);
+    awaitServer(session, error);
+    setStatus("error", "disconnected");
   } else {
     showError(server.token || event.code !== 1006
       ? `the connection to the server was lost (code ${event.code})`
       : "could not connect to the server's WebSocket (is it running? does it need ?token=...?)");
     setStatus("error", "disconnected");
   }
+}
+
+function awaitServer(session, error = null) {  // until a server answers again (see refreshStreams)
+  serverGone = { watch: session.kind === "watch" ? session.name : null, at: Date.now(), error };
 }
 
 function endConnection() {  // whatever runs now stops; its last messages are not shown
@@ -188,6 +204,7 @@ function showControls() {
 async function startMic() {
   clearError();
   endConnection();
+  serverGone = null;
   const session = { kind: "mic", name: "browser-" + randomId(4), pending: [] };
   conn = session;  // claimed now: a click elsewhere while the microphone opens supersedes it
   showControls();
@@ -262,7 +279,7 @@ function watch(name) {
   endConnection();
   const session = { kind: "watch", name, wasListedEnded: !listed.has(name) && endedListed.has(name) };
   conn = session;
-  serverStopped = null;
+  serverGone = null;
   resetView(name);
   // until its next hop: how far the stream is (not 0: it may be old), or how far it went if ended
   const entry = listed.get(name) || endedListed.get(name);
@@ -275,7 +292,7 @@ function watch(name) {
 // ---- the stream list ----------------------------------------------------------------------------
 
 let listError = null;
-let serverStopped = null;  // {watch: NAME or null} after the server closed with 1001 (it was stopped)
+let serverGone = null;  // after the server stopped or went away: {watch: NAME or null, at, error}
 
 async function refreshStreams() {
   let streams, sources, uptime;
@@ -285,6 +302,7 @@ async function refreshStreams() {
   } catch (err) {
     $("stream-list").replaceChildren();
     $("streams-updated").textContent = "could not load the streams";
+    if (serverGone) return;  // the status says so already: a stopped server is not a new error
     if (listError !== err.message) showError(err.message);
     listError = err.message;
     return;
@@ -293,9 +311,10 @@ async function refreshStreams() {
   listError = null;
   // a server started since the stop (not the old one, still answering while it drains): what was
   // watched is watched again
-  if (serverStopped && !conn && 1000 * uptime < Date.now() - serverStopped.at) {
-    const { watch: name } = serverStopped;
-    serverStopped = null;
+  if (serverGone && !conn && 1000 * uptime < Date.now() - serverGone.at) {
+    const { watch: name, error } = serverGone;
+    serverGone = null;
+    if (error && $("error-text").textContent === error) clearError();
     if (name) watch(name);
     else setStatus("idle", "idle");
   }

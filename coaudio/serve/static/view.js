@@ -45,8 +45,9 @@ export function syncList(list, items) {
   if (again && document.activeElement !== again) again.focus();
 }
 
-// `was` becomes like `item` where they differ: attributes set, text changed, and elements replaced
-// only where the structure differs. Handlers stay those of `was` (the same key: the same action).
+// `was` becomes like `item` where they differ: attributes set, text changed, a child added or
+// removed at the end (a label that appears), and an element replaced only where another kind of
+// node stands in its place. Handlers stay those of `was` (the same key: the same action).
 export function morph(was, item) {
   if (was.nodeType === Node.TEXT_NODE) {
     if (was.nodeValue !== item.nodeValue) was.nodeValue = item.nodeValue;
@@ -54,9 +55,13 @@ export function morph(was, item) {
   }
   syncAttributes(was, item);
   const [olds, news] = [[...was.childNodes], [...item.childNodes]];
-  const same = olds.length === news.length && olds.every((o, i) => o.nodeType === news[i].nodeType && o.nodeName === news[i].nodeName);
-  if (same) olds.forEach((o, i) => morph(o, news[i]));
-  else was.replaceChildren(...news);
+  news.forEach((fresh, i) => {
+    const old = olds[i];
+    if (!old) was.append(fresh);
+    else if (old.nodeType === fresh.nodeType && old.nodeName === fresh.nodeName) morph(old, fresh);
+    else old.replaceWith(fresh);
+  });
+  for (const extra of olds.slice(news.length)) extra.remove();
 }
 
 function syncAttributes(was, item) {

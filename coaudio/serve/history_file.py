@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from coaudio.serve.history_recovery import close_orphans
@@ -33,6 +35,8 @@ APPLICATION_ID = 0x636F4148  # "coAH" in the SQLite header: this file is a coaud
 SCHEMA_VERSION = 2
 SQLITE_NOTADB = 26  # the error code of "file is not a database"
 SQLITE_READONLY = 8  # "attempt to write a readonly database" (the primary code of its variants)
+SQLITE_CANTOPEN = 14  # "unable to open database file" (the file, or its -journal, -wal or -shm)
+COMPANIONS = ("-wal", "-shm")  # the files SQLite keeps beside a WAL database
 BUSY_TIMEOUT_MS = 5000  # another process's write transaction: wait this long before giving up
 
 SESSIONS = """
@@ -157,7 +161,9 @@ def session_columns(conn: sqlite3.Connection, columns: list[str]) -> str:
 
 def open_for_writing(path: Path) -> sqlite3.Connection:
     """Create the folders and the file if needed, check that it is ours, bring an older schema
-    up to date, and close the sessions of servers that died (history_recovery)."""
+    up to date, and close the sessions of servers that died (history_recovery).
+
+    A refusal leaves no ``-wal``/``-shm`` files that this call made: see :func:`_remove_made`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -166,8 +172,10 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
         ) from None
     if path.is_dir():
         raise HistoryError(f"{path} is a folder, not a history file")
-    conn = connect(path, readonly=False)
+    absent = [suffix for suffix in COMPANIONS if not os.path.lexists(f"{path.resolve()}{suffix}")]
+    conn = None
     try:
+        conn = connect(path, readonly=False)
         version = schema_version(conn, path)
         if version == 0:
             create(conn)
@@ -177,13 +185,58 @@ def open_for_writing(path: Path) -> sqlite3.Connection:
         if version and upgrade(conn, version):
             log.info("upgraded the history %s from schema %d", path, version)
         close_orphans(conn)
-    except sqlite3.Error as exc:
-        conn.close()
-        raise HistoryError(f"cannot write the history {path}: {exc}{_why_read_only(path, exc)}") from None
-    except HistoryError:
-        conn.close()
-        raise
+    except (sqlite3.Error, HistoryError) as exc:
+        if conn is not None:
+            conn.close()
+        _remove_made(path, absent)
+        if isinstance(exc, HistoryError):
+            raise
+        raise HistoryError(f"cannot write the history {path}: {exc}{_why(path, exc)}") from None
     return conn
+
+
+def _remove_made(path: Path, absent: list[str]) -> None:
+    """Remove the ``-wal`` and ``-shm`` files (of ``absent``, those missing before) that a
+    refused open made. SQLite makes them as it opens a WAL file, and removes them when its last
+    connection closes, but not a connection that it opened read-only (a file it may not write):
+    such a refusal would leave an empty ``-wal`` and a ``-shm`` behind.
+
+    Only when that is safe: the ``-wal`` holds no frames (no commit can be lost), and no
+    connection uses the ``-shm`` (each holds a lock on it while open, see :func:`_locked`),
+    such as a server or reader that opened the file meanwhile. Files that existed before are
+    never touched."""
+    base = str(path.resolve())
+    made = [suffix for suffix in absent if os.path.lexists(base + suffix)]
+    if not made:
+        return
+    wal, shm = base + "-wal", base + "-shm"
+    try:
+        if (os.path.exists(wal) and os.path.getsize(wal) > 0) or (os.path.exists(shm) and _locked(shm)):
+            return
+    except OSError as exc:
+        log.debug("leaving %s's -wal/-shm files: %s", path, exc)
+        return
+    for suffix in made:
+        try:
+            os.unlink(base + suffix)
+        except OSError as exc:
+            log.debug("cannot remove %s%s: %s", path, suffix, exc)
+
+
+def _locked(file: str) -> bool:
+    """Whether any process holds a lock on ``file``, from ``/proc/locks`` (Linux), which
+    names no file: read without opening it, because closing a file descriptor would drop the
+    locks that this process's SQLite connections hold on it. False where there is no
+    ``/proc/locks``: the empty ``-wal`` is the only test there."""
+    inode = os.stat(file).st_ino
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            return any(m and int(m[1]) == inode for m in map(_LOCKED_INODE.search, locks))
+    except OSError:
+        return False
+
+
+_LOCKED_INODE = re.compile(r" [0-9a-f]+:[0-9a-f]+:([0-9]+) ")  # major:minor:inode in /proc/locks
 
 
 def _prove_writable(conn: sqlite3.Connection, version: int) -> None:
@@ -199,15 +252,44 @@ def _prove_writable(conn: sqlite3.Connection, version: int) -> None:
         raise
 
 
-def _why_read_only(path: Path, exc: sqlite3.Error) -> str:
+def _why(path: Path, exc: sqlite3.Error) -> str:
+    """The system's reason for SQLite's error, as " (...)" to end a message; "" if none."""
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    if code == SQLITE_READONLY:
+        return _why_read_only(path)
+    if code == SQLITE_CANTOPEN:
+        return _why_cannot_open(path)
+    return ""
+
+
+def _why_read_only(path: Path) -> str:
     """For SQLite's "attempt to write a readonly database": the system's reason, e.g.
     " (opening it for writing: Operation not permitted)" for a file made immutable."""
-    if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF != SQLITE_READONLY:
-        return ""
     try:
         os.close(os.open(path, os.O_RDWR))
     except OSError as error:
         return f" (opening it for writing: {error.strerror})"
+    return ""
+
+
+def _why_cannot_open(path: Path) -> str:
+    """For SQLite's "unable to open database file": a folder that cannot be written (``chattr
+    +i``, a read-only mount, its mode), where SQLite cannot make the file, or the ``-wal`` and
+    ``-shm`` files it keeps beside it. The system's words come from trying to create a file
+    there (removed at once), as SQLite does not pass them on."""
+    folder = path.resolve().parent
+    if not folder.is_dir() or os.access(folder, os.W_OK | os.X_OK):
+        return ""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".probe", dir=folder)
+    except OSError as error:
+        if path.exists():
+            needs = "SQLite keeps its -wal and -shm files beside the database"
+        else:
+            needs = "the file cannot be created there"
+        return f" (the folder {folder} is not writable: {error.strerror}; {needs})"
+    os.close(fd)
+    os.unlink(probe)
     return ""
 
 
@@ -216,6 +298,7 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     holds it alone. ``readonly`` never creates the file, never writes it (``query_only``) and
     leaves no ``-wal``/``-shm`` files behind where there were none: see :func:`_reader_uri`."""
     uri = _reader_uri(path) if readonly else f"{path.resolve().as_uri()}?mode=rwc"
+    conn = None
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -224,9 +307,11 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         else:
             conn.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: commits survive a crash of the process
     except sqlite3.Error as exc:
+        if conn is not None:  # closed now, not when collected: it may hold the file open
+            conn.close()
         if getattr(exc, "sqlite_errorcode", None) == SQLITE_NOTADB:
             raise _not_sqlite(path, exc) from None
-        raise HistoryError(f"cannot open the history {path}: {exc}") from None
+        raise HistoryError(f"cannot open the history {path}: {exc}{_why(path, exc)}") from None
     return conn
 
 

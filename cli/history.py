@@ -148,7 +148,8 @@ def _rows_table(rows: list[dict]) -> None:
         for r in rows
     ]
     header = ("time", "stream", "hop", "at s", "label", "conf", "next")
-    _fitted_table(header, cells, caps=(14, 12, 8, 9, 14, 4), right=("hop", "at s", "conf"))
+    caps = (14, 12, 8, 9, 14, 4)
+    _fitted_table(header, cells, caps, right=("hop", "at s", "conf"), spare=("at s", "hop", "stream"))
 
 
 def _print_streams(sessions: list[dict], fmt: Format) -> None:
@@ -190,7 +191,8 @@ def _streams_table(sessions: list[dict]) -> None:
         for s in sessions
     ]
     header = ("id", "name", "started", "ended", "hops", "last label", "source")  # kind: in JSON and CSV
-    _fitted_table(header, cells, caps=(6, 12, 14, 20, 8, 12), right=("id", "hops"))
+    caps = (6, 12, 14, 20, 8, 12)
+    _fitted_table(header, cells, caps, right=("id", "hops"), spare=("id", "last label", "hops", "started"))
 
 
 def _ended(session: dict) -> str:
@@ -204,17 +206,37 @@ def _ended(session: dict) -> str:
     return f"{when} crash" if session.get("ended_by") == "crash" else when
 
 
-def _fitted_table(header: tuple, cells: list[tuple], caps: tuple, right: tuple = ()) -> None:
+def _fitted_table(
+    header: tuple, cells: list[tuple], caps: tuple, right: tuple = (), spare: tuple = ()
+) -> None:
     """A table of ``cells`` as wide as the console at most: the fixed columns as wide as their
-    widest cell up to ``caps``, the last (flexible) column whatever is left."""
+    widest cell up to ``caps``, the last (flexible) column whatever is left. Where even the fixed
+    columns do not fit (a narrow terminal), those of ``spare`` are left out in that order rather
+    than every cell cut, and a caption says so."""
     console = out_console()
-    widths = [min(cap, _widest(header, cells, i)) for i, cap in enumerate(caps)]
-    flex = console.width - sum(widths) - GAP * len(widths)
-    if flex < FLEX_MIN:
-        header, cells = header[:-1], [row[:-1] for row in cells]
-    else:
-        widths.append(min(flex, _widest(header, cells, len(widths))))
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    shown = list(range(len(caps)))
+    widths = {i: min(cap, _widest(header, cells, i)) for i, cap in enumerate(caps)}
+
+    def fixed() -> int:  # the shown fixed columns with the gaps between them
+        return sum(widths[i] for i in shown) + GAP * (len(shown) - 1)
+
+    for name in spare:
+        if fixed() <= console.width:
+            break
+        shown.remove(header.index(name))
+    flex = console.width - fixed() - GAP
+    if flex >= FLEX_MIN:
+        widths[len(caps)] = min(flex, _widest(header, cells, len(caps)))
+        shown.append(len(caps))
+    left_out = [name for i, name in enumerate(header) if i not in shown]
+    caption = None
+    if set(left_out) & set(spare):  # (the flexible column alone goes silently, as at 80 columns)
+        caption = f"left out at this width: {', '.join(left_out)} (--format csv or jsonl has every field)"
+    header, cells = [header[i] for i in shown], [[row[i] for i in shown] for row in cells]
+    widths = [widths[i] for i in shown]
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=caption, caption_justify="left"
+    )
     for name, width in zip(header, widths):
         justify = "right" if name in right else "left"
         table.add_column(name, width=width, no_wrap=True, overflow="ellipsis", justify=justify)

@@ -193,6 +193,24 @@ def test_tables_fit_80_columns(long_db, tmp_path, args):
         assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", first)
 
 
+@pytest.mark.parametrize(
+    "args,left_out",
+    [([], "stream, hop, at s, next"), (["--streams"], "id, hops, last label, source")],
+)
+def test_a_narrow_terminal_leaves_columns_out_instead_of_cutting_numbers(long_db, tmp_path, args, left_out):
+    """At 40 columns (the narrowest console) the fixed columns do not all fit: the least needed
+    are left out, named in a caption, and what is shown is whole (times, labels, confidences)."""
+    lines = _on_a_terminal([long_db, *args], tmp_path, 40).splitlines()
+    assert lines and max(len(line) for line in lines) <= 40, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "left out at this width: " + left_out in " ".join(text.split()), text
+    if args:
+        assert "kitchen" in text and "open" in text
+    else:
+        (first, *_) = [line for line in lines if "0.45" in line]
+        assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d ", first) and "electronic da…" in first, first
+
+
 @pytest.mark.parametrize("args", [[], ["--streams"]])
 def test_a_table_into_a_file_is_never_folded_at_an_exported_width(long_db, tmp_path, args):
     """Written to a file, a table is 200 columns wide whatever COLUMNS says: shells, editors and

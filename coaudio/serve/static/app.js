@@ -5,8 +5,8 @@
 
 import { openMicrophone } from "./mic.js";
 import {
-  $, clearError, colorOf, count, describeModel, el, onEnd, onHop, pct, resetView, seconds, setLabels,
-  morph, setStatus, showError, showProgress, sourceItem, spectrogram, syncList,
+  $, clearError, count, describeModel, el, listItem, morph, onEnd, onHop, resetView, setLabels,
+  setStatus, showError, showProgress, sourceItem, spectrogram, syncList,
 } from "./view.js";
 
 const REFRESH_MS = 3000;  // how often the stream list is fetched again
@@ -366,44 +366,14 @@ function renderStreams(streams, sources) {
   showControls();
 }
 
-function streamItem(s, live) {
-  const own = conn && conn.kind === "mic" && conn.name === s.name;
-  const item = keyed(`${live ? "live" : "ended"}:${s.name}`, el("li", "stream-item" + (live ? "" : " ended")));
-  const button = el("button", "stream");
-  button.type = "button";
-  button.dataset.name = s.name;
-  button.setAttribute("aria-label", own ? `${s.name}: this page's microphone` : `Watch ${s.name}`);
-  button.disabled = Boolean(own);
-  const head = el("span", "stream-head");
-  head.append(el("span", "stream-name", s.name));
-  if (s.label != null) {
-    const label = el("span", "stream-label", s.confidence == null ? s.label : `${s.label} ${pct(s.confidence)}`);
-    label.style.setProperty("--label-color", colorOf(s.label));
-    head.append(label);
-  }
-  const rate = s.sample_rate ? `${(s.sample_rate / 1000).toFixed(s.sample_rate % 1000 ? 1 : 0)} kHz` : "";
-  const facts = own ? ["this page's microphone"] : [s.kind, s.source].filter(Boolean);
-  const hops = count(s.hops || 0, "hop");
-  facts.push(rate, ...(live ? [seconds(s.audio_s || 0), hops] : [hops, ended(s)]));
-  // each fact stays on one line ("80 hops", not "80" and "hops" on two) where the panel is narrow
-  const meta = facts.filter(Boolean).map((f) => f.replaceAll(" ", "\u00a0")).join(" · ");
-  button.append(head, el("span", "stream-meta", meta));
-  button.addEventListener("click", () => watch(s.name));
-  item.append(button);
-  return item;
-}
-
 function keyed(key, item) {
   item.dataset.key = key;
   return item;
 }
 
-function ended(s) {
-  const how = s.ended_by === "crash" ? " (server crashed)" : "";  // its last hop is when it stopped
-  if (!s.ended) return "ended" + how;
-  const at = new Date(1000 * s.ended);
-  const today = at.toDateString() === new Date().toDateString();
-  return "ended " + (today ? at.toLocaleTimeString() : at.toLocaleString()) + how;
+function streamItem(s, live) {  // own: the entry of this page's microphone stream (not clickable)
+  const own = Boolean(conn && conn.kind === "mic" && conn.name === s.name);
+  return keyed(`${live ? "live" : "ended"}:${s.name}`, listItem(s, live, own, () => watch(s.name)));
 }
 
 // ---- start --------------------------------------------------------------------------------------

@@ -229,6 +229,41 @@ export function onEnd(message) {
 // A pulled source (--source) that is not streaming, from /health: what it reads and why it is down.
 const SOURCE_STATES = { connecting: "connecting", backing_off: "down", failed: "failed", stopped: "stopped" };
 
+// A stream's entry in the list: its name, newest label, and facts; a click calls onClick.
+export function listItem(s, live, own, onClick) {
+  const item = el("li", "stream-item" + (live ? "" : " ended"));
+  const button = el("button", "stream");
+  button.type = "button";
+  button.dataset.name = s.name;
+  button.setAttribute("aria-label", own ? `${s.name}: this page's microphone` : `Watch ${s.name}`);
+  button.disabled = Boolean(own);
+  const head = el("span", "stream-head");
+  head.append(el("span", "stream-name", s.name));
+  if (s.label != null) {
+    const label = el("span", "stream-label", s.confidence == null ? s.label : `${s.label} ${pct(s.confidence)}`);
+    label.style.setProperty("--label-color", colorOf(s.label));
+    head.append(label);
+  }
+  const rate = s.sample_rate ? `${(s.sample_rate / 1000).toFixed(s.sample_rate % 1000 ? 1 : 0)} kHz` : "";
+  const facts = own ? ["this page's microphone"] : [s.kind, s.source].filter(Boolean);
+  const hops = count(s.hops || 0, "hop");
+  facts.push(rate, ...(live ? [seconds(s.audio_s || 0), hops] : [hops, endedAt(s)]));
+  // each fact stays on one line ("80 hops", not "80" and "hops" on two) where the panel is narrow
+  const meta = facts.filter(Boolean).map((f) => f.replaceAll(" ", "\u00a0")).join(" · ");
+  button.append(head, el("span", "stream-meta", meta));
+  button.addEventListener("click", onClick);
+  item.append(button);
+  return item;
+}
+
+function endedAt(s) {
+  const how = s.ended_by === "crash" ? " (server crashed)" : "";  // its last hop is when it stopped
+  if (!s.ended) return "ended" + how;
+  const at = new Date(1000 * s.ended);
+  const today = at.toDateString() === new Date().toDateString();
+  return "ended " + (today ? at.toLocaleTimeString() : at.toLocaleString()) + how;
+}
+
 export function sourceItem(name, s, onClick) {
   const item = el("li", "stream-item down");
   item.dataset.key = `down:${name}`;

@@ -7,7 +7,6 @@ error message."""
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import soundfile
 from coaudio.serve.history import History
 from tests.online.helpers import make_checkpoint, tone_mix
 from tests.serve.history_writer import record
+from tests.terminal import on_a_terminal
 
 # long enough that an 80-column table must fold them; brackets are text, not markup
 NAMES = ["x [bold]y.wav", "a[red]c.wav", "an-unusually-long-file-name-for-a-song-of-the-drone-genre.wav"]
@@ -41,34 +41,6 @@ def _paths(library: Path) -> list[str]:
     return sorted(str(p) for p in (library / "music").rglob("*.wav"))
 
 
-def _on_a_terminal(args, cwd: Path, columns: str | None) -> tuple[int, str, str]:
-    """``coaudio ARGS`` with a pseudo-terminal as stdout: (status, stdout, stderr)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    leader, follower = pty.openpty()
-    with subprocess.Popen(
-        [sys.executable, "-m", "coaudio", *map(str, args)],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env=env | ({"COLUMNS": columns} if columns is not None else {}),
-    ) as process:
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the other end closed (Linux says EIO)
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        err = process.stderr.read().decode()
-        status = process.wait(timeout=120)
-    os.close(leader)
-    out = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", b"".join(chunks).decode()).replace("\r\n", "\n")
-    return status, out, err
-
-
 def _classify(library: Path, *args) -> list:
     return ["classify", library / "model.safetensors", library / "music", "--jobs", 1, "-q",
             "--journal", library / "journal", *args]  # fmt: skip
@@ -83,7 +55,7 @@ def _column(lines: list[str], header: str, name: str, after: str | None) -> str:
 
 
 def test_a_classify_table_fits_80_columns_with_numbers_and_paths_whole(library, tmp_path):
-    status, out, err = _on_a_terminal(_classify(library), tmp_path, "80")
+    status, out, err = on_a_terminal(_classify(library), tmp_path, "80")
     assert status == 1, err  # broken.wav
     lines = out.splitlines()
     assert lines and max(len(line) for line in lines) <= 80, out
@@ -106,7 +78,7 @@ def test_a_classify_table_fits_80_columns_with_numbers_and_paths_whole(library, 
 def test_a_wider_terminal_shows_the_top_classes_and_the_error(library, tmp_path):
     folder = next(p.parent for p in (library / "music").rglob("*.wav"))
     args = ["classify", library / "model.safetensors", ".", "--top-k", 2, "-q", "--journal", tmp_path / "j"]
-    status, out, err = _on_a_terminal(args, folder, "200")  # short paths: x [bold]y.wav
+    status, out, err = on_a_terminal(args, folder, "200")  # short paths: x [bold]y.wav
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 200, out
     header, _, *body = lines
@@ -138,7 +110,7 @@ def test_a_table_into_a_file_or_pipe_is_200_wide_whatever_columns_says(library, 
 
 @pytest.mark.parametrize("columns", ["0", "10"])
 def test_a_classify_table_keeps_its_rows_at_a_nonsensical_width(library, tmp_path, columns):
-    status, out, err = _on_a_terminal(_classify(library), tmp_path, columns)
+    status, out, err = on_a_terminal(_classify(library), tmp_path, columns)
     assert status == 1 and "internal error" not in err, err
     assert out.count(" ok ") == len(NAMES), out
     assert "3 of 4 files classified" in err
@@ -156,11 +128,11 @@ def history(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("columns", ["0", "1", "5", "10"])
 def test_a_history_table_keeps_its_rows_at_a_nonsensical_width(history, tmp_path, columns):
-    status, out, err = _on_a_terminal(["history", history, "--format", "table"], tmp_path, columns)
+    status, out, err = on_a_terminal(["history", history, "--format", "table"], tmp_path, columns)
     assert status == 0, err
     rows = [line for line in out.splitlines() if re.match(r"\d\d-\d\d \d\d:\d\d:\d\d ", line)]
     assert len(rows) == 3, out  # (at 40 columns the stream is left out: the caption says so)
-    streams = _on_a_terminal(["history", history, "--streams", "--format", "table"], tmp_path, columns)
+    streams = on_a_terminal(["history", history, "--streams", "--format", "table"], tmp_path, columns)
     assert streams[0] == 0 and "kit" in streams[1], streams
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import pty
 import re
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 
 from coaudio.serve.history import History
 from tests.serve.history_writer import record
+from tests.terminal import on_a_terminal
 
 WRITER = Path(__file__).with_name("history_writer.py")
 NOW = time.time()
@@ -135,27 +135,9 @@ def test_streams_take_limit_since_and_until(db, tmp_path, args, want):
 
 def _on_a_terminal(args, cwd: Path, columns: int) -> str:
     """``coaudio history ARGS`` with a real pseudo-terminal as stdout, as a user's shell has."""
-    leader, follower = pty.openpty()
-    with subprocess.Popen(
-        [sys.executable, "-m", "coaudio", "history", *map(str, args)],
-        stdout=follower,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": str(columns)},
-    ) as process:
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the other end closed (Linux says EIO)
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        assert process.wait(timeout=60) == 0
-    os.close(leader)
-    return re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())  # without the bold of the header
+    status, out, err = on_a_terminal(["history", *args], cwd, columns)
+    assert status == 0, err
+    return out
 
 
 def test_a_table_on_a_terminal(db, tmp_path):

@@ -144,9 +144,12 @@ def upgrade(conn: sqlite3.Connection, version: int) -> bool:
     return True
 
 
-def _script(conn: sqlite3.Connection, sql: str) -> None:
+def _script(conn: sqlite3.Connection, sql: str, version: int = SCHEMA_VERSION) -> None:
+    """``sql`` (may be empty) and the schema version set to ``version``, in one write
+    transaction: all of it, or (rolled back) none."""
+    statements = f"{sql}; " if sql else ""
     try:
-        conn.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        conn.executescript(f"BEGIN IMMEDIATE; {statements}PRAGMA user_version = {version}; COMMIT;")
     except sqlite3.Error:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
@@ -244,12 +247,7 @@ def _prove_writable(conn: sqlite3.Connection, version: int) -> None:
     cannot be written. SQLite opens a file it may not write (``chattr +i``, a read-only mount,
     mode 444 for anyone but root) read-only without a word, and ``BEGIN IMMEDIATE`` succeeds on
     such a connection: only a write tells."""
-    try:
-        conn.executescript(f"BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT;")
-    except sqlite3.Error:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    _script(conn, "", version)
 
 
 def _why(path: Path, exc: sqlite3.Error) -> str:
